@@ -1,0 +1,1 @@
+"""The cleancache frontend and its backends."""

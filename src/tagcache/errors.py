@@ -1,0 +1,19 @@
+"""User-facing errors: each carries one line naming what is wrong and where.
+
+The CLI turns any :class:`TagcacheError` into that line on stderr and exit status 2;
+the library raises them and never prints.
+"""
+
+from __future__ import annotations
+
+
+class TagcacheError(Exception):
+    """Base of every error caused by user input (scenario, option, trace)."""
+
+
+class LayoutError(TagcacheError):
+    """A machine layout breaks a rule of the arm,mte-tag-storage binding."""
+
+
+class ScenarioError(TagcacheError):
+    """A scenario file or option has a bad key or value."""

@@ -1,0 +1,259 @@
+"""Physical memory layout: DRAM banks and MTE tag-storage regions.
+
+Each tag region is described as the devicetree binding ``arm,mte-tag-storage`` does under
+reserved-memory (arm64 dynamic tag storage RFC, 2023-2024)::
+
+    tags0: tag-storage@8f8000000 {
+        compatible = "arm,mte-tag-storage";
+        reg = <0x08 0xf8000000 0x00 0x4000000>;   // tag storage: 64 MiB
+        block-size = <0x1000>;                    // 4 KiB
+        tagged-memory = <&memory0>;               // the 2 GiB it serves
+    };
+
+MTE keeps 4 bits per 16-byte granule, so one 4 KiB tag page holds the tags of 32 data pages
+(128 KiB); a region's tag range is exactly 1/32 of its tagged range::
+
+      tagged range  S ........................................ S + 32*N pages
+                    |<- 32 data pages ->|<- 32 data pages ->|
+      tag range     T [tag page 0]      [tag page 1]  ...    T + N pages
+
+    data PFN p  ->  tag page  T + (p - S) // 32
+                ->  tag block (allocation unit): that page rounded down to
+                    lcm(PAGE_SIZE, block-size) / PAGE_SIZE tag pages
+
+``block-size`` is the smallest amount of tag storage whose tags cover one contiguous data range
+(memory controllers interleave), so tag storage is reserved in tag blocks, never in single pages.
+
+All tag pages of all regions get one global index, the *tag-page index*; blocks likewise get a
+*tag-block index*. Per-tag-page state elsewhere is an array over this index.
+
+Simplification: every DRAM byte outside tag storage is ordinary data memory; data memory that
+no region covers can hold untagged data only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tagcache.errors import LayoutError
+from tagcache.units import PAGE_SHIFT, PAGE_SIZE, format_bytes
+
+MAX_TAG_REGIONS = 32
+TAG_RATIO = 32  # data pages per tag page: 4 KiB of data needs 128 bytes of tags
+
+
+@dataclass(frozen=True)
+class TagRegion:
+    """One ``arm,mte-tag-storage`` node: byte addresses and sizes as in the devicetree."""
+
+    name: str
+    tag_base: int
+    tag_size: int
+    block_size: int
+    tagged_base: int
+    tagged_size: int
+
+    @property
+    def unit_pages(self) -> int:
+        """Tag pages per tag block: lcm(PAGE_SIZE, block-size) / PAGE_SIZE."""
+        return math.lcm(PAGE_SIZE, self.block_size) // PAGE_SIZE
+
+    @property
+    def tag_pages(self) -> int:
+        return self.tag_size >> PAGE_SHIFT
+
+    @property
+    def tag_pfn(self) -> int:
+        return self.tag_base >> PAGE_SHIFT
+
+    @property
+    def tagged_pfn(self) -> int:
+        return self.tagged_base >> PAGE_SHIFT
+
+    @property
+    def tagged_pages(self) -> int:
+        return self.tagged_size >> PAGE_SHIFT
+
+
+def _overlap(a0: int, a1: int, b0: int, b1: int) -> bool:
+    return a0 < b1 and b0 < a1
+
+
+def _rng(base: int, size: int) -> str:
+    return f"[{base:#x}, {base + size:#x})"
+
+
+@dataclass
+class MachineLayout:
+    """DRAM banks plus up to 32 tag regions, validated on construction.
+
+    Precomputes, for every PFN in the DRAM span, its tag-block index (-1 when the PFN cannot
+    be tagged) and whether it is a tag-storage page, so the hot paths only index arrays.
+    """
+
+    dram: list[tuple[int, int]]
+    regions: list[TagRegion]
+    pfn_base: int = field(init=False)
+    nr_pfns: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._validate()
+        lo = min(b for b, _ in self.dram) >> PAGE_SHIFT
+        hi = max(b + s for b, s in self.dram) >> PAGE_SHIFT
+        self.pfn_base, self.nr_pfns = lo, hi - lo
+        self.present = np.zeros(self.nr_pfns, dtype=bool)
+        for base, size in self.dram:
+            self.present[(base >> PAGE_SHIFT) - lo:((base + size) >> PAGE_SHIFT) - lo] = True
+        # Global tag-page and tag-block numbering, region by region.
+        self.region_tag_page0: list[int] = []
+        self.region_block0: list[int] = []
+        tp = blk = 0
+        for r in self.regions:
+            self.region_tag_page0.append(tp)
+            self.region_block0.append(blk)
+            tp += r.tag_pages
+            blk += r.tag_pages // r.unit_pages
+        self.nr_tag_pages, self.nr_tag_blocks = tp, blk
+        self.is_tag_storage = np.zeros(self.nr_pfns, dtype=bool)
+        self.pfn_to_block = np.full(self.nr_pfns, -1, dtype=np.int32)
+        # Per tag page: its block and its PFN; per block: its first tag page and page count.
+        self.tag_page_block = np.empty(tp, dtype=np.int32)
+        self.tag_page_pfn = np.empty(tp, dtype=np.int64)
+        self.block_first_tag_page = np.empty(blk, dtype=np.int32)
+        self.block_tag_pages = np.empty(blk, dtype=np.int32)
+        for r, tp0, b0 in zip(self.regions, self.region_tag_page0, self.region_block0, strict=True):
+            t0 = r.tag_pfn - lo
+            self.is_tag_storage[t0:t0 + r.tag_pages] = True
+            pages = np.arange(r.tagged_pages, dtype=np.int64)
+            s0 = r.tagged_pfn - lo
+            self.pfn_to_block[s0:s0 + r.tagged_pages] = b0 + (pages // TAG_RATIO) // r.unit_pages
+            idx = np.arange(r.tag_pages, dtype=np.int64)
+            self.tag_page_block[tp0:tp0 + r.tag_pages] = b0 + idx // r.unit_pages
+            self.tag_page_pfn[tp0:tp0 + r.tag_pages] = r.tag_pfn + idx
+            nb = r.tag_pages // r.unit_pages
+            self.block_first_tag_page[b0:b0 + nb] = tp0 + np.arange(nb) * r.unit_pages
+            self.block_tag_pages[b0:b0 + nb] = r.unit_pages
+        self.data_pfn_mask = self.present & ~self.is_tag_storage
+        self.taggable_mask = self.pfn_to_block >= 0
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def data_pages(self) -> int:
+        """Pages usable for data (DRAM minus tag storage)."""
+        return int(self.data_pfn_mask.sum())
+
+    @property
+    def tag_storage_bytes(self) -> int:
+        return self.nr_tag_pages * PAGE_SIZE
+
+    def tag_block_of_pfn(self, pfn: int | np.ndarray) -> int | np.ndarray:
+        """Tag block holding the tags of data PFN(s); -1 if the PFN cannot be tagged."""
+        return self.pfn_to_block[np.asarray(pfn) - self.pfn_base]
+
+    def tag_page_of_pfn(self, pfn: int) -> int:
+        """Tag-page index holding the tags of one data PFN (the unrounded mapping)."""
+        for r, tp0 in zip(self.regions, self.region_tag_page0, strict=True):
+            if r.tagged_pfn <= pfn < r.tagged_pfn + r.tagged_pages:
+                return tp0 + (pfn - r.tagged_pfn) // TAG_RATIO
+        raise ValueError(f"PFN {pfn:#x} is not in any tagged-memory range")
+
+    def describe(self) -> str:
+        parts = [f"DRAM {format_bytes(sum(s for _, s in self.dram))}"]
+        for r in self.regions:
+            parts.append(
+                f"{r.name}: tags {_rng(r.tag_base, r.tag_size)} ({format_bytes(r.tag_size)}, "
+                f"block {format_bytes(r.block_size)}) for {_rng(r.tagged_base, r.tagged_size)}"
+            )
+        return "; ".join(parts)
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        if not self.dram:
+            raise LayoutError("layout: no DRAM bank given")
+        for i, (base, size) in enumerate(self.dram):
+            if size <= 0 or base % PAGE_SIZE or size % PAGE_SIZE:
+                raise LayoutError(
+                    f"dram[{i}] {_rng(base, size)}: base and size must be non-zero multiples "
+                    f"of 4 KiB"
+                )
+            for j, (b2, s2) in enumerate(self.dram[:i]):
+                if _overlap(base, base + size, b2, b2 + s2):
+                    raise LayoutError(f"dram[{i}] {_rng(base, size)} overlaps dram[{j}]")
+        if len(self.regions) > MAX_TAG_REGIONS:
+            raise LayoutError(
+                f"layout has {len(self.regions)} tag regions; at most {MAX_TAG_REGIONS} allowed"
+            )
+
+        def in_dram(base: int, size: int) -> bool:
+            return any(b <= base and base + size <= b + s for b, s in self.dram)
+
+        for r in self.regions:
+            where = f"tag region {r.name!r}"
+            if r.block_size <= 0 or r.block_size % PAGE_SIZE:
+                raise LayoutError(
+                    f"{where}: block-size {r.block_size:#x} is not a multiple of 4 KiB"
+                )
+            if r.tag_size <= 0 or r.tagged_size <= 0:
+                raise LayoutError(f"{where}: reg and tagged-memory sizes must be non-zero")
+            if r.tag_size * TAG_RATIO != r.tagged_size:
+                raise LayoutError(
+                    f"{where}: tag storage {format_bytes(r.tag_size)} is not exactly 1/32 of "
+                    f"tagged memory {format_bytes(r.tagged_size)} (needs "
+                    f"{format_bytes(r.tagged_size / TAG_RATIO)})"
+                )
+            unit = r.unit_pages * PAGE_SIZE
+            if r.tag_base % unit or r.tag_size % unit:
+                raise LayoutError(
+                    f"{where}: reg {_rng(r.tag_base, r.tag_size)} is not aligned to its "
+                    f"allocation unit lcm(4 KiB, block-size) = {format_bytes(unit)}"
+                )
+            if r.tagged_base % PAGE_SIZE:
+                raise LayoutError(
+                    f"{where}: tagged-memory base {r.tagged_base:#x} is not 4 KiB aligned"
+                )
+            if not in_dram(r.tag_base, r.tag_size):
+                raise LayoutError(f"{where}: reg {_rng(r.tag_base, r.tag_size)} is not in DRAM")
+            if not in_dram(r.tagged_base, r.tagged_size):
+                raise LayoutError(
+                    f"{where}: tagged-memory {_rng(r.tagged_base, r.tagged_size)} is not in DRAM"
+                )
+        for i, r in enumerate(self.regions):
+            for q in self.regions:
+                if _overlap(r.tag_base, r.tag_base + r.tag_size,
+                            q.tagged_base, q.tagged_base + q.tagged_size):
+                    raise LayoutError(
+                        f"tag region {r.name!r}: tag range {_rng(r.tag_base, r.tag_size)} lies "
+                        f"inside tagged memory of {q.name!r}; tag storage cannot be tagged"
+                    )
+            for q in self.regions[:i]:
+                if _overlap(r.tag_base, r.tag_base + r.tag_size, q.tag_base,
+                            q.tag_base + q.tag_size):
+                    raise LayoutError(
+                        f"tag region {r.name!r}: tag range overlaps that of {q.name!r}"
+                    )
+                if _overlap(r.tagged_base, r.tagged_base + r.tagged_size, q.tagged_base,
+                            q.tagged_base + q.tagged_size):
+                    raise LayoutError(
+                        f"tag region {r.name!r}: tagged-memory range overlaps that of {q.name!r}"
+                    )
+            if len({q.name for q in self.regions}) != len(self.regions):
+                raise LayoutError("tag region names must be unique")
+
+
+def simple_layout(data_bytes: int, block_size: int = PAGE_SIZE, base: int = 0x8000_0000
+                  ) -> MachineLayout:
+    """One DRAM bank of ``data_bytes`` tagged memory followed by its tag storage (1/32)."""
+    tag_size = data_bytes // TAG_RATIO
+    unit = math.lcm(PAGE_SIZE, block_size)
+    tag_base = base + data_bytes
+    tag_base = -(-tag_base // unit) * unit
+    dram_size = tag_base + tag_size - base
+    return MachineLayout(
+        dram=[(base, dram_size)],
+        regions=[TagRegion("tags0", tag_base, tag_size, block_size, base, data_bytes)],
+    )

@@ -1,0 +1,412 @@
+"""The page cache (mm/filemap.c): per-file page slots, folios of order 0..9, read and write.
+
+Every file gets a run of *slots*, one per page index up to the most pages it ever holds, in one
+global slot space (the stand-in for each mapping's xarray). A file's run starts at a multiple of
+512 slots, so a folio's alignment in the file is its alignment in slot space. Per slot:
+
+    head[slot]    head slot of the folio caching this page, -1 if not cached
+    order[head]   folio order (0..9)          flags[head]   PG_* bits (mm/page_flags.py)
+    shadow[slot]  workingset shadow entry (mm/workingset.py)
+
+The cleancache frontend is consulted exactly where the kernel's was: a clean, up-to-date folio
+leaving the cache by reclaim is offered to it (store); a folio being read in asks it first
+(restore, exclusive); writes, truncation and inode eviction invalidate.
+
+Capacity: page-cache folios are charged against a limit that the memory model supplies (the
+memory cgroup's limit, or free memory less the anonymous pages); over it, try_to_free_pages()
+runs before the new folio is added, as try_charge() does. Folios are accounted, not placed at
+PFNs: only tagged pages need a PFN, because the PFN selects the tag block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tagcache.mm import readahead as ra_mod
+from tagcache.mm import vmscan
+from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, LruLists
+from tagcache.mm.page_flags import (
+    PG_ACTIVE,
+    PG_DIRTY,
+    PG_MAPPED,
+    PG_READAHEAD,
+    PG_REFERENCED,
+    PG_WORKINGSET,
+    PTE_YOUNG,
+)
+from tagcache.mm.workingset import Workingset
+
+if TYPE_CHECKING:
+    from tagcache.cleancache.frontend import Cleancache
+    from tagcache.workloads.events import FileTable
+
+MAX_PAGECACHE_ORDER = 9
+SLOT_ALIGN = 1 << MAX_PAGECACHE_ORDER
+
+
+@dataclass
+class PageCacheStats:
+    """Page-cache counters; names as in the JSON output (DESIGN.md section 4)."""
+
+    accesses: int = 0
+    hits: int = 0
+    misses: int = 0
+    insertions: int = 0
+    refaults: int = 0
+    evictions: int = 0
+    pages_read: int = 0       # pgpgin, in pages: reads that went to the disk
+    pages_written: int = 0    # pgpgout, in pages: writeback
+
+
+class PageCache:
+    """All files' page cache, the two file LRU lists, readahead state and workingset."""
+
+    @staticmethod
+    def slots_needed(files: FileTable) -> int:
+        """Size of the slot space for ``files`` (each run aligned to 512 slots)."""
+        span = np.asarray(files.span_pages, np.int64)
+        return int(((span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN).sum())
+
+    def __init__(self, files: FileTable, cleancache: Cleancache,
+                 limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
+                 max_folio_order: int = 4) -> None:
+        n = len(files)
+        span = np.asarray(files.span_pages, np.int64)
+        aligned = (span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN
+        self.base = np.zeros(n + 1, np.int64)
+        np.cumsum(aligned, out=self.base[1:])
+        self.nr_slots = int(self.base[-1])
+        self.span = span
+        self.isize = np.asarray(files.size_pages, np.int64).copy()
+        self.dev = files.dev
+        self.file_max_order = np.where(np.asarray(files.large_folios, bool),
+                                       min(max_folio_order, MAX_PAGECACHE_ORDER), 0)
+        self.head = np.full(self.nr_slots, -1, np.int32)
+        self.order = np.zeros(self.nr_slots, np.int8)
+        self.flags = np.zeros(self.nr_slots, np.uint8)
+        self.version = np.zeros(self.nr_slots, np.uint32)   # contents generation, for checks
+        self.lru = LruLists(self.nr_slots)
+        self.ws = Workingset(self.nr_slots)
+        self.ra = ra_mod.RaState(n, ra_pages)
+        self.cleancache = cleancache
+        self.limit_pages = limit_pages
+        self.nr_pages = 0
+        self.nr_dirty = 0
+        self.refaults_snapshot = 0
+        self.stats = PageCacheStats()
+
+    # -- lookups used by readahead ---------------------------------------------------------
+
+    def isize_pages(self, f: int) -> int:
+        return int(self.isize[f])
+
+    def max_folio_order(self, f: int) -> int:
+        return int(self.file_max_order[f])
+
+    def folio_at(self, f: int, index: int) -> int:
+        """Head slot of the folio caching page ``index`` of file ``f``, or -1."""
+        if index < 0 or index >= self.span[f]:
+            return -1
+        return int(self.head[self.base[f] + index])
+
+    def range_free(self, f: int, index: int, nr: int) -> bool:
+        """No page of ``[index, index + nr)`` is cached (a large folio may go there)."""
+        b = int(self.base[f]) + index
+        return not (self.head[b:b + nr] >= 0).any()
+
+    def prev_miss(self, f: int, index: int, max_scan: int) -> int:
+        """page_cache_prev_miss(): first uncached index at or below ``index``, or -1."""
+        b = int(self.base[f])
+        lo = max(0, index - max_scan + 1)
+        seg = self.head[b + lo:b + index + 1]
+        holes = np.flatnonzero(seg < 0)
+        if len(holes):
+            return lo + int(holes[-1])
+        return lo - 1 if lo > 0 else -1
+
+    def next_miss(self, f: int, index: int, max_scan: int) -> int:
+        """page_cache_next_miss(): first uncached index at or above ``index``."""
+        b = int(self.base[f])
+        hi = min(index + max_scan, int(self.span[f]))
+        seg = self.head[b + index:b + hi]
+        holes = np.flatnonzero(seg < 0)
+        return index + int(holes[0]) if len(holes) else hi
+
+    def clear_readahead(self, f: int, index: int) -> None:
+        h = self.folio_at(f, index)
+        if h >= 0:
+            self.flags[h] = int(self.flags[h]) & ~PG_READAHEAD
+
+    # -- insertion and removal -------------------------------------------------------------
+
+    def add_folio(self, f: int, index: int, order: int, *, readahead: bool = False,
+                  fill: bool = True) -> int:
+        """filemap_add_folio() then read it in: restore from cleancache, else from disk.
+
+        With ``fill=False`` the folio is created for a full overwrite and nothing is read.
+        Returns the head slot.
+        """
+        nr = 1 << order
+        self.charge(nr)
+        head = int(self.base[f]) + index
+        ws = self.ws
+        if ws.shadow[head] >= 0:
+            self.stats.refaults += nr
+            active, workingset = ws.refault_check(head, nr, self.lru.nr_pages[LRU_ACTIVE_FILE])
+        else:
+            active = workingset = False
+            if nr > 1:
+                ws.forget(head, head + nr)
+        fl = (PG_ACTIVE if active else 0) | (PG_WORKINGSET if workingset else 0)
+        if readahead:
+            fl |= PG_READAHEAD
+        self.head[head:head + nr] = head
+        self.order[head] = order
+        self.flags[head] = fl
+        self.lru.add(LRU_ACTIVE_FILE if active else LRU_INACTIVE_FILE, head, nr)
+        self.nr_pages += nr
+        st = self.stats
+        st.insertions += nr
+        if fill:
+            restored = self.cleancache.restore_folio(head, nr)
+            st.pages_read += nr - restored
+        return head
+
+    def charge(self, nr: int) -> None:
+        """mem_cgroup_charge(): reclaim until ``nr`` more pages fit under the limit."""
+        limit = self.limit_pages()
+        excess = self.nr_pages + nr - limit
+        tries = 0
+        while excess > 0 and self.nr_pages > 0:
+            vmscan.try_to_free_pages(self, excess)
+            excess = self.nr_pages + nr - limit
+            tries += 1
+            if tries > 16:
+                break
+
+    def evict_folio(self, head: int) -> None:
+        """__remove_mapping() of an isolated folio: write back if dirty, offer to cleancache,
+        leave a shadow, free the pages."""
+        nr = 1 << int(self.order[head])
+        fl = int(self.flags[head])
+        if fl & PG_DIRTY:
+            self.writeback(head, nr)
+            fl &= ~PG_DIRTY
+            self.flags[head] = fl
+        # An up-to-date, clean folio is stored; anything else is invalidated.
+        self.cleancache.store_folio(head, int(self.order[head]), dirty=bool(fl & PG_DIRTY))
+        self.ws.eviction(head, nr, bool(fl & PG_WORKINGSET))
+        self._free(head, nr)
+        self.stats.evictions += nr
+
+    def _free(self, head: int, nr: int) -> None:
+        self.head[head:head + nr] = -1
+        self.flags[head] = 0
+        self.order[head] = 0
+        self.nr_pages -= nr
+
+    def _delete_from_lru(self, head: int) -> int:
+        nr = 1 << int(self.order[head])
+        lru = LRU_ACTIVE_FILE if self.flags[head] & PG_ACTIVE else LRU_INACTIVE_FILE
+        self.lru.delete(lru, head, nr)
+        return nr
+
+    def writeback(self, head: int, nr: int) -> None:
+        self.stats.pages_written += nr
+        self.nr_dirty -= nr
+
+    # -- folio_mark_accessed ---------------------------------------------------------------
+
+    def mark_accessed(self, head: int) -> None:
+        """folio_mark_accessed(): inactive,unreferenced -> referenced -> active."""
+        fl = int(self.flags[head])
+        if not fl & PG_REFERENCED:
+            self.flags[head] = fl | PG_REFERENCED
+        elif not fl & PG_ACTIVE:
+            nr = 1 << int(self.order[head])
+            self.lru.delete(LRU_INACTIVE_FILE, head, nr)
+            self.flags[head] = (fl | PG_ACTIVE) & ~PG_REFERENCED
+            self.lru.add(LRU_ACTIVE_FILE, head, nr)
+            self.ws.age_nonresident(nr)        # workingset_activation()
+
+    # -- the system calls ------------------------------------------------------------------
+
+    def _count_access(self, f: int, index: int, end: int) -> None:
+        b = int(self.base[f])
+        n = end - index
+        hits = int(np.count_nonzero(self.head[b + index:b + end] >= 0))
+        st = self.stats
+        st.accesses += n
+        st.hits += hits
+        st.misses += n - hits
+
+    def read(self, f: int, index: int, nr: int) -> None:
+        """filemap_read() of pages ``[index, index + nr)``; the range may pass EOF."""
+        isize = int(self.isize[f])
+        end = min(index + nr, isize)
+        if index >= end:
+            self.ra.prev_pos[f] = (index + nr) << 12
+            return
+        self._count_access(f, index, end)
+        ra = self.ra
+        prev_pos = int(ra.prev_pos[f])
+        b = int(self.base[f])
+        last_index = index + nr            # page beyond the end of the read (as asked)
+        pos = index
+        first = True
+        while pos < end:
+            # filemap_get_pages(): a batch of cached folios from pos; readahead on a miss.
+            h = int(self.head[b + pos])
+            if h < 0:
+                ra_mod.page_cache_sync_ra(self, f, pos, last_index - pos)
+                h = int(self.head[b + pos])
+                if h < 0:                 # no readahead: filemap_create_folio()
+                    h = self.add_folio(f, pos, 0)
+            while True:
+                fl = int(self.flags[h])
+                order = int(self.order[h])
+                hidx = h - b
+                if first:
+                    # Reading the same folio again is not a new access (pos_same_folio()).
+                    if prev_pos < 0 or ((prev_pos - 1) >> 12 >> order) != (pos >> order):
+                        self.mark_accessed(h)
+                    first = False
+                else:
+                    self.mark_accessed(h)
+                if fl & PG_READAHEAD:
+                    ra_mod.page_cache_async_ra(self, f, hidx, order, last_index - hidx)
+                pos = hidx + (1 << order)
+                if pos >= end or fl & PG_READAHEAD:
+                    break
+                h = int(self.head[b + pos])
+                if h < 0:
+                    break
+        ra.prev_pos[f] = end << 12
+
+    def fault(self, f: int, index: int) -> None:
+        """filemap_fault() on page ``index`` of a shared file mapping."""
+        if index >= self.isize[f]:
+            return
+        self._count_access(f, index, index + 1)
+        h = self.folio_at(f, index)
+        if h >= 0:
+            fl = int(self.flags[h])
+            ra_mod.do_async_mmap_readahead(self, f, h - int(self.base[f]), int(self.order[h]),
+                                           bool(fl & PG_READAHEAD))
+        else:
+            ra_mod.do_sync_mmap_readahead(self, f, index)
+            h = self.folio_at(f, index)
+            if h < 0:
+                h = self.add_folio(f, index, 0)
+        self.flags[h] = int(self.flags[h]) | PG_MAPPED | PTE_YOUNG
+
+    def map_pages(self, f: int, index: int, nr: int) -> None:
+        """filemap_map_pages(): fault-around maps cached, up-to-date folios without I/O.
+
+        Folios with PG_readahead are skipped, as next_uptodate_folio() does. The PTEs are
+        made young (x86 semantics; arm64 makes prefaulted PTEs old).
+        """
+        b = int(self.base[f])
+        end = min(index + nr, int(self.isize[f]))
+        pos = index
+        while pos < end:
+            h = int(self.head[b + pos])
+            if h < 0:
+                pos += 1
+                continue
+            fl = int(self.flags[h])
+            if not fl & PG_READAHEAD:
+                self.flags[h] = fl | PG_MAPPED | PTE_YOUNG
+            pos = h - b + (1 << int(self.order[h]))
+
+    def write(self, f: int, index: int, nr: int) -> None:
+        """generic_perform_write() of whole pages: cached folios are dirtied; a missing page
+        gets a new order-0 folio with nothing read (a full overwrite)."""
+        end = index + nr
+        if end > self.span[f]:
+            raise ValueError(f"write past the span of file {f}")
+        self._count_access(f, index, end)
+        b = int(self.base[f])
+        # The stale copies in cleancache must go before new data exists.
+        self.cleancache.invalidate_range(b + index, b + end)
+        self.version[b + index:b + end] += 1
+        pos = index
+        while pos < end:
+            h = int(self.head[b + pos])
+            if h < 0:
+                h = self.add_folio(f, pos, 0, fill=False)
+            fl = int(self.flags[h])
+            if not fl & PG_DIRTY:
+                self.flags[h] = fl | PG_DIRTY
+                self.nr_dirty += 1 << int(self.order[h])
+            self.mark_accessed(h)
+            pos = h - b + (1 << int(self.order[h]))
+        if end > self.isize[f]:
+            self.isize[f] = end
+
+    def fsync(self, f: int) -> None:
+        """Write back every dirty folio of the file (they stay cached, now clean)."""
+        b, e = int(self.base[f]), int(self.base[f]) + int(self.span[f])
+        heads = np.flatnonzero((self.head[b:e] == np.arange(b, e)) &
+                               ((self.flags[b:e] & PG_DIRTY) != 0)) + b
+        for h in heads.tolist():
+            self.writeback(h, 1 << int(self.order[h]))
+            self.flags[h] = int(self.flags[h]) & ~PG_DIRTY
+
+    def truncate(self, f: int, new_size: int) -> None:
+        """truncate_inode_pages_range() from ``new_size``: folios wholly past it are deleted
+        (no shadow), stored copies invalidated, and the file size set. A folio straddling the
+        new EOF stays (its tail is zeroed in the kernel)."""
+        b = int(self.base[f])
+        old = int(self.span[f])
+        new_size = max(0, min(new_size, old))
+        seg = self.head[b + new_size:b + old]
+        heads = np.unique(seg[seg >= 0])
+        for h in heads.tolist():
+            if h < b + new_size:
+                continue
+            nr = self._delete_from_lru(h)
+            if self.flags[h] & PG_DIRTY:
+                self.nr_dirty -= nr       # truncated dirty data is discarded, by definition
+            self._free(h, nr)
+        self.ws.forget(b + new_size, b + old)
+        self.cleancache.invalidate_range(b + new_size, b + old)
+        self.version[b + new_size:b + old] += 1
+        self.isize[f] = min(int(self.isize[f]), new_size)
+
+    def unlink(self, f: int) -> None:
+        """Last reference gone: evict the inode (truncate to 0, cleancache_invalidate_inode)."""
+        self.truncate(f, 0)
+
+    def unmount(self, dev: int) -> None:
+        """kill_block_super(): write back and evict every inode of ``dev``; invalidate_fs."""
+        for f in np.flatnonzero(self.dev == dev).tolist():
+            self.fsync(f)
+            self.truncate(f, 0)
+            self.isize[f] = 0
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """Walk both lists and the slot arrays; return every inconsistency found."""
+        errs: list[str] = []
+        seen = 0
+        for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+            pages = 0
+            for h in self.lru.walk(lru):
+                nr = 1 << int(self.order[h])
+                if bool(self.flags[h] & PG_ACTIVE) != (lru == LRU_ACTIVE_FILE):
+                    errs.append(f"folio {h} on the wrong list")
+                if not (self.head[h:h + nr] == h).all():
+                    errs.append(f"folio {h}: slots do not point at their head")
+                pages += nr
+            if pages != self.lru.nr_pages[lru]:
+                errs.append(f"lru {lru}: counted {pages} pages, recorded {self.lru.nr_pages[lru]}")
+            seen += pages
+        if seen != self.nr_pages or int((self.head >= 0).sum()) != self.nr_pages:
+            errs.append(f"page count {self.nr_pages} disagrees with lists ({seen}) and slots")
+        return errs

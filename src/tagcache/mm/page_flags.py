@@ -1,0 +1,13 @@
+"""Folio flag bits kept per head slot in one uint8 array (include/linux/page-flags.h names).
+
+PTE_YOUNG stands for "some PTE mapping this folio has its accessed bit set", which the kernel
+keeps in page tables and reads through rmap (folio_referenced()).
+"""
+
+PG_ACTIVE = 1
+PG_REFERENCED = 2
+PG_DIRTY = 4
+PG_READAHEAD = 8
+PG_WORKINGSET = 16
+PG_MAPPED = 32
+PTE_YOUNG = 64

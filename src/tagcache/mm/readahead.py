@@ -1,0 +1,206 @@
+"""Readahead windows (mm/readahead.c), one ``file_ra_state`` per file.
+
+Overview, after the kernel's own. A read that misses the page cache calls
+page_cache_sync_ra(); it sets up a window ``[start, start + size)`` and marks the folio at
+``start + size - async_size`` with PG_readahead. When a later read reaches that marked folio,
+page_cache_async_ra() pushes the window forward (``start += size``) and ramps its size, so a
+sequential stream keeps reading ahead of itself without ever missing::
+
+    |<----------------------- size ------------------------>|
+    |                              |<------- async_size ---->|
+    ===#============================#=========================
+       ^start                       ^PG_readahead  ->  next window starts at start+size
+
+Window sizes follow get_init_ra_size() (x4 for small first reads, x2 for medium, else the
+maximum) and get_next_ra_size() (x4 while small, x2 up to half the maximum, then the maximum),
+capped at ``ra_pages`` (read_ahead_kb, 128 KiB = 32 pages by default).
+
+A miss that is not sequential (``index - prev_index > 1``) looks back for cached history
+(page_cache_prev_miss); with none, it is a standalone random read and only the requested pages
+are read, leaving the window as it was. mmap faults use read-around instead: a window of
+``ra_pages`` centred on the fault (do_sync_mmap_readahead).
+
+Large folios (page_cache_ra_order): when the mapping supports them, windows are filled with
+folios whose order grows by two at each window, naturally aligned, never past EOF or the
+window; folios already in the cache stop the large-folio pass and the rest is filled page by
+page (page_cache_ra_unbounded, which skips cached pages). Follows Linux 6.10-6.12.
+
+Departures: one readahead state per file (the kernel has one per open file); no congestion
+back-off; no per-device io_pages (``bdi->io_pages`` is taken equal to ``ra_pages``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tagcache.mm.filemap import PageCache
+
+VM_READAHEAD_PAGES = 32     # 128 KiB / 4 KiB
+MMAP_LOTSAMISS = 100
+
+
+def roundup_pow_of_two(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def get_init_ra_size(size: int, max_pages: int) -> int:
+    newsize = roundup_pow_of_two(size)
+    if newsize <= max_pages // 32:
+        return newsize * 4
+    if newsize <= max_pages // 4:
+        return newsize * 2
+    return max_pages
+
+
+def get_next_ra_size(cur: int, max_pages: int) -> int:
+    if cur < max_pages // 16:
+        return 4 * cur
+    if cur <= max_pages // 2:
+        return 2 * cur
+    return max_pages
+
+
+def _ffs(x: int) -> int:
+    return (x & -x).bit_length() - 1
+
+
+class RaState:
+    """struct file_ra_state for every file, as arrays: start, size, async_size, prev_pos."""
+
+    def __init__(self, nr_files: int, ra_pages: int = VM_READAHEAD_PAGES) -> None:
+        self.ra_pages = ra_pages
+        self.start = np.zeros(nr_files, np.int64)
+        self.size = np.zeros(nr_files, np.int64)
+        self.async_size = np.zeros(nr_files, np.int64)
+        self.prev_pos = np.full(nr_files, -1, np.int64)   # bytes; -1 as after file_ra_state_init
+        self.mmap_miss = np.zeros(nr_files, np.int32)
+
+    def max_pages(self, req_count: int) -> int:
+        """ractl_max_pages() with io_pages == ra_pages."""
+        return self.ra_pages
+
+
+def page_cache_sync_ra(pc: PageCache, f: int, index: int, req_count: int) -> None:
+    """Readahead on a cache miss at ``index`` for a read of ``req_count`` pages."""
+    ra = pc.ra
+    if not ra.ra_pages:
+        do_page_cache_ra(pc, f, index, 1, 0)
+        return
+    max_pages = ra.max_pages(req_count)
+    prev_pos = int(ra.prev_pos[f])
+    prev_index = prev_pos >> 12 if prev_pos >= 0 else -1
+    if index == 0 or req_count > max_pages or index - prev_index <= 1 and index >= prev_index:
+        size = get_init_ra_size(req_count, max_pages)
+        ra.start[f] = index
+        ra.size[f] = size
+        ra.async_size[f] = size - req_count if size > req_count else size >> 1
+    else:
+        miss = pc.prev_miss(f, index - 1, max_pages)
+        contig_count = index - miss - 1
+        if contig_count <= req_count:
+            do_page_cache_ra(pc, f, index, req_count, 0)   # standalone small random read
+            return
+        if miss < 0:
+            contig_count *= 2          # cached from the start of the file: a long stream
+        ra.start[f] = index
+        ra.size[f] = min(contig_count + req_count, max_pages)
+        ra.async_size[f] = 1
+    page_cache_ra_order(pc, f, int(ra.start[f]), 0)
+
+
+def page_cache_async_ra(pc: PageCache, f: int, index: int, order: int, req_count: int) -> None:
+    """Readahead when a read reaches the PG_readahead folio at ``index`` of order ``order``."""
+    ra = pc.ra
+    if not ra.ra_pages:
+        return
+    pc.clear_readahead(f, index)
+    max_pages = ra.max_pages(req_count)
+    start, size, async_size = int(ra.start[f]), int(ra.size[f]), int(ra.async_size[f])
+    expected = (start + size - async_size) & ~((1 << order) - 1)
+    if index == expected:
+        ra.start[f] = start + size
+        ra.size[f] = get_next_ra_size(size, max_pages)
+        ra.async_size[f] = ra.size[f]
+    else:
+        nstart = pc.next_miss(f, index + 1, max_pages)
+        if nstart <= 0 or nstart - index > max_pages:
+            return
+        ra.start[f] = nstart
+        ra.size[f] = get_next_ra_size(nstart - index + req_count, max_pages)
+        ra.async_size[f] = ra.size[f]
+    page_cache_ra_order(pc, f, int(ra.start[f]), order + 2)
+
+
+def page_cache_ra_order(pc: PageCache, f: int, start: int, new_order: int) -> None:
+    """Fill the window at ``start`` with folios of growing order, then page by page."""
+    ra = pc.ra
+    size, async_size = int(ra.size[f]), int(ra.async_size[f])
+    isize = pc.isize_pages(f)
+    max_order = pc.max_folio_order(f)
+    index = start
+    if max_order > 0 and size >= 4 and isize > 0:
+        limit = min(isize - 1, start + size - 1)
+        mark = start + size - async_size
+        if new_order < max_order:
+            new_order += 2
+        new_order = min(max_order, new_order, size.bit_length() - 1)
+        while index <= limit:
+            order = new_order
+            if index & ((1 << order) - 1):
+                order = _ffs(index)
+            while order > 0 and index + (1 << order) - 1 > limit:
+                order -= 1
+            if pc.folio_at(f, index) >= 0 or not pc.range_free(f, index, 1 << order):
+                break      # -EEXIST: fall back to the page-by-page pass for the rest
+            pc.add_folio(f, index, order, readahead=0 <= mark - index < (1 << order))
+            index += 1 << order
+        else:
+            return
+    if size > index - start:
+        do_page_cache_ra(pc, f, index, size - (index - start), async_size)
+
+
+def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
+                     lookahead_size: int) -> None:
+    """Clip to EOF, then page_cache_ra_unbounded(): order-0 folios, skipping cached pages."""
+    isize = pc.isize_pages(f)
+    if isize == 0 or index > isize - 1:
+        return
+    end_index = isize - 1
+    if nr_to_read > end_index - index:
+        nr_to_read = end_index - index + 1
+    mark = index + nr_to_read - lookahead_size
+    for i in range(index, index + nr_to_read):
+        if pc.folio_at(f, i) >= 0:
+            continue
+        pc.add_folio(f, i, 0, readahead=(i == mark))
+
+
+def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
+    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ)."""
+    ra = pc.ra
+    if not ra.ra_pages:
+        return
+    if ra.mmap_miss[f] < MMAP_LOTSAMISS * 10:
+        ra.mmap_miss[f] += 1
+    if ra.mmap_miss[f] > MMAP_LOTSAMISS:
+        return
+    ra.start[f] = max(0, index - ra.ra_pages // 2)
+    ra.size[f] = ra.ra_pages
+    ra.async_size[f] = ra.ra_pages // 4
+    page_cache_ra_order(pc, f, int(ra.start[f]), 0)
+
+
+def do_async_mmap_readahead(pc: PageCache, f: int, head_index: int, order: int,
+                            readahead_flag: bool) -> None:
+    """Fault hit: count down mmap_miss, and push the window on a PG_readahead folio."""
+    ra = pc.ra
+    if not ra.ra_pages:
+        return
+    if ra.mmap_miss[f]:
+        ra.mmap_miss[f] -= 1
+    if readahead_flag:
+        page_cache_async_ra(pc, f, head_index, order, ra.ra_pages)

@@ -1,0 +1,229 @@
+"""The replay engine: build a machine for one design, apply a trace's events in order.
+
+A run is a pure function of (machine config, design, trace) to a :class:`RunResult`: no global
+state, so runs can be farmed out. This is the plain-Python engine; every per-page structure is
+an array, so a compiled engine can walk the same arrays later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tagcache.cleancache.backends import BACKENDS
+from tagcache.cleancache.frontend import Cleancache
+from tagcache.costs import CostTable
+from tagcache.hw.layout import MachineLayout
+from tagcache.invariants import Checker
+from tagcache.mm.anon import TaggedAnon
+from tagcache.mm.filemap import PageCache
+from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
+from tagcache.mte import TagStorage
+from tagcache.workloads.events import Op, Trace
+
+BACKEND_NAMES = ("idle", *BACKENDS)
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Everything about the machine that is not the workload."""
+
+    layout: MachineLayout
+    anon_untagged_pages: int = 0
+    min_free_pages: int = 4096
+    memory_limit_pages: int | None = None      # memory cgroup limit on page cache + anon
+    alloc_policy: str = "random"
+    alloc_chunk_pages: int = 16
+    anon_folio_order: int = 0
+    ra_pages: int = 32
+    max_folio_order: int = 4
+    costs: CostTable = field(default_factory=CostTable)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Design:
+    """What tag storage does: ``idle`` (static carve-out) or a cleancache backend + policy."""
+
+    backend: str = "idle"
+    policy: str = "whole"
+
+    @property
+    def label(self) -> str:
+        return "tag storage left idle" if self.backend == "idle" else (
+            f"tag storage as cleancache ({self.policy} folio)")
+
+
+@dataclass
+class RunResult:
+    backend: str
+    policy: dict
+    tagged_share: float
+    page_cache: dict
+    cleancache: dict
+    tag_storage: dict
+    io: dict
+    invariants: dict
+    perf: dict
+    violations: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("violations")
+        d["invariant_reports"] = [asdict(v) for v in self.violations]
+        return d
+
+
+class Machine:
+    """The modelled machine, wired together for one design."""
+
+    def __init__(self, cfg: MachineConfig, design: Design, trace: Trace, check: bool) -> None:
+        self.cfg = cfg
+        layout = cfg.layout
+        probe = PageCache.slots_needed(trace.files)
+        self.checker = Checker(probe) if check else None
+        backend = None
+        if design.backend != "idle":
+            backend = BACKENDS[design.backend](layout, probe, design.policy)
+        self.cleancache = Cleancache(backend, self.checker)
+        self.alloc = PageAllocator(layout, cfg.alloc_policy, cfg.alloc_chunk_pages, cfg.seed)
+        self.tags = TagStorage(layout, self.cleancache, cfg.costs, self.checker)
+        self.alloc.block_refs = self.tags.refs
+        if cfg.anon_untagged_pages:
+            self.alloc.alloc(cfg.anon_untagged_pages, tagged=False)
+        self.pc = PageCache(trace.files, self.cleancache, self.page_cache_limit,
+                            ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order)
+        if self.checker is not None:
+            self.checker.pagecache = self.pc
+        self.anon = TaggedAnon(self.alloc, self.tags, self.make_room, cfg.anon_folio_order)
+        self.oom_events = 0
+
+    def page_cache_limit(self) -> int:
+        """Pages the page cache may hold now: free frames less the reserve, and the cgroup."""
+        free = self.alloc.nr_free - self.cfg.min_free_pages
+        if self.cfg.memory_limit_pages is not None:
+            anon = self.anon.nr_pages + self.cfg.anon_untagged_pages
+            free = min(free, self.cfg.memory_limit_pages - anon)
+        return max(0, free)
+
+    def make_room(self, n: int) -> None:
+        """Reclaim page cache until ``n`` more anonymous frames fit."""
+        limit = self.page_cache_limit() - n
+        if self.pc.nr_pages > limit:
+            from tagcache.mm import vmscan
+            while self.pc.nr_pages > max(0, limit):
+                if not vmscan.try_to_free_pages(self.pc, self.pc.nr_pages - max(0, limit)):
+                    break
+
+
+def _dispatch(m: Machine) -> dict[int, Callable[[int, int, int], None]]:
+    pc, anon = m.pc, m.anon
+    return {
+        Op.READ: pc.read,
+        Op.WRITE: pc.write,
+        Op.FAULT: lambda f, i, _: pc.fault(f, i),
+        Op.MAP_PAGES: pc.map_pages,
+        Op.TRUNCATE: lambda f, n, _: pc.truncate(f, n),
+        Op.UNLINK: lambda f, _a, _b: pc.unlink(f),
+        Op.FSYNC: lambda f, _a, _b: pc.fsync(f),
+        Op.UNMOUNT: lambda d, _a, _b: pc.unmount(d),
+        Op.MTE_MAP: lambda p, n, _: anon.mte_map(p, n),
+        Op.MTE_FORK: lambda p, c, _: anon.fork(p, c),
+        Op.MTE_COW: lambda p, n, _: anon.cow(p, n),
+        Op.MTE_SWAP_OUT: lambda p, n, _: anon.swap_out(p, n),
+        Op.MTE_SWAP_IN: lambda p, n, _: anon.swap_in(p, n),
+        Op.MTE_MIGRATE: lambda p, n, _: anon.migrate(p, n),
+        Op.MTE_EXIT: lambda p, _a, _b: anon.exit(p),
+    }
+
+
+def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
+           check: bool = False, progress: Callable[[int], None] | None = None) -> RunResult:
+    """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events."""
+    t0 = time.perf_counter()
+    m = Machine(cfg, design, trace, check)
+    table = _dispatch(m)
+    ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
+                       trace.arg2.tolist())
+    checker = m.checker
+    step = 4096
+    for i, op in enumerate(ops):
+        if checker is not None:
+            checker.event = i
+        try:
+            table[op](a0[i], a1[i], a2[i])
+        except OutOfMemory:
+            m.oom_events += 1
+        if progress is not None and (i + 1) % step == 0:
+            progress(step)
+    if progress is not None:
+        progress(len(ops) % step)
+    if checker is not None:
+        checker.event = len(ops)
+        checker.walk(m.tags, m.alloc.tagged)
+    wall = time.perf_counter() - t0
+    return collect(m, design, tagged_share, len(ops), wall)
+
+
+def _percentiles(parts: list[np.ndarray]) -> dict[str, float]:
+    x = np.concatenate(parts) if parts else np.zeros(0)
+    if not len(x):
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    p50, p99 = np.percentile(x, [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(x.max())}
+
+
+def collect(m: Machine, design: Design, share: float, events: int, wall: float) -> RunResult:
+    pcs, ccs, ts, costs = m.pc.stats, m.cleancache.stats, m.tags.stats, m.cfg.costs
+    backend = m.cleancache.backend
+    ccs.evicted = getattr(backend, "evicted", 0)
+    page_cache = {k: v for k, v in asdict(pcs).items() if k not in ("pages_read",
+                                                                     "pages_written")}
+    page_cache["hit_ratio"] = pcs.hits / pcs.accesses if pcs.accesses else 0.0
+    looked_up = ccs.restored + ccs.missed
+    cleancache = asdict(ccs) | {
+        "cached": m.cleancache.cached,
+        "hit_ratio": ccs.restored / looked_up if looked_up else 0.0,
+    }
+    work = np.concatenate(ts.work) if ts.work else np.zeros(0)
+    tag_storage = {
+        "total_tag_pages": m.cfg.layout.nr_tag_pages,
+        "reserved_now": ts.reserved_pages,
+        "reserved_peak": ts.reserved_peak,
+        "cache_pages_now": m.cleancache.cached,
+        "cache_pages_peak": getattr(backend, "peak_cached", m.cleancache.cached),
+        "reservations": ts.reservations,
+        "reservation_failures": ts.reservation_failures,
+        "reservation_work": {"total": int(work.sum()), "max": int(work.max()) if len(work)
+                             else 0},
+        "reservation_latency_ns": _percentiles(ts.latency),
+        "cmo_pages": ts.cmo_pages,
+        "metadata_bytes_per_tag_page": (backend.metadata_bytes_per_tag_page()
+                                        if backend is not None else 0.0),
+        "tag_copies": m.anon.copies,
+    }
+    saved = ccs.restored * (costs.disk_read_4k - costs.page_copy)
+    io = {
+        "pages_read": pcs.pages_read,
+        "pages_written": pcs.pages_written,
+        "reads_avoided": ccs.restored,
+        "io_time_saved_ns": float(saved),
+        "oom_events": m.oom_events,
+    }
+    invariants = m.checker.to_json() if m.checker else {}
+    return RunResult(
+        backend=design.backend,
+        policy={"large_folio": design.policy if design.backend != "idle" else None,
+                "alloc": m.cfg.alloc_policy},
+        tagged_share=share,
+        page_cache=page_cache,
+        cleancache=cleancache,
+        tag_storage=tag_storage,
+        io=io,
+        invariants=invariants,
+        perf={"events": events, "wall_s": wall, "events_per_s": events / wall if wall else 0},
+        violations=list(m.checker.reports) if m.checker else [],
+    )

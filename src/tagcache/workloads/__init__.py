@@ -1,0 +1,1 @@
+"""Workloads: the event columns every source produces, and the generators."""

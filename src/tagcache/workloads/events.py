@@ -1,0 +1,128 @@
+"""The event stream: columns of operations that the replay engine applies in order.
+
+Every workload source (generators now, trace readers later) produces one :class:`Trace`:
+four parallel integer columns plus a file table. Columns, not objects, so that a trace of tens
+of millions of events is a few arrays and a compiled loop can walk it later.
+
+====================  =======  ==============  ==============  ===============================
+op                    arg0     arg1            arg2            kernel path modelled
+====================  =======  ==============  ==============  ===============================
+READ                  file     first page      pages           filemap_read()
+WRITE                 file     first page      pages           generic_perform_write()
+FAULT                 file     page            -               filemap_fault()
+MAP_PAGES             file     first page      pages           filemap_map_pages()
+TRUNCATE              file     new size pages  -               truncate_inode_pages_range()
+UNLINK                file     -               -               evict() of an unlinked inode
+FSYNC                 file     -               -               file_write_and_wait_range()
+UNMOUNT               device   -               -               kill_block_super()
+MTE_MAP               process  pages           -               set_ptes_at() with PROT_MTE
+MTE_FORK              parent   child           -               dup_mmap(), CoW sharing
+MTE_COW               process  pages           -               wp fault -> copy_highpage()
+MTE_SWAP_OUT          process  pages           -               mte_save_tags(), page freed
+MTE_SWAP_IN           process  pages           -               arch_swap_restore()
+MTE_MIGRATE           process  pages           -               migrate -> copy_highpage()
+MTE_EXIT              process  -               -               exit_mmap(), pages freed
+====================  =======  ==============  ==============  ===============================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class Op(IntEnum):
+    READ = 0
+    WRITE = 1
+    FAULT = 2
+    MAP_PAGES = 3
+    TRUNCATE = 4
+    UNLINK = 5
+    FSYNC = 6
+    UNMOUNT = 7
+    MTE_MAP = 16
+    MTE_FORK = 17
+    MTE_COW = 18
+    MTE_SWAP_OUT = 19
+    MTE_SWAP_IN = 20
+    MTE_MIGRATE = 21
+    MTE_EXIT = 22
+
+
+FILE_OPS = frozenset({Op.READ, Op.WRITE, Op.FAULT, Op.MAP_PAGES, Op.TRUNCATE, Op.UNLINK,
+                      Op.FSYNC})
+
+
+@dataclass
+class FileTable:
+    """Files by dense id: device, inode, and the most pages the file ever holds (its span).
+
+    ``size_pages`` is the size at the start of the trace; writes can grow a file up to its span.
+    ``large_folios`` says whether the mapping supports large folios (mapping_large_folio_support).
+    """
+
+    dev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ino: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    size_pages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    span_pages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    large_folios: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return len(self.dev)
+
+    @classmethod
+    def build(cls, dev, ino, size_pages, span_pages=None, large_folios=None) -> FileTable:
+        size = np.asarray(size_pages, np.int64)
+        span = size.copy() if span_pages is None else np.asarray(span_pages, np.int64)
+        lf = np.zeros(len(size), bool) if large_folios is None else np.asarray(large_folios, bool)
+        return cls(np.asarray(dev, np.int64), np.asarray(ino, np.int64), size,
+                   np.maximum(span, size), lf)
+
+
+@dataclass
+class Trace:
+    """An event stream: ``op`` and three argument columns, plus the files they name."""
+
+    op: np.ndarray
+    arg0: np.ndarray
+    arg1: np.ndarray
+    arg2: np.ndarray
+    files: FileTable
+    name: str = "trace"
+
+    def __len__(self) -> int:
+        return len(self.op)
+
+
+class TraceBuilder:
+    """Appends events row by row into growable columns; :meth:`build` returns a Trace."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[int, int, int, int]] = []
+        self._chunks: list[np.ndarray] = []
+
+    def add(self, op: Op, a0: int = 0, a1: int = 0, a2: int = 0) -> None:
+        self._rows.append((int(op), a0, a1, a2))
+        if len(self._rows) >= 65536:
+            self._flush()
+
+    def extend(self, block: np.ndarray) -> None:
+        """Append an (N, 4) int64 block of events at once."""
+        self._flush()
+        self._chunks.append(np.asarray(block, np.int64).reshape(-1, 4))
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._chunks.append(np.array(self._rows, dtype=np.int64).reshape(-1, 4))
+            self._rows = []
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._chunks) + len(self._rows)
+
+    def build(self, files: FileTable, name: str = "trace") -> Trace:
+        self._flush()
+        m = np.concatenate(self._chunks) if self._chunks else np.zeros((0, 4), np.int64)
+        return Trace(m[:, 0].astype(np.uint8), m[:, 1].copy(), m[:, 2].copy(), m[:, 3].copy(),
+                     files, name)
