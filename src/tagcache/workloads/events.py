@@ -22,7 +22,18 @@ MTE_SWAP_OUT          process  pages           -               mte_save_tags(), 
 MTE_SWAP_IN           process  pages           -               arch_swap_restore()
 MTE_MIGRATE           process  pages           -               migrate -> copy_highpage()
 MTE_EXIT              process  -               -               exit_mmap(), pages freed
+KERNEL_ADD            file     page            order           what the kernel inserted
+KERNEL_DELETE         file     page            order           what the kernel deleted
+PAGE_ALLOC            pfn      order           task<<8 | gfp   kmem mm_page_alloc
+PAGE_FREE             pfn      order           task<<8         kmem mm_page_free
 ====================  =======  ==============  ==============  ===============================
+
+The KERNEL_* rows come from captures (mm_filemap_add_to_page_cache and
+mm_filemap_delete_from_page_cache): they are the kernel's answer, never replayed; validation
+compares the model with them and learns file sizes from them. PAGE_ALLOC / PAGE_FREE carry
+real PFNs; ``task`` indexes :attr:`Trace.tasks` (command, pid of the line's task) and the low
+byte holds :data:`GFP_USER_ANON` when the gfp flags were those of a user anonymous page
+(GFP_HIGHUSER_MOVABLE, the flags of a user page fault).
 """
 
 from __future__ import annotations
@@ -49,7 +60,13 @@ class Op(IntEnum):
     MTE_SWAP_IN = 20
     MTE_MIGRATE = 21
     MTE_EXIT = 22
+    KERNEL_ADD = 32
+    KERNEL_DELETE = 33
+    PAGE_ALLOC = 34
+    PAGE_FREE = 35
 
+
+GFP_USER_ANON = 1
 
 FILE_OPS = frozenset({Op.READ, Op.WRITE, Op.FAULT, Op.MAP_PAGES, Op.TRUNCATE, Op.UNLINK,
                       Op.FSYNC})
@@ -91,6 +108,8 @@ class Trace:
     arg2: np.ndarray
     files: FileTable
     name: str = "trace"
+    tasks: list[tuple[str, int]] = field(default_factory=list)
+    skipped_lines: int = 0
 
     def __len__(self) -> int:
         return len(self.op)
@@ -121,8 +140,9 @@ class TraceBuilder:
     def __len__(self) -> int:
         return sum(len(c) for c in self._chunks) + len(self._rows)
 
-    def build(self, files: FileTable, name: str = "trace") -> Trace:
+    def build(self, files: FileTable, name: str = "trace",
+              tasks: list[tuple[str, int]] | None = None) -> Trace:
         self._flush()
         m = np.concatenate(self._chunks) if self._chunks else np.zeros((0, 4), np.int64)
         return Trace(m[:, 0].astype(np.uint8), m[:, 1].copy(), m[:, 2].copy(), m[:, 3].copy(),
-                     files, name)
+                     files, name, list(tasks or []))
