@@ -18,6 +18,7 @@ from tagcache.cleancache.frontend import Cleancache
 from tagcache.costs import CostTable
 from tagcache.hw.layout import MachineLayout
 from tagcache.invariants import Checker
+from tagcache.mm import vmscan
 from tagcache.mm.anon import TaggedAnon
 from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
@@ -113,7 +114,6 @@ class Machine:
         """Reclaim page cache until ``n`` more anonymous frames fit."""
         limit = self.page_cache_limit() - n
         if self.pc.nr_pages > limit:
-            from tagcache.mm import vmscan
             while self.pc.nr_pages > max(0, limit):
                 if not vmscan.try_to_free_pages(self.pc, self.pc.nr_pages - max(0, limit)):
                     break
@@ -137,7 +137,16 @@ def _dispatch(m: Machine) -> dict[int, Callable[[int, int, int], None]]:
         Op.MTE_SWAP_IN: lambda p, n, _: anon.swap_in(p, n),
         Op.MTE_MIGRATE: lambda p, n, _: anon.migrate(p, n),
         Op.MTE_EXIT: lambda p, _a, _b: anon.exit(p),
+        # The kernel's own answer and raw kmem events are not replayed as such.
+        Op.KERNEL_ADD: _ignore,
+        Op.KERNEL_DELETE: _ignore,
+        Op.PAGE_ALLOC: _ignore,
+        Op.PAGE_FREE: _ignore,
     }
+
+
+def _ignore(_a: int, _b: int, _c: int) -> None:
+    return None
 
 
 def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
