@@ -17,3 +17,11 @@ class LayoutError(TagcacheError):
 
 class ScenarioError(TagcacheError):
     """A scenario file or option has a bad key or value."""
+
+
+class TraceError(TagcacheError):
+    """A trace file cannot be read: names the file, the line or record, and what was expected."""
+
+
+class CaptureError(TagcacheError):
+    """A capture cannot be made here (not root, no tracefs, no memory cgroup, bad command)."""

@@ -8,6 +8,7 @@ of millions of events is a few arrays and a compiled loop can walk it later.
 op                    arg0     arg1            arg2            kernel path modelled
 ====================  =======  ==============  ==============  ===============================
 READ                  file     first page      pages           filemap_read()
+GET_PAGES             file     first page      pages           one filemap_get_pages() call
 WRITE                 file     first page      pages           generic_perform_write()
 FAULT                 file     page            -               filemap_fault()
 MAP_PAGES             file     first page      pages           filemap_map_pages()
@@ -53,6 +54,7 @@ class Op(IntEnum):
     UNLINK = 5
     FSYNC = 6
     UNMOUNT = 7
+    GET_PAGES = 8
     MTE_MAP = 16
     MTE_FORK = 17
     MTE_COW = 18
@@ -68,7 +70,7 @@ class Op(IntEnum):
 
 GFP_USER_ANON = 1
 
-FILE_OPS = frozenset({Op.READ, Op.WRITE, Op.FAULT, Op.MAP_PAGES, Op.TRUNCATE, Op.UNLINK,
+FILE_OPS = frozenset({Op.READ, Op.GET_PAGES, Op.WRITE, Op.FAULT, Op.MAP_PAGES, Op.TRUNCATE, Op.UNLINK,
                       Op.FSYNC})
 
 
