@@ -70,8 +70,8 @@ class Op(IntEnum):
 
 GFP_USER_ANON = 1
 
-FILE_OPS = frozenset({Op.READ, Op.GET_PAGES, Op.WRITE, Op.FAULT, Op.MAP_PAGES, Op.TRUNCATE, Op.UNLINK,
-                      Op.FSYNC})
+FILE_OPS = frozenset({Op.READ, Op.GET_PAGES, Op.WRITE, Op.FAULT, Op.MAP_PAGES, Op.TRUNCATE,
+                      Op.UNLINK, Op.FSYNC})
 
 
 @dataclass
