@@ -123,6 +123,7 @@ def _dispatch(m: Machine) -> dict[int, Callable[[int, int, int], None]]:
     pc, anon = m.pc, m.anon
     return {
         Op.READ: pc.read,
+        Op.GET_PAGES: pc.get_pages,
         Op.WRITE: pc.write,
         Op.FAULT: lambda f, i, _: pc.fault(f, i),
         Op.MAP_PAGES: pc.map_pages,

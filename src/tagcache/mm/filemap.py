@@ -56,6 +56,7 @@ class PageCacheStats:
     hits: int = 0
     misses: int = 0
     insertions: int = 0
+    reinsertions: int = 0     # insertions of a page that had been inserted before
     refaults: int = 0
     evictions: int = 0
     pages_read: int = 0       # pgpgin, in pages: reads that went to the disk
@@ -89,6 +90,7 @@ class PageCache:
         self.order = np.zeros(self.nr_slots, np.int8)
         self.flags = np.zeros(self.nr_slots, np.uint8)
         self.version = np.zeros(self.nr_slots, np.uint32)   # contents generation, for checks
+        self.ever = np.zeros(self.nr_slots, bool)           # inserted at least once
         self.lru = LruLists(self.nr_slots)
         self.ws = Workingset(self.nr_slots)
         self.ra = ra_mod.RaState(n, ra_pages)
@@ -171,6 +173,14 @@ class PageCache:
         self.nr_pages += nr
         st = self.stats
         st.insertions += nr
+        if nr == 1:
+            if self.ever[head]:
+                st.reinsertions += 1
+            else:
+                self.ever[head] = True
+        else:
+            st.reinsertions += int(np.count_nonzero(self.ever[head:head + nr]))
+            self.ever[head:head + nr] = True
         if fill:
             restored = self.cleancache.restore_folio(head, nr)
             st.pages_read += nr - restored
@@ -245,47 +255,65 @@ class PageCache:
         st.misses += n - hits
 
     def read(self, f: int, index: int, nr: int) -> None:
-        """filemap_read() of pages ``[index, index + nr)``; the range may pass EOF."""
-        isize = int(self.isize[f])
-        end = min(index + nr, isize)
+        """filemap_read() of pages ``[index, index + nr)``; the range may pass EOF.
+
+        A loop of filemap_get_pages() batches, as the kernel's; each batch is what one
+        ``mm_filemap_get_pages`` tracepoint reports.
+        """
+        end = min(index + nr, int(self.isize[f]))
         if index >= end:
-            self.ra.prev_pos[f] = (index + nr) << 12
             return
         self._count_access(f, index, end)
-        ra = self.ra
-        prev_pos = int(ra.prev_pos[f])
-        b = int(self.base[f])
-        last_index = index + nr            # page beyond the end of the read (as asked)
         pos = index
-        first = True
         while pos < end:
-            # filemap_get_pages(): a batch of cached folios from pos; readahead on a miss.
+            pos = self._get_pages_batch(f, pos, index + nr)
+
+    def get_pages(self, f: int, index: int, nr: int) -> None:
+        """One filemap_get_pages() call and the copy of its batch, as a tracepoint reports
+        it: ``index`` is the read position, ``index + nr`` the page past the request."""
+        end = min(index + nr, int(self.isize[f]))
+        if index >= end:
+            return
+        nxt = self._get_pages_batch(f, index, index + nr)
+        self._count_access(f, index, min(nxt, end))
+
+    def _get_pages_batch(self, f: int, pos: int, last_index: int) -> int:
+        """filemap_get_pages() from ``pos`` then the copy loop's folio_mark_accessed() calls.
+
+        The batch is the cached folios contiguous from ``pos``, ending at a hole, at the end
+        of the request, or after a PG_readahead folio (filemap_get_read_batch()); a miss at
+        ``pos`` runs sync readahead first, a PG_readahead last folio async readahead. Returns
+        the page after the batch. The first folio is not marked accessed again when the
+        previous read ended inside it (pos_same_folio()).
+        """
+        ra = self.ra
+        b = int(self.base[f])
+        end = min(last_index, int(self.isize[f]))
+        h = int(self.head[b + pos])
+        if h < 0:
+            ra_mod.page_cache_sync_ra(self, f, pos, last_index - pos)
             h = int(self.head[b + pos])
+            if h < 0:                 # no readahead: filemap_create_folio()
+                h = self.add_folio(f, pos, 0)
+        prev_pos = int(ra.prev_pos[f])
+        first = True
+        while True:
+            fl = int(self.flags[h])
+            order = int(self.order[h])
+            hidx = h - b
+            if fl & PG_READAHEAD:
+                ra_mod.page_cache_async_ra(self, f, hidx, order, last_index - hidx)
+            if not first or prev_pos < 0 or ((prev_pos - 1) >> 12 >> order) != (pos >> order):
+                self.mark_accessed(h)
+            first = False
+            nxt = hidx + (1 << order)
+            if nxt >= end or fl & PG_READAHEAD:
+                break
+            h = int(self.head[b + nxt])
             if h < 0:
-                ra_mod.page_cache_sync_ra(self, f, pos, last_index - pos)
-                h = int(self.head[b + pos])
-                if h < 0:                 # no readahead: filemap_create_folio()
-                    h = self.add_folio(f, pos, 0)
-            while True:
-                fl = int(self.flags[h])
-                order = int(self.order[h])
-                hidx = h - b
-                if first:
-                    # Reading the same folio again is not a new access (pos_same_folio()).
-                    if prev_pos < 0 or ((prev_pos - 1) >> 12 >> order) != (pos >> order):
-                        self.mark_accessed(h)
-                    first = False
-                else:
-                    self.mark_accessed(h)
-                if fl & PG_READAHEAD:
-                    ra_mod.page_cache_async_ra(self, f, hidx, order, last_index - hidx)
-                pos = hidx + (1 << order)
-                if pos >= end or fl & PG_READAHEAD:
-                    break
-                h = int(self.head[b + pos])
-                if h < 0:
-                    break
-        ra.prev_pos[f] = end << 12
+                break
+        ra.prev_pos[f] = min(nxt, end) << 12
+        return nxt
 
     def fault(self, f: int, index: int) -> None:
         """filemap_fault() on page ``index`` of a shared file mapping."""

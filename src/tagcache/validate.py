@@ -1,0 +1,128 @@
+"""Compare the page-cache model with what the real kernel did on a capture (DESIGN.md 5).
+
+Only pages of inodes with at least one access event count. The kernel's *insertions* are the
+pages its add events inserted; its *re-insertions* are insertions of a page inserted before.
+The model replays only the access events (get_pages, map_pages, fault) with no cleancache,
+under a page-cache capacity of the capture's ``kernel.cache_peak`` unless one is given, and
+its insertions and re-insertions are counted the same way. The add events serve one purpose
+on the model's side: each file's size (the highest page index ever inserted), since access
+ranges can pass the end of the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagcache.cleancache.frontend import Cleancache
+from tagcache.errors import TraceError
+from tagcache.mm.filemap import PageCache
+from tagcache.workloads.events import FileTable, Op, Trace
+
+SIDECAR_FIELDS = ("name", "limit_mib", "seconds", "trace_overrun_events", "command",
+                  "exit_code", "kernel")
+KERNEL_FIELDS = ("workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
+                 "inactive_file", "active_file", "cache_peak")
+ACCESS_OPS = (Op.GET_PAGES, Op.READ, Op.MAP_PAGES, Op.FAULT)
+
+
+def load_sidecar(path: str | Path) -> dict[str, Any]:
+    """Read a capture sidecar; every field of the schema must be there (more may be)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as e:
+        raise TraceError(f"{p}: cannot read capture sidecar: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{p}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise TraceError(f"{p}: expected a JSON object with fields {', '.join(SIDECAR_FIELDS)}")
+    for k in SIDECAR_FIELDS:
+        if k not in data:
+            raise TraceError(f"{p}: missing field {k!r}")
+    kern = data["kernel"]
+    if not isinstance(kern, dict):
+        raise TraceError(f"{p}: field 'kernel' must be an object")
+    for k in KERNEL_FIELDS:
+        v = kern.get(k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise TraceError(f"{p}: kernel.{k} = {v!r}: expected a byte or event count >= 0")
+    return data
+
+
+def sidecar_for(trace_path: str | Path) -> Path:
+    """NAME.json beside NAME.trace.zst (or NAME.trace, NAME.trace.gz)."""
+    p = Path(trace_path)
+    name = p.name
+    for suffix in (".trace.zst", ".trace.gz", ".trace", ".zst", ".gz", ".txt"):
+        if name.endswith(suffix):
+            return p.with_name(name[: -len(suffix)] + ".json")
+    return p.with_suffix(".json")
+
+
+@dataclass
+class Validation:
+    kernel: dict[str, int]
+    model: dict[str, int]
+    capacity_pages: int
+    files: int
+
+    @property
+    def error(self) -> dict[str, float]:
+        return {k: (self.model[k] / self.kernel[k] - 1.0) if self.kernel[k] else
+                (0.0 if self.model[k] == 0 else float("inf")) for k in self.kernel}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "model": self.model, "error": self.error,
+                "capacity_pages": self.capacity_pages, "files": self.files}
+
+
+def accessed_files(trace: Trace) -> np.ndarray:
+    """Ids of files with at least one access event."""
+    m = np.isin(trace.op, np.array(ACCESS_OPS, np.uint8))
+    return np.unique(trace.arg0[m])
+
+
+def kernel_counts(trace: Trace, files: np.ndarray) -> dict[str, int]:
+    """Insertions and re-insertions of the kernel's add events on ``files``."""
+    m = (trace.op == Op.KERNEL_ADD) & np.isin(trace.arg0, files)
+    f, idx, order = trace.arg0[m], trace.arg1[m], trace.arg2[m]
+    nr = np.left_shift(1, order)
+    if not len(f):
+        return {"insertions": 0, "reinsertions": 0}
+    pages_f = np.repeat(f, nr)
+    starts = np.repeat(idx, nr)
+    offs = np.arange(len(pages_f)) - np.repeat(np.cumsum(nr) - nr, nr)
+    key = pages_f * (1 << 40) + starts + offs
+    total = len(key)
+    return {"insertions": int(total), "reinsertions": int(total - len(np.unique(key)))}
+
+
+def model_trace(trace: Trace, files: np.ndarray, large_folios: bool) -> tuple[FileTable, dict]:
+    """The file table the model sees: sizes from add events, only accessed files spanned."""
+    ft = trace.files
+    keep = np.zeros(len(ft), bool)
+    keep[files] = True
+    size = np.where(keep, ft.size_pages, 0)
+    span = np.where(keep, np.maximum(ft.span_pages, size), 0)
+    return FileTable.build(ft.dev, ft.ino, size, span, np.full(len(ft), large_folios)), {}
+
+
+def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
+                   ra_pages: int = 32) -> Validation:
+    """Replay the access events of ``trace`` through the page-cache model and compare."""
+    files = accessed_files(trace)
+    ft, _ = model_trace(trace, files, large_folios)
+    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages)
+    handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
+                Op.FAULT: lambda f, i, _n: pc.fault(f, i)}
+    m = np.isin(trace.op, np.array(ACCESS_OPS, np.uint8))
+    for op, a0, a1, a2 in zip(trace.op[m].tolist(), trace.arg0[m].tolist(),
+                              trace.arg1[m].tolist(), trace.arg2[m].tolist(), strict=True):
+        handlers[op](a0, a1, a2)
+    model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
+    return Validation(kernel_counts(trace, files), model, capacity_pages, len(files))
