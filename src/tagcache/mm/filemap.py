@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from tagcache.workloads.events import FileTable
 
 MAX_PAGECACHE_ORDER = 9
+PAGE_CACHE_POLICIES = ("kernel", "lru")
 SLOT_ALIGN = 1 << MAX_PAGECACHE_ORDER
 
 
@@ -74,7 +75,13 @@ class PageCache:
 
     def __init__(self, files: FileTable, cleancache: Cleancache,
                  limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
-                 max_folio_order: int = 4) -> None:
+                 max_folio_order: int = 4, policy: str = "kernel") -> None:
+        if policy not in PAGE_CACHE_POLICIES:
+            raise ValueError(f"unknown page-cache policy {policy!r}; "
+                             f"choose from {PAGE_CACHE_POLICIES}")
+        self.policy = policy
+        if policy == "lru":
+            ra_pages, max_folio_order = 0, 0
         n = len(files)
         span = np.asarray(files.span_pages, np.int64)
         aligned = (span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN
@@ -159,6 +166,8 @@ class PageCache:
         if ws.shadow[head] >= 0:
             self.stats.refaults += nr
             active, workingset = ws.refault_check(head, nr, self.lru.nr_pages[LRU_ACTIVE_FILE])
+            if self.policy == "lru":
+                active = workingset = False
         else:
             active = workingset = False
             if nr > 1:
@@ -190,6 +199,13 @@ class PageCache:
         """mem_cgroup_charge(): reclaim until ``nr`` more pages fit under the limit."""
         limit = self.limit_pages()
         excess = self.nr_pages + nr - limit
+        if self.policy == "lru":
+            while excess > 0 and self.nr_pages > 0:     # plain LRU: evict the tail, exactly
+                tail = self.lru.tail(LRU_INACTIVE_FILE)
+                excess -= 1 << int(self.order[tail])
+                self._delete_from_lru(tail)
+                self.evict_folio(tail)
+            return
         tries = 0
         while excess > 0 and self.nr_pages > 0:
             vmscan.try_to_free_pages(self, excess)
@@ -233,6 +249,11 @@ class PageCache:
 
     def mark_accessed(self, head: int) -> None:
         """folio_mark_accessed(): inactive,unreferenced -> referenced -> active."""
+        if self.policy == "lru":
+            nr = 1 << int(self.order[head])
+            self.lru.delete(LRU_INACTIVE_FILE, head, nr)
+            self.lru.add(LRU_INACTIVE_FILE, head, nr)
+            return
         fl = int(self.flags[head])
         if not fl & PG_REFERENCED:
             self.flags[head] = fl | PG_REFERENCED
@@ -263,6 +284,9 @@ class PageCache:
         end = min(index + nr, int(self.isize[f]))
         if index >= end:
             return
+        if self.policy == "lru":
+            self._lru_access(f, index, end)
+            return
         self._count_access(f, index, end)
         pos = index
         while pos < end:
@@ -274,8 +298,26 @@ class PageCache:
         end = min(index + nr, int(self.isize[f]))
         if index >= end:
             return
+        if self.policy == "lru":
+            self._lru_access(f, index, end)
+            return
         nxt = self._get_pages_batch(f, index, index + nr)
         self._count_access(f, index, min(nxt, end))
+
+    def _lru_access(self, f: int, index: int, end: int) -> None:
+        """Plain LRU, page by page (the libCacheSim reference): a hit moves the page to the
+        head, a miss inserts it, the tail goes when full. No readahead, one list."""
+        b = int(self.base[f])
+        st = self.stats
+        for s in range(b + index, b + end):
+            st.accesses += 1
+            if self.head[s] >= 0:
+                st.hits += 1
+                self.lru.delete(LRU_INACTIVE_FILE, s, 1)
+                self.lru.add(LRU_INACTIVE_FILE, s, 1)
+            else:
+                st.misses += 1
+                self.add_folio(f, s - b, 0)
 
     def _get_pages_batch(self, f: int, pos: int, last_index: int) -> int:
         """filemap_get_pages() from ``pos`` then the copy loop's folio_mark_accessed() calls.
@@ -319,6 +361,9 @@ class PageCache:
         """filemap_fault() on page ``index`` of a shared file mapping."""
         if index >= self.isize[f]:
             return
+        if self.policy == "lru":
+            self._lru_access(f, index, index + 1)
+            return
         self._count_access(f, index, index + 1)
         h = self.folio_at(f, index)
         if h >= 0:
@@ -340,6 +385,8 @@ class PageCache:
         """
         b = int(self.base[f])
         end = min(index + nr, int(self.isize[f]))
+        if self.policy == "lru":
+            return          # fault-around maps without an access of its own
         pos = index
         while pos < end:
             h = int(self.head[b + pos])
