@@ -10,9 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from tagcache.replay import RunResult, replay
 from tagcache.scenario import Scenario
-from tagcache.workloads.events import Trace
+from tagcache.units import PAGE_SIZE
+from tagcache.workloads.events import Op, Trace
 from tagcache.workloads.generators import generate
 
 
@@ -57,5 +60,63 @@ def run_scenario(scn: Scenario, *, check: bool = True,
         cfg = scn.machine_for(share)
         for design in scn.designs:
             results.append(replay(cfg, design, traces[share], tagged_share=share, check=check,
+                                  progress=progress))
+    return Experiment(scn, results, time.perf_counter() - t0)
+
+
+TAGGED_SOURCES = ("generator", "trace")
+
+
+def trace_tasks(trace: Trace, comms: list[str]) -> frozenset[int]:
+    """Indexes of ``trace.tasks`` whose command is one of ``comms`` ('all': every task)."""
+    if comms == ["all"]:
+        return frozenset(range(len(trace.tasks)))
+    want = set(comms)
+    return frozenset(i for i, (comm, _pid) in enumerate(trace.tasks) if comm in want)
+
+
+def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
+              policy: str = "kernel", tagged: str = "generator",
+              tag_comms: list[str] | None = None, check: bool = True,
+              progress: Callable[[int], None] | None = None) -> Experiment:
+    """Replay a real trace through every design of ``scn``.
+
+    Tagged memory comes from the scenario's generator (one set of runs per tagged share,
+    its events spread over the trace), or from the trace's own kmem events: the user
+    anonymous pages of the tasks named in ``tag_comms``, at their real PFNs.
+    """
+    from tagcache.hw.layout import simple_layout
+    from tagcache.workloads.generators import merge, tagged_events
+
+    t0 = time.perf_counter()
+    results = []
+    base = replace(scn.machine, page_cache_limit_pages=capacity_pages,
+                   page_cache_policy=policy)
+    if tagged == "trace":
+        tasks = trace_tasks(trace, tag_comms or ["all"])
+        pfns = trace.arg0[np.isin(trace.op, [Op.PAGE_ALLOC, Op.PAGE_FREE])]
+        top = int(pfns.max()) + 1 if len(pfns) else 0
+        mem = max(base.layout.data_pages, -(-top // 32) * 32) * PAGE_SIZE
+        cfg = replace(base, layout=simple_layout(mem, base.layout.regions[0].block_size, 0),
+                      anon_untagged_pages=0)
+        share = 0.0
+        for design in scn.designs:
+            results.append(replay(cfg, design, trace, tagged_share=share, check=check,
+                                  progress=progress, tag_tasks=tasks))
+        return Experiment(scn, results, time.perf_counter() - t0)
+    for share in scn.shares:
+        cfg = replace(scn.machine_for(share), page_cache_limit_pages=capacity_pages,
+                      page_cache_policy=policy)
+        tw = replace(scn.tagged, share=share)
+        tev, at = tagged_events(tw, cfg.layout.data_pages, len(trace), scn.seed)
+        if len(tev):
+            m = merge(np.stack([trace.op.astype(np.int64), trace.arg0, trace.arg1, trace.arg2],
+                               axis=1), tev, at)
+            tr = Trace(m[:, 0].astype(np.uint8), m[:, 1].copy(), m[:, 2].copy(),
+                       m[:, 3].copy(), trace.files, trace.name, trace.tasks)
+        else:
+            tr = trace
+        for design in scn.designs:
+            results.append(replay(cfg, design, tr, tagged_share=share, check=check,
                                   progress=progress))
     return Experiment(scn, results, time.perf_counter() - t0)

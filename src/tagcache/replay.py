@@ -23,7 +23,7 @@ from tagcache.mm.anon import TaggedAnon
 from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import TagStorage
-from tagcache.workloads.events import Op, Trace
+from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
 BACKEND_NAMES = ("idle", *BACKENDS)
 
@@ -36,6 +36,8 @@ class MachineConfig:
     anon_untagged_pages: int = 0
     min_free_pages: int = 4096
     memory_limit_pages: int | None = None      # memory cgroup limit on page cache + anon
+    page_cache_limit_pages: int | None = None  # a fixed page-cache capacity (trace replays)
+    page_cache_policy: str = "kernel"          # "kernel" model, or plain "lru"
     alloc_policy: str = "random"
     alloc_chunk_pages: int = 16
     anon_folio_order: int = 0
@@ -96,7 +98,8 @@ class Machine:
         if cfg.anon_untagged_pages:
             self.alloc.alloc(cfg.anon_untagged_pages, tagged=False)
         self.pc = PageCache(trace.files, self.cleancache, self.page_cache_limit,
-                            ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order)
+                            ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order,
+                            policy=cfg.page_cache_policy)
         if self.checker is not None:
             self.checker.pagecache = self.pc
         self.anon = TaggedAnon(self.alloc, self.tags, self.make_room, cfg.anon_folio_order)
@@ -108,6 +111,8 @@ class Machine:
         if self.cfg.memory_limit_pages is not None:
             anon = self.anon.nr_pages + self.cfg.anon_untagged_pages
             free = min(free, self.cfg.memory_limit_pages - anon)
+        if self.cfg.page_cache_limit_pages is not None:
+            free = min(free, self.cfg.page_cache_limit_pages)
         return max(0, free)
 
     def make_room(self, n: int) -> None:
@@ -119,8 +124,17 @@ class Machine:
                     break
 
 
-def _dispatch(m: Machine) -> dict[int, Callable[[int, int, int], None]]:
+def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
+              ) -> dict[int, Callable[[int, int, int], None]]:
     pc, anon = m.pc, m.anon
+
+    def page_alloc(pfn: int, order: int, info: int) -> None:
+        if info & GFP_USER_ANON and (info >> 8) in tag_tasks:
+            anon.tag_pfns(pfn, order)
+
+    def page_free(pfn: int, order: int, _info: int) -> None:
+        anon.untag_pfns(pfn, order)
+
     return {
         Op.READ: pc.read,
         Op.GET_PAGES: pc.get_pages,
@@ -141,8 +155,8 @@ def _dispatch(m: Machine) -> dict[int, Callable[[int, int, int], None]]:
         # The kernel's own answer and raw kmem events are not replayed as such.
         Op.KERNEL_ADD: _ignore,
         Op.KERNEL_DELETE: _ignore,
-        Op.PAGE_ALLOC: _ignore,
-        Op.PAGE_FREE: _ignore,
+        Op.PAGE_ALLOC: page_alloc if tag_tasks else _ignore,
+        Op.PAGE_FREE: page_free if tag_tasks else _ignore,
     }
 
 
@@ -151,11 +165,16 @@ def _ignore(_a: int, _b: int, _c: int) -> None:
 
 
 def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
-           check: bool = False, progress: Callable[[int], None] | None = None) -> RunResult:
-    """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events."""
+           check: bool = False, progress: Callable[[int], None] | None = None,
+           tag_tasks: frozenset[int] | None = None) -> RunResult:
+    """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events.
+
+    ``tag_tasks``: indexes into ``trace.tasks`` whose user anonymous pages (kmem
+    mm_page_alloc with GFP_HIGHUSER_MOVABLE) are treated as PROT_MTE, at their real PFNs.
+    """
     t0 = time.perf_counter()
     m = Machine(cfg, design, trace, check)
-    table = _dispatch(m)
+    table = _dispatch(m, tag_tasks)
     ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                        trace.arg2.tolist())
     checker = m.checker

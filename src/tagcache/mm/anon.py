@@ -47,9 +47,7 @@ class TaggedAnon:
         gone = pfns[self.mapcount[i] == 0]
         gone = np.unique(gone)
         if len(gone):
-            self.tags.free_tag_storage(gone)
-            self.alloc.free_pfns(gone)
-            self.nr_pages -= len(gone)
+            self._release(gone)
 
     def mte_map(self, pid: int, n: int) -> None:
         """mmap(PROT_MTE) and first touch: frames allocated, set_ptes_at() reserves."""
@@ -121,6 +119,42 @@ class TaggedAnon:
         self.copies += len(old)
         pfns[private] = new
         self._put(old)
+
+    def tag_pfns(self, pfn: int, order: int) -> None:
+        """A captured user page allocation at a real PFN, treated as PROT_MTE: the frame is
+        taken as it is (the capture chose it) and set_ptes_at() reserves its tag block."""
+        base = self.alloc.layout.pfn_base
+        pfns = np.arange(pfn, pfn + (1 << order), dtype=np.int64)
+        i = pfns - base
+        if i[0] < 0 or i[-1] >= self.alloc.layout.nr_pfns or not self.alloc.layout.taggable_mask[
+                i].all():
+            raise ValueError(f"captured PFN {pfn:#x} is outside the modelled tagged memory")
+        fresh = pfns[self.mapcount[i] == 0]
+        if not len(fresh):
+            return
+        fi = fresh - base
+        self.make_room(len(fresh))
+        self.alloc.nr_free -= int(np.count_nonzero(self.alloc.free[fi]))
+        self.alloc.free[fi] = False
+        self.alloc.tagged[fi] = True
+        self.mapcount[fi] = 1
+        self.nr_pages += len(fresh)
+        self.tags.set_ptes_at(fresh, 0)
+
+    def untag_pfns(self, pfn: int, order: int) -> None:
+        """A captured page free: a frame tagged by :meth:`tag_pfns` is released."""
+        base = self.alloc.layout.pfn_base
+        i = np.arange(pfn, pfn + (1 << order), dtype=np.int64) - base
+        i = i[(i >= 0) & (i < self.alloc.layout.nr_pfns)]
+        i = i[self.alloc.tagged[i] & (self.mapcount[i] == 1)]
+        if len(i):
+            self.mapcount[i] = 0
+            self._release(i + base)
+
+    def _release(self, pfns: np.ndarray) -> None:
+        self.tags.free_tag_storage(pfns)
+        self.alloc.free_pfns(pfns)
+        self.nr_pages -= len(pfns)
 
     def exit(self, pid: int) -> None:
         """exit_mmap(): every mapping goes; swap slots are freed (mte_invalidate_tags)."""
