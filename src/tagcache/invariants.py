@@ -10,7 +10,9 @@
 
 The checker keeps its own ground truth (the contents generation of every page, from
 ``PageCache.version``, and the generation each stored copy was taken at), so it does not trust
-the structures it checks. :meth:`Checker.walk` adds a full walk of every list and counter.
+the structures it checks. :meth:`Checker.walk` adds a full walk of every list and counter; a
+structural fault found there is counted under the rule it endangers (page-cache lists under
+``restore_fresh``, tag-storage backend state under ``tags_xor_cache``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from tagcache.mm.page_flags import PG_DIRTY
 
 if TYPE_CHECKING:
     from tagcache.cleancache.backend import ReserveWork
@@ -57,7 +61,7 @@ class Checker:
 
     def on_store(self, head: int, nr: int) -> None:
         pc = self.pagecache
-        if pc.flags[head] & 4:  # PG_DIRTY
+        if pc.flags[head] & PG_DIRTY:
             self.fail("no_dirty_store", f"dirty folio at slot {head} offered to cleancache")
         self.copy_version[head:head + nr] = pc.version[head:head + nr]
 
@@ -95,8 +99,8 @@ class Checker:
         reference counts must agree with.
         """
         pc = self.pagecache
-        for e in pc.verify():
-            self.fail("tags_xor_cache" if "tag" in e else "restore_fresh", f"page cache: {e}")
+        for e in pc.verify():       # a broken page cache can serve or store the wrong data
+            self.fail("restore_fresh", f"page cache: {e}")
         backend = tags.backend
         if backend is None:
             return
