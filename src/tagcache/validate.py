@@ -113,11 +113,12 @@ def model_trace(trace: Trace, files: np.ndarray, large_folios: bool) -> tuple[Fi
 
 
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
-                   ra_pages: int = 32) -> Validation:
+                   ra_pages: int = 32, mmap_hugepage: bool = True) -> Validation:
     """Replay the access events of ``trace`` through the page-cache model and compare."""
     files = accessed_files(trace)
     ft, _ = model_trace(trace, files, large_folios)
-    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages)
+    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages,
+                   mmap_hugepage=mmap_hugepage)
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
                 Op.FAULT: lambda f, i, _n: pc.fault(f, i)}
     m = np.isin(trace.op, np.array(ACCESS_OPS, np.uint8))

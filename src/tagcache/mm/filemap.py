@@ -75,11 +75,13 @@ class PageCache:
 
     def __init__(self, files: FileTable, cleancache: Cleancache,
                  limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
-                 max_folio_order: int = 4, policy: str = "kernel") -> None:
+                 max_folio_order: int = 4, policy: str = "kernel",
+                 mmap_hugepage: bool = False) -> None:
         if policy not in PAGE_CACHE_POLICIES:
             raise ValueError(f"unknown page-cache policy {policy!r}; "
                              f"choose from {PAGE_CACHE_POLICIES}")
         self.policy = policy
+        self.mmap_hugepage = mmap_hugepage
         if policy == "lru":
             ra_pages, max_folio_order = 0, 0
         n = len(files)
@@ -163,15 +165,14 @@ class PageCache:
         self.charge(nr)
         head = int(self.base[f]) + index
         ws = self.ws
-        if ws.shadow[head] >= 0:
+        if fill and ws.shadow[head] >= 0:      # writes never refault (__GFP_WRITE)
             self.stats.refaults += nr
             active, workingset = ws.refault_check(head, nr, self.lru.nr_pages[LRU_ACTIVE_FILE])
             if self.policy == "lru":
                 active = workingset = False
         else:
             active = workingset = False
-            if nr > 1:
-                ws.forget(head, head + nr)
+            ws.forget(head, head + nr)
         fl = (PG_ACTIVE if active else 0) | (PG_WORKINGSET if workingset else 0)
         if readahead:
             fl |= PG_READAHEAD

@@ -21,9 +21,11 @@ are read, leaving the window as it was. mmap faults use read-around instead: a w
 ``ra_pages`` centred on the fault (do_sync_mmap_readahead).
 
 Large folios (page_cache_ra_order): when the mapping supports them, windows are filled with
-folios whose order grows by two at each window, naturally aligned, never past EOF or the
-window; folios already in the cache stop the large-folio pass and the rest is filled page by
-page (page_cache_ra_unbounded, which skips cached pages). Follows Linux 6.10-6.12.
+folios of order ``ra->order``, which sync readahead resets to 0 and each async window raises
+by two (the async window's end is trimmed to that alignment), capped by the mapping and the
+window size, naturally aligned, never past EOF; folios already in the cache stop the
+large-folio pass and the rest is filled page by page (page_cache_ra_unbounded, which skips
+cached pages). Follows Linux 6.16+ (ra->order), the kernel of this project's captures.
 
 Departures: one readahead state per file (the kernel has one per open file); no congestion
 back-off; no per-device io_pages (``bdi->io_pages`` is taken equal to ``ra_pages``).
@@ -77,6 +79,7 @@ class RaState:
         self.async_size = np.zeros(nr_files, np.int64)
         self.prev_pos = np.full(nr_files, -1, np.int64)   # bytes; -1 as after file_ra_state_init
         self.mmap_miss = np.zeros(nr_files, np.int32)
+        self.order = np.zeros(nr_files, np.int8)          # ra->order (Linux 6.16+)
 
     def max_pages(self, req_count: int) -> int:
         """ractl_max_pages() with io_pages == ra_pages."""
@@ -108,7 +111,8 @@ def page_cache_sync_ra(pc: PageCache, f: int, index: int, req_count: int) -> Non
         ra.start[f] = index
         ra.size[f] = min(contig_count + req_count, max_pages)
         ra.async_size[f] = 1
-    page_cache_ra_order(pc, f, int(ra.start[f]), 0)
+    ra.order[f] = 0
+    page_cache_ra_order(pc, f, int(ra.start[f]))
 
 
 def page_cache_async_ra(pc: PageCache, f: int, index: int, order: int, req_count: int) -> None:
@@ -121,32 +125,39 @@ def page_cache_async_ra(pc: PageCache, f: int, index: int, order: int, req_count
     start, size, async_size = int(ra.start[f]), int(ra.size[f]), int(ra.async_size[f])
     expected = (start + size - async_size) & ~((1 << order) - 1)
     if index == expected:
-        ra.start[f] = start + size
-        ra.size[f] = get_next_ra_size(size, max_pages)
-        ra.async_size[f] = ra.size[f]
+        start += size
+        size = max(size, get_next_ra_size(size, max_pages))
     else:
-        nstart = pc.next_miss(f, index + 1, max_pages)
-        if nstart <= 0 or nstart - index > max_pages:
+        # Hit a marked folio without valid readahead state (interleaved reads).
+        start = pc.next_miss(f, index + 1, max_pages)
+        if start <= 0 or start - index > max_pages:
             return
-        ra.start[f] = nstart
-        ra.size[f] = get_next_ra_size(nstart - index + req_count, max_pages)
-        ra.async_size[f] = ra.size[f]
-    page_cache_ra_order(pc, f, int(ra.start[f]), order + 2)
+        size = get_next_ra_size(start - index + req_count, max_pages)
+    ra.order[f] = int(ra.order[f]) + 2
+    align = 1 << min(int(ra.order[f]), _ffs(max_pages))
+    end = start + size
+    aligned_end = end & ~(align - 1)
+    if aligned_end > start:
+        size -= end - aligned_end
+    ra.start[f], ra.size[f], ra.async_size[f] = start, size, size
+    page_cache_ra_order(pc, f, start)
 
 
-def page_cache_ra_order(pc: PageCache, f: int, start: int, new_order: int) -> None:
-    """Fill the window at ``start`` with folios of growing order, then page by page."""
+def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
+    """Fill the window at ``start`` with folios of order ``ra->order`` (capped by the mapping
+    and the window), naturally aligned, then the rest page by page."""
     ra = pc.ra
     size, async_size = int(ra.size[f]), int(ra.async_size[f])
     isize = pc.isize_pages(f)
     max_order = pc.max_folio_order(f)
     index = start
-    if max_order > 0 and size >= 4 and isize > 0:
+    if max_order == 0:
+        ra.order[f] = 0
+    elif isize > 0:
         limit = min(isize - 1, start + size - 1)
         mark = start + size - async_size
-        if new_order < max_order:
-            new_order += 2
-        new_order = min(max_order, new_order, size.bit_length() - 1)
+        new_order = max(0, min(int(ra.order[f]), max_order, size.bit_length() - 1))
+        ra.order[f] = new_order
         while index <= limit:
             order = new_order
             if index & ((1 << order) - 1):
@@ -179,9 +190,26 @@ def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
         pc.add_folio(f, i, 0, readahead=(i == mark))
 
 
+HPAGE_PMD_ORDER = 9
+HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
+
+
 def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
-    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ)."""
+    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ).
+
+    With ``pc.mmap_hugepage`` the mapping is taken as VM_HUGEPAGE: the PMD-sized path reads
+    two PMDs' worth from the PMD-aligned index (what this project's captures show for the
+    mappings ld.so makes), falling back to order-0 folios where the mapping has no large
+    folios.
+    """
     ra = pc.ra
+    if pc.mmap_hugepage:
+        ra.start[f] = index & ~(HPAGE_PMD_NR - 1)
+        ra.size[f] = 2 * HPAGE_PMD_NR
+        ra.async_size[f] = HPAGE_PMD_NR
+        ra.order[f] = HPAGE_PMD_ORDER
+        page_cache_ra_order(pc, f, int(ra.start[f]))
+        return
     if not ra.ra_pages:
         return
     if ra.mmap_miss[f] < MMAP_LOTSAMISS * 10:
@@ -191,7 +219,8 @@ def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
     ra.start[f] = max(0, index - ra.ra_pages // 2)
     ra.size[f] = ra.ra_pages
     ra.async_size[f] = ra.ra_pages // 4
-    page_cache_ra_order(pc, f, int(ra.start[f]), 0)
+    ra.order[f] = 0
+    page_cache_ra_order(pc, f, int(ra.start[f]))
 
 
 def do_async_mmap_readahead(pc: PageCache, f: int, head_index: int, order: int,
