@@ -21,6 +21,7 @@ import numpy as np
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.errors import TraceError
 from tagcache.mm.filemap import PageCache
+from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.workloads.events import FileTable, Op, Trace
 
 SIDECAR_FIELDS = ("name", "limit_mib", "seconds", "trace_overrun_events", "command",
@@ -112,13 +113,70 @@ def model_trace(trace: Trace, files: np.ndarray, large_folios: bool) -> tuple[Fi
     return FileTable.build(ft.dev, ft.ino, size, span, np.full(len(ft), large_folios)), {}
 
 
+def device_key(dev: int) -> str:
+    """'M:m' of a dev number encoded as MKDEV (major << 20 | minor), as traces print it."""
+    return f"{dev >> 20}:{dev & 0xFFFFF}"
+
+
+def main_device(trace: Trace) -> int:
+    """The device with the most access events (its read_ahead_kb sets the model's)."""
+    m = np.isin(trace.op, np.array(ACCESS_OPS, np.uint8))
+    devs = trace.files.dev[trace.arg0[m]]
+    if not len(devs):
+        return 0
+    vals, counts = np.unique(devs, return_counts=True)
+    return int(vals[np.argmax(counts)])
+
+
+def read_ahead_pages(trace: Trace, meta: dict[str, Any] | None,
+                     sysfs: Path = Path("/sys/class/bdi")) -> tuple[int, str]:
+    """ra_pages for the replay, and where it came from: the sidecar's read_ahead_kb of the
+    main device, else this machine's bdi of the same number, else the kernel default."""
+    key = device_key(main_device(trace))
+    if meta and isinstance(meta.get("read_ahead_kb"), dict) and key in meta["read_ahead_kb"]:
+        return int(meta["read_ahead_kb"][key]) // 4, f"sidecar read_ahead_kb[{key}]"
+    try:
+        return int((sysfs / key / "read_ahead_kb").read_text()) // 4, f"{sysfs}/{key}"
+    except (OSError, ValueError):
+        return VM_READAHEAD_PAGES, "kernel default (128 KiB)"
+
+
+def preload_resident(pc: PageCache, trace: Trace, meta: dict[str, Any] | None) -> int:
+    """Mark the pages the sidecar lists as resident before the capture (files mapped by other
+    processes, charged to other cgroups); returns how many pages of traced files that is."""
+    runs = (meta or {}).get("resident_at_start")
+    if not isinstance(runs, dict):
+        return 0
+    ft = trace.files
+    index = {(device_key(int(d)), int(i)): f for f, (d, i) in enumerate(zip(ft.dev, ft.ino,
+                                                                          strict=True))}
+    total = 0
+    for key, spans in runs.items():
+        try:
+            maj_min, ino = key.rsplit(":", 1)
+            f = index.get((maj_min, int(ino, 16)))
+        except ValueError:
+            raise TraceError(f"resident_at_start: bad key {key!r} (want 'M:m:inohex')") from None
+        if f is None or not pc.span[f]:
+            continue
+        for first, nr in spans:
+            pc.preload_foreign(f, int(first), int(nr))
+            total += max(0, min(int(first) + int(nr), int(pc.span[f])) - int(first))
+    return total
+
+
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
-                   ra_pages: int = 32, mmap_hugepage: bool = True) -> Validation:
-    """Replay the access events of ``trace`` through the page-cache model and compare."""
+                   ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None
+                   ) -> Validation:
+    """Replay the access events of ``trace`` through the page-cache model and compare.
+
+    With a sidecar ``meta`` that lists pages resident before the capture, those are
+    preloaded as resident and charged elsewhere (PG_FOREIGN), as they were.
+    """
     files = accessed_files(trace)
     ft, _ = model_trace(trace, files, large_folios)
-    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages,
-                   mmap_hugepage=mmap_hugepage)
+    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages)
+    preload_resident(pc, trace, meta)
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
                 Op.FAULT: lambda f, i, _n: pc.fault(f, i)}
     m = np.isin(trace.op, np.array(ACCESS_OPS, np.uint8))

@@ -32,6 +32,7 @@ from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, LruLists
 from tagcache.mm.page_flags import (
     PG_ACTIVE,
     PG_DIRTY,
+    PG_FOREIGN,
     PG_MAPPED,
     PG_READAHEAD,
     PG_REFERENCED,
@@ -75,13 +76,11 @@ class PageCache:
 
     def __init__(self, files: FileTable, cleancache: Cleancache,
                  limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
-                 max_folio_order: int = 4, policy: str = "kernel",
-                 mmap_hugepage: bool = False) -> None:
+                 max_folio_order: int = 4, policy: str = "kernel") -> None:
         if policy not in PAGE_CACHE_POLICIES:
             raise ValueError(f"unknown page-cache policy {policy!r}; "
                              f"choose from {PAGE_CACHE_POLICIES}")
         self.policy = policy
-        self.mmap_hugepage = mmap_hugepage
         if policy == "lru":
             ra_pages, max_folio_order = 0, 0
         n = len(files)
@@ -231,13 +230,16 @@ class PageCache:
         self.stats.evictions += nr
 
     def _free(self, head: int, nr: int) -> None:
+        if not self.flags[head] & PG_FOREIGN:
+            self.nr_pages -= nr
         self.head[head:head + nr] = -1
         self.flags[head] = 0
         self.order[head] = 0
-        self.nr_pages -= nr
 
     def _delete_from_lru(self, head: int) -> int:
         nr = 1 << int(self.order[head])
+        if self.flags[head] & PG_FOREIGN:
+            return nr
         lru = LRU_ACTIVE_FILE if self.flags[head] & PG_ACTIVE else LRU_INACTIVE_FILE
         self.lru.delete(lru, head, nr)
         return nr
@@ -246,10 +248,23 @@ class PageCache:
         self.stats.pages_written += nr
         self.nr_dirty -= nr
 
+    def preload_foreign(self, f: int, first: int, nr: int) -> None:
+        """Pages ``[first, first + nr)`` of file ``f`` are resident before the trace and
+        charged to another cgroup (PG_FOREIGN): hits that this cgroup never reclaims."""
+        b = int(self.base[f])
+        end = min(first + nr, int(self.span[f]))
+        for s in range(b + first, b + end):
+            if self.head[s] < 0:
+                self.head[s] = s
+                self.order[s] = 0
+                self.flags[s] = PG_FOREIGN
+
     # -- folio_mark_accessed ---------------------------------------------------------------
 
     def mark_accessed(self, head: int) -> None:
         """folio_mark_accessed(): inactive,unreferenced -> referenced -> active."""
+        if self.flags[head] & PG_FOREIGN:
+            return
         if self.policy == "lru":
             nr = 1 << int(self.order[head])
             self.lru.delete(LRU_INACTIVE_FILE, head, nr)
@@ -314,8 +329,7 @@ class PageCache:
             st.accesses += 1
             if self.head[s] >= 0:
                 st.hits += 1
-                self.lru.delete(LRU_INACTIVE_FILE, s, 1)
-                self.lru.add(LRU_INACTIVE_FILE, s, 1)
+                self.mark_accessed(s)
             else:
                 st.misses += 1
                 self.add_folio(f, s - b, 0)
@@ -483,6 +497,7 @@ class PageCache:
             if pages != self.lru.nr_pages[lru]:
                 errs.append(f"lru {lru}: counted {pages} pages, recorded {self.lru.nr_pages[lru]}")
             seen += pages
-        if seen != self.nr_pages or int((self.head >= 0).sum()) != self.nr_pages:
+        foreign = int(np.count_nonzero((self.flags & PG_FOREIGN) != 0))
+        if seen != self.nr_pages or int((self.head >= 0).sum()) - foreign != self.nr_pages:
             errs.append(f"page count {self.nr_pages} disagrees with lists ({seen}) and slots")
         return errs

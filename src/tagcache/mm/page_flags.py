@@ -1,5 +1,9 @@
 """Folio flag bits kept per head slot in one uint8 array (include/linux/page-flags.h names).
 
+PG_FOREIGN marks a page resident before the trace and charged elsewhere (mapped by processes
+outside the memory cgroup being modelled): it hits, but it is on none of our LRU lists, is
+never charged and never reclaimed here.
+
 PTE_YOUNG stands for "some PTE mapping this folio has its accessed bit set", which the kernel
 keeps in page tables and reads through rmap (folio_referenced()).
 """
@@ -11,3 +15,4 @@ PG_READAHEAD = 8
 PG_WORKINGSET = 16
 PG_MAPPED = 32
 PTE_YOUNG = 64
+PG_FOREIGN = 128

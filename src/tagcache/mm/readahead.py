@@ -190,26 +190,9 @@ def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
         pc.add_folio(f, i, 0, readahead=(i == mark))
 
 
-HPAGE_PMD_ORDER = 9
-HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
-
-
 def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
-    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ).
-
-    With ``pc.mmap_hugepage`` the mapping is taken as VM_HUGEPAGE: the PMD-sized path reads
-    two PMDs' worth from the PMD-aligned index (what this project's captures show for the
-    mappings ld.so makes), falling back to order-0 folios where the mapping has no large
-    folios.
-    """
+    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ)."""
     ra = pc.ra
-    if pc.mmap_hugepage:
-        ra.start[f] = index & ~(HPAGE_PMD_NR - 1)
-        ra.size[f] = 2 * HPAGE_PMD_NR
-        ra.async_size[f] = HPAGE_PMD_NR
-        ra.order[f] = HPAGE_PMD_ORDER
-        page_cache_ra_order(pc, f, int(ra.start[f]))
-        return
     if not ra.ra_pages:
         return
     if ra.mmap_miss[f] < MMAP_LOTSAMISS * 10:
