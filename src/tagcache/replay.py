@@ -106,22 +106,29 @@ class Machine:
         self.oom_events = 0
 
     def page_cache_limit(self) -> int:
-        """Pages the page cache may hold now: free frames less the reserve, and the cgroup."""
+        """Pages the page cache may hold now: a fixed capacity when one is given (a trace
+        replay's cgroup), else free frames less the reserve, within the cgroup limit."""
+        if self.cfg.page_cache_limit_pages is not None:
+            return self.cfg.page_cache_limit_pages
         free = self.alloc.nr_free - self.cfg.min_free_pages
         if self.cfg.memory_limit_pages is not None:
             anon = self.anon.nr_pages + self.cfg.anon_untagged_pages
             free = min(free, self.cfg.memory_limit_pages - anon)
-        if self.cfg.page_cache_limit_pages is not None:
-            free = min(free, self.cfg.page_cache_limit_pages)
         return max(0, free)
 
     def make_room(self, n: int) -> None:
-        """Reclaim page cache until ``n`` more anonymous frames fit."""
-        limit = self.page_cache_limit() - n
-        if self.pc.nr_pages > limit:
-            while self.pc.nr_pages > max(0, limit):
-                if not vmscan.try_to_free_pages(self.pc, self.pc.nr_pages - max(0, limit)):
-                    break
+        """Reclaim page cache until ``n`` more anonymous frames fit beside it.
+
+        With a fixed capacity the page cache is a memory cgroup of its own, which other
+        processes' allocations do not reclaim: nothing to do.
+        """
+        pc = self.pc
+        if self.cfg.page_cache_limit_pages is not None:
+            return
+        while True:
+            short = n + pc.nr_pages + self.cfg.min_free_pages - self.alloc.nr_free
+            if short <= 0 or not pc.nr_pages or not vmscan.try_to_free_pages(pc, short):
+                return
 
 
 def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
