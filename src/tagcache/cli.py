@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -10,9 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagcache.errors import TagcacheError
-from tagcache.experiment import plan_size, run_scenario, scenario_trace
-from tagcache.report import print_report, write_json
+from tagcache.experiment import TAGGED_SOURCES, plan_size, run_scenario, run_trace, scenario_trace
+from tagcache.replay import BACKEND_NAMES, Design
+from tagcache.report import print_report, print_validation, write_json
 from tagcache.scenario import load_scenario
+from tagcache.traces import READERS, read_trace
+from tagcache.units import PAGE_SIZE, parse_size
+from tagcache.validate import load_sidecar, read_ahead_pages, sidecar_for, validate_trace
 
 err = Console(stderr=True)
 
@@ -23,11 +28,92 @@ def app() -> None:
     """tagcache: arm64 MTE tag storage reused as a cleancache, modelled end to end."""
 
 
+def _progress_bar(total: int, enabled: bool | None):
+    """A rich progress bar on stderr (or None): advance it with the returned callback."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return contextlib.nullcontext(None)
+    bar = Progress(TextColumn("[bold]replaying"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("events"), TimeElapsedColumn(), console=err, transient=True)
+
+    @contextlib.contextmanager
+    def ctx():
+        with bar:
+            task = bar.add_task("replay", total=total)
+            yield lambda n: bar.advance(task, n)
+    return ctx()
+
+
+def _capacity(value: str | None) -> int | None:
+    """--capacity: a page count, or a size with a unit (bytes -> pages)."""
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return int(value)
+    try:
+        return parse_size(value) // PAGE_SIZE
+    except ValueError as e:
+        raise TagcacheError(f"--capacity {value}: {e} (give pages, e.g. 4096, or a size)") from None
+
+
+def _check_json_path(json_path: str | None) -> None:
+    if json_path not in (None, "-"):
+        parent = Path(json_path).parent
+        if not parent.is_dir():
+            raise TagcacheError(f"--json {json_path}: directory {parent} does not exist")
+
+
+def _finish(exp, json_path: str | None) -> None:
+    if json_path != "-":
+        print_report(exp)
+    if json_path is not None:
+        write_json(exp.to_json(), json_path)
+
+
+TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
+
+
 @app.command()
 @click.option("--config", "-c", "config", type=click.Path(dir_okay=False, path_type=Path),
               default=None, metavar="FILE.toml",
               help="Scenario file (every key documented in examples/scenario.toml).  "
                    "[default: the embedded scenario: 4 GiB machine, tagged 1%, 10%, 30%]")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="PATH",
+              help="Replay a real trace instead of the scenario's file workload.  "
+                   "[default: none, the generated workload]")
+@click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
+              help="Trace format.  [default: detected from the content]")
+@click.option("--csv-spec", default=None, metavar="SPEC",
+              help="libCacheSim column spec for csv traces, e.g. 'obj-id-col=5,obj-size-col=4,"
+                   "has-header=true,block-size=512'.  [default: none]")
+@click.option("--skip-bad-lines", is_flag=True, default=False,
+              help="Count and skip malformed trace lines instead of stopping.  [default: off]")
+@click.option("--meta", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="NAME.json",
+              help="Capture sidecar: its kernel.cache_peak is the default capacity.  "
+                   "[default: NAME.json beside an ftrace trace, if there]")
+@click.option("--policy", type=click.Choice(["kernel", "lru"]), default="kernel",
+              show_default=True,
+              help="Page-cache model: the kernel's (readahead, two lists, workingset) or a "
+                   "plain LRU with no readahead (the libCacheSim reference).")
+@click.option("--capacity", default=None, metavar="PAGES",
+              help="Page-cache capacity for a trace, in pages (or a size such as 64MiB).  "
+                   "[default: the sidecar's cache_peak; else the machine's free memory]")
+@click.option("--backend", type=click.Choice(["all", *BACKEND_NAMES]), default="all",
+              show_default=True, help="Which designs to run: idle, cleancache, or all of the "
+                                      "scenario's.")
+@click.option("--tagged", type=click.Choice(TAGGED_SOURCES), default="generator",
+              show_default=True,
+              help="Tagged memory of a trace replay: the scenario's generator, or the trace's "
+                   "own kmem events (user anonymous pages of --tag-comm tasks, at their PFNs).")
+@click.option("--tag-comm", multiple=True, metavar="COMM",
+              help="With --tagged trace: tasks whose user anonymous pages are PROT_MTE "
+                   "(repeatable).  [default: every task]")
+@click.option("--tagged-share", "shares", multiple=True, type=click.FloatRange(0, 1,
+              max_open=True), metavar="FRACTION",
+              help="Tagged share(s) of memory to run (repeatable).  [default: the scenario's]")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the results as JSON to PATH; '-' writes JSON alone to "
                    "standard output.  [default: no JSON]")
@@ -36,36 +122,148 @@ def app() -> None:
                    "state at the end of each run.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on standard error.  [default: when stderr is a terminal]")
-def run(config: Path | None, json_path: str | None, check: bool, progress: bool | None) -> None:
-    """Run a scenario: every design at every tagged share, then one comparison table."""
+def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec: str | None,
+        skip_bad_lines: bool, meta: Path | None, policy: str, capacity: str | None,
+        backend: str, tagged: str, tag_comm: tuple[str, ...], shares: tuple[float, ...],
+        json_path: str | None, check: bool, progress: bool | None) -> None:
+    """Run a scenario, or replay a trace, through every design; one comparison table."""
     scn = load_scenario(config)
-    if json_path not in (None, "-"):
-        parent = Path(json_path).parent
-        if not parent.is_dir():
-            raise TagcacheError(f"--json {json_path}: directory {parent} does not exist")
-    traces = {s: scenario_trace(scn, s) for s in scn.shares}
-    total = plan_size(scn, traces)
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if progress:
-        with Progress(TextColumn("[bold]replaying"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("events"), TimeElapsedColumn(), console=err,
-                      transient=True) as bar:
-            task = bar.add_task("replay", total=total)
-            exp = run_scenario(scn, check=check, traces=traces,
-                               progress=lambda n: bar.advance(task, n))
+    _check_json_path(json_path)
+    if shares:
+        scn.shares = list(shares)
+    if backend != "all":
+        scn.designs = [d for d in scn.designs if d.backend == backend] or [Design(backend)]
+    if trace_path is None:
+        for opt, given in (("--format", fmt), ("--csv-spec", csv_spec), ("--meta", meta),
+                           ("--capacity", capacity), ("--tag-comm", tag_comm)):
+            if given:
+                raise TagcacheError(f"{opt} needs --trace")
+        if policy != "kernel" or tagged != "generator":
+            raise TagcacheError("--policy and --tagged need --trace")
+        traces = {s: scenario_trace(scn, s) for s in scn.shares}
+        with _progress_bar(plan_size(scn, traces), progress) as tick:
+            exp = run_scenario(scn, check=check, traces=traces, progress=tick)
+        _finish(exp, json_path)
+        return
+    trace = read_trace(trace_path, fmt, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
+    if trace.skipped_lines:
+        print(f"tagcache: warning: {trace.skipped_lines} malformed lines skipped",
+              file=sys.stderr)
+    side = meta if meta is not None else sidecar_for(trace_path)
+    sidecar = load_sidecar(side) if (meta is not None or side.is_file()) else None
+    cap = _capacity(capacity)
+    if cap is None and sidecar is not None:
+        cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
+    runs = len(scn.designs) * (1 if tagged == "trace" else len(scn.shares))
+    with _progress_bar(runs * len(trace), progress) as tick:
+        exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
+                        tag_comms=list(tag_comm) or None, check=check, progress=tick)
+    _finish(exp, json_path)
+
+
+@app.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--meta", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="NAME.json",
+              help="Capture sidecar.  [default: NAME.json beside the trace]")
+@click.option("--capacity", default=None, metavar="SIZE",
+              help="Page-cache capacity, in pages or as a size.  [default: kernel.cache_peak]")
+@click.option("--read-ahead", default=None, metavar="SIZE",
+              help="read_ahead_kb of the traced device, as a size.  [default: the sidecar's "
+                   "read_ahead_kb, else this machine's for the same device, else 128KiB]")
+@click.option("--large-folios/--no-large-folios", default=False, show_default=True,
+              help="Whether the traced files' mappings support large folios.")
+@click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
+              help="Trace format.  [default: detected]")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Write {kernel, model, error} as JSON to PATH ('-' for standard output).  "
+                   "[default: no JSON]")
+def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahead: str | None,
+             large_folios: bool, fmt: str | None, json_path: str | None) -> None:
+    """Compare the page-cache model with what the kernel did on a capture."""
+    _check_json_path(json_path)
+    side = meta if meta is not None else sidecar_for(trace_path)
+    if not side.is_file():
+        raise TagcacheError(f"{side}: no capture sidecar (give --meta NAME.json)")
+    sidecar = load_sidecar(side)
+    trace = read_trace(trace_path, fmt)
+    cap = _capacity(capacity) or sidecar["kernel"]["cache_peak"] // PAGE_SIZE
+    if read_ahead is not None:
+        try:
+            ra_pages, ra_from = parse_size(read_ahead) // PAGE_SIZE, "--read-ahead"
+        except ValueError as e:
+            raise TagcacheError(f"--read-ahead {read_ahead}: {e}") from None
     else:
-        exp = run_scenario(scn, check=check, traces=traces)
+        ra_pages, ra_from = read_ahead_pages(trace, sidecar)
+    v = validate_trace(trace, cap, large_folios=large_folios, ra_pages=ra_pages, meta=sidecar)
     if json_path != "-":
-        print_report(exp)
+        print_validation(v, trace_path, ra_pages, ra_from)
     if json_path is not None:
-        write_json(exp.to_json(), json_path)
+        write_json(v.to_json() | {"read_ahead_pages": ra_pages}, json_path)
+
+
+@app.command("record", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("--limit", "limit", required=True, metavar="SIZE",
+              help="Memory limit of the capture's cgroup (memory.max, or memory.limit_in_bytes "
+                   "on cgroup v1), e.g. 16MiB; at least 1 MiB; no default.")
+@click.option("--with-alloc", is_flag=True, default=False,
+              help="Also capture kmem mm_page_alloc / mm_page_free (PFNs of page allocations "
+                   "and frees).  [default: off, filemap events only]")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              metavar="DIR", help="Directory (must exist) that receives NAME.trace.zst and "
+                                  "NAME.json.  [default: the current directory]")
+@click.option("--buffer-size", default="128MiB", metavar="SIZE",
+              help="Trace ring buffer, all CPUs together (split evenly per CPU); raise it when "
+                   "events are lost.  [default: 128MiB]")
+@click.option("--drop-caches/--no-drop-caches", default=True,
+              help="sync and drop the page cache (drop_caches=3) before CMD starts, so that its "
+                   "reads miss.  [default: --drop-caches]")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARG]...")
+def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_size: str,
+               drop_caches: bool, cmd: tuple[str, ...]) -> None:
+    """Capture the real kernel's page cache while CMD runs in a memory cgroup of size --limit.
+
+    Writes DIR/NAME.trace.zst (the tracefs text of the filemap events of CMD and its children,
+    zstd) and DIR/NAME.json (the sidecar of DESIGN.md section 5). Needs root and tracefs.
+    CMD's own exit status goes to the sidecar; this command exits 0 once both files are
+    written (128+N if SIGINT/SIGTERM N was forwarded to CMD, 2 on bad input).
+    """
+    from tagcache.errors import CaptureError
+    from tagcache.units import format_bytes, parse_size
+    from tagcache.workloads.capture import record
+
+    sizes = {}
+    for opt, value in (("--limit", limit), ("--buffer-size", buffer_size)):
+        try:
+            sizes[opt] = parse_size(value)
+        except ValueError as e:
+            raise CaptureError(f"{opt} {value}: {e}") from None
+    res = record(name, sizes["--limit"], list(cmd), with_alloc=with_alloc, out_dir=out_dir,
+                 drop_caches=drop_caches, buffer_bytes=sizes["--buffer-size"])
+    side = res.sidecar
+    events = "  ".join(f"{e.removeprefix('mm_filemap_').removeprefix('mm_')} {n:,}"
+                       for e, n in res.events.items())
+    limit_bytes = sizes["--limit"]
+    click.echo(f"recorded {res.name}: {side['command']}")
+    click.echo(f"  exit code {res.exit_code}, {res.seconds:.2f} s, cgroup v{res.cgroup_version}")
+    click.echo(f"  events: {events}  (total {sum(res.events.values()):,})")
+    click.echo(f"  cache peak {format_bytes(res.cache_peak)} of {format_bytes(limit_bytes)} "
+               f"limit; at exit {format_bytes(side['kernel']['cache'])}")
+    click.echo(f"  trace:   {res.trace_path} ({format_bytes(res.trace_path.stat().st_size)})")
+    click.echo(f"  sidecar: {res.sidecar_path}")
+    for w in res.warnings:
+        print(f"tagcache: warning: {w}", file=sys.stderr)
+    if res.interrupted is not None:
+        print(f"tagcache: CMD interrupted (signal {res.interrupted}); capture written up to "
+              f"its exit", file=sys.stderr)
+        sys.exit(128 + res.interrupted)  # main() drops click's Exit codes when not standalone
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: a user error becomes one line on stderr and exit status 2."""
     try:
-        app.main(args=argv, prog_name="tagcache", standalone_mode=False)
+        rv = app.main(args=argv, prog_name="tagcache", standalone_mode=False)
     except TagcacheError as e:
         print(f"tagcache: error: {e}", file=sys.stderr)
         return 2
@@ -81,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.exceptions.Exit as e:
         return e.exit_code
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ from tagcache.experiment import Experiment
 from tagcache.units import PAGE_SIZE, format_bytes
 
 
+def wide_console() -> Console:
+    """The terminal's console; 160 columns when output is not a terminal (files, pipes)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def _us(ns: float) -> str:
     return f"{ns / 1000:.2f}" if ns else "0"
 
@@ -63,10 +69,7 @@ def comparison_table(exp: Experiment) -> Table:
 
 
 def print_report(exp: Experiment, console: Console | None = None) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=160)
+    console = console or wide_console()
     console.print(comparison_table(exp))
     scn = exp.scenario
     console.print(
@@ -96,3 +99,18 @@ def write_json(obj: Any, path: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def print_validation(v, trace_path, ra_pages: int, ra_from: str,
+                     console: Console | None = None) -> None:
+    """The kernel-versus-model table of ``tagcache validate``."""
+    console = console or wide_console()
+    t = Table(title=f"validate {trace_path}", title_justify="left", header_style="bold")
+    for col in ("", "kernel", "model", "error"):
+        t.add_column(col, justify="right" if col else "left")
+    err = v.error
+    for k in ("insertions", "reinsertions"):
+        t.add_row(k, f"{v.kernel[k]:,}", f"{v.model[k]:,}", f"{100 * err[k]:+.1f}%")
+    console.print(t)
+    console.print(f"[dim]{v.files} files with access events; capacity {v.capacity_pages:,} "
+                  f"pages; readahead {ra_pages} pages ({ra_from}).[/dim]")
