@@ -105,7 +105,8 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
                      console: Console | None = None) -> None:
     """The kernel-versus-model table of ``tagcache validate``."""
     console = console or wide_console()
-    t = Table(title=f"validate {trace_path}", title_justify="left", header_style="bold")
+    console.print(f"[bold]validate[/bold] {trace_path}")
+    t = Table(header_style="bold")
     for col in ("", "kernel", "model", "error"):
         t.add_column(col, justify="right" if col else "left")
     err = v.error
