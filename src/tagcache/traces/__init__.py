@@ -1,0 +1,114 @@
+"""Trace readers: real captures and block/cache traces turned into event columns.
+
+One module per format, one registry (:data:`READERS`) from format name to reader, and
+:func:`read_trace`, which detects the format, parses once and caches the result
+(:mod:`tagcache.traces.cache`). Files may be plain, zstd or gzip; compression is recognised by
+its magic bytes, and a truncated stream is an error, never a short trace.
+
+Formats, and how :func:`detect_format` recognises them in the first 64 KiB of decompressed
+content (tried in this order):
+
+- ``ftrace`` (:mod:`~tagcache.traces.ftrace`): a ``# tracer:`` header, or a
+  ``SECONDS: mm_filemap_*:`` / ``mm_page_alloc:`` / ``mm_page_free:`` event line.
+- ``blkparse`` (:mod:`~tagcache.traces.blkparse`): a first line shaped
+  ``M,m CPU SEQ SECONDS PID ACTION``.
+- ``msr`` (:mod:`~tagcache.traces.msr`): 7 comma fields with Read or Write as the 4th.
+- ``csv`` (:mod:`~tagcache.traces.libcachesim`): a header naming an obj id column (``lbn``,
+  ``lba``, ``obj_id``, ``id``, ``key``); other csv traces need ``csv_spec``.
+- ``txt`` (:mod:`~tagcache.traces.libcachesim`): one integer per line.
+- ``oracleGeneral`` (:mod:`~tagcache.traces.libcachesim`): ``.oracleGeneral`` in the file
+  name (libCacheSim's rule), or binary content.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from tagcache.errors import TraceError
+from tagcache.traces import blkparse, cache, ftrace, libcachesim, msr
+from tagcache.traces._common import open_binary, open_text, read_head
+from tagcache.workloads.events import Trace
+
+__all__ = ["READERS", "Reader", "detect_format", "open_binary", "open_text", "read_trace"]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A format: the module and function names that parse and recognise it.
+
+    Functions are looked up on the module at each call, so a test can monkeypatch them.
+    """
+
+    name: str
+    module: ModuleType
+    parse_fn: str = "parse"
+    sniff_fn: str = "sniff"
+    uses_csv_spec: bool = False
+
+    def parse(self, path: str | os.PathLike, *, skip_bad_lines: bool = False,
+              csv_spec: str | None = None) -> Trace:
+        return getattr(self.module, self.parse_fn)(path, skip_bad_lines=skip_bad_lines,
+                                                   csv_spec=csv_spec)
+
+    def sniff(self, head: bytes, path: str | os.PathLike) -> bool:
+        return bool(getattr(self.module, self.sniff_fn)(head, path))
+
+
+READERS: dict[str, Reader] = {r.name: r for r in (
+    Reader("ftrace", ftrace),
+    Reader("blkparse", blkparse),
+    Reader("msr", msr),
+    Reader("csv", libcachesim, "parse_csv", "sniff_csv", uses_csv_spec=True),
+    Reader("txt", libcachesim, "parse_txt", "sniff_txt"),
+    Reader("oracleGeneral", libcachesim, "parse_oracle_general", "sniff_oracle_general"),
+)}
+_NAMES = {name.lower(): name for name in READERS} | {"oraclegeneralbin": "oracleGeneral"}
+
+
+def format_name(fmt: str) -> str:
+    """The registry name of ``fmt`` (case-insensitive), or :class:`TraceError`."""
+    name = _NAMES.get(fmt.lower())
+    if name is None:
+        raise TraceError(f"unknown trace format {fmt!r}: expected one of {', '.join(READERS)}")
+    return name
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of a trace, from its decompressed content (and the oracleGeneral suffix)."""
+    head = read_head(path)
+    for name, reader in READERS.items():
+        if reader.sniff(head, path):
+            return name
+    raise TraceError(f"{path}: cannot tell the trace format (tried {', '.join(READERS)}); "
+                     "give it explicitly")
+
+
+def read_trace(path: str | os.PathLike, fmt: str | None = None, *, skip_bad_lines: bool = False,
+               csv_spec: str | None = None, use_cache: bool = True) -> Trace:
+    """Parse a trace file into event columns, from the cache when it was parsed before.
+
+    ``fmt`` is a key of :data:`READERS` (detected when None; ``csv`` when only ``csv_spec`` is
+    given). ``csv_spec`` is a libCacheSim column spec for csv traces (see
+    :func:`tagcache.traces.libcachesim.parse_spec`). With ``skip_bad_lines`` malformed lines are
+    counted in ``Trace.skipped_lines`` instead of raising :class:`TraceError`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise TraceError(f"{p}: no such trace file")
+    if fmt is None:
+        fmt = "csv" if csv_spec is not None else detect_format(p)
+    reader = READERS[format_name(fmt)]
+    if csv_spec is not None and not reader.uses_csv_spec:
+        raise TraceError(f"{p}: a csv spec was given but the format is {reader.name}, not csv")
+    key = cache.cache_key(p, reader.name, csv_spec, skip_bad_lines) if use_cache else None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None:
+            return hit
+    trace = reader.parse(p, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
+    if key is not None:
+        cache.store(key, trace, reader.name)
+    return trace

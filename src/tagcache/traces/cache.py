@@ -1,0 +1,106 @@
+"""Parsed traces cached as Parquet files, so that a trace is parsed once.
+
+The cache directory is ``$TAGCACHE_CACHE_DIR``, else ``$XDG_CACHE_HOME/tagcache``, else
+``~/.cache/tagcache``. An entry is keyed by a hash of what determines the parse: the trace's
+absolute path, size and mtime_ns, the format, the csv spec, skip_bad_lines and
+:data:`READER_VERSION` (bump it whenever a reader's output changes). The file holds the four
+event columns; the file table, tasks, name and skipped_lines are JSON in the schema metadata.
+It is written under a temporary name and renamed, so a reader never sees half a file. A cache
+that cannot be written or read is not an error: the trace is parsed instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tagcache.workloads.events import FileTable, Trace
+
+READER_VERSION = 1
+_META_KEY = b"tagcache.trace"
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("TAGCACHE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tagcache"
+
+
+def cache_key(path: str | os.PathLike, fmt: str, csv_spec: str | None,
+              skip_bad_lines: bool) -> str:
+    p = Path(path).resolve()
+    st = p.stat()
+    ident = json.dumps([str(p), st.st_size, st.st_mtime_ns, fmt, csv_spec, bool(skip_bad_lines),
+                        READER_VERSION])
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+def entry_path(key: str) -> Path:
+    return cache_dir() / f"trace-{key}.parquet"
+
+
+def load(key: str) -> Trace | None:
+    """The cached trace for ``key``, or None (absent, unreadable, or of another version)."""
+    path = entry_path(key)
+    if not path.exists():
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[_META_KEY])
+        if meta.get("version") != READER_VERSION:
+            return None
+        f = meta["files"]
+        files = FileTable.build(np.asarray(f["dev"], np.int64), np.asarray(f["ino"], np.int64),
+                                np.asarray(f["size_pages"], np.int64),
+                                np.asarray(f["span_pages"], np.int64),
+                                np.asarray(f["large_folios"], bool))
+        cols = [table.column(c).to_numpy() for c in ("op", "arg0", "arg1", "arg2")]
+        return Trace(cols[0].astype(np.uint8), *(c.astype(np.int64) for c in cols[1:]),
+                     files=files, name=meta["name"],
+                     tasks=[(str(c), int(p)) for c, p in meta["tasks"]],
+                     skipped_lines=int(meta["skipped_lines"]))
+    except Exception:  # noqa: BLE001 - a damaged cache entry is re-parsed, never fatal
+        return None
+
+
+def store(key: str, trace: Trace, fmt: str) -> Path | None:
+    """Write ``trace`` for ``key``; returns the entry's path, or None if it could not be written."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:          # a dependency, but a trace can be read without its cache
+        return None
+
+    files = trace.files
+    meta = {"version": READER_VERSION, "format": fmt, "name": trace.name,
+            "skipped_lines": int(trace.skipped_lines), "tasks": [list(t) for t in trace.tasks],
+            "files": {"dev": files.dev.tolist(), "ino": files.ino.tolist(),
+                      "size_pages": files.size_pages.tolist(),
+                      "span_pages": files.span_pages.tolist(),
+                      "large_folios": files.large_folios.tolist()}}
+    table = pa.table({"op": np.asarray(trace.op, np.uint8), "arg0": trace.arg0,
+                      "arg1": trace.arg1, "arg2": trace.arg2})
+    table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    path = entry_path(key)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        pq.write_table(table, tmp, compression="zstd")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return path
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        return None
