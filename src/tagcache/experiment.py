@@ -24,6 +24,7 @@ class Experiment:
     scenario: Scenario
     results: list[RunResult]
     wall_s: float
+    note: str = ""          # what was replayed, when it was not the scenario's workload
 
     @property
     def events(self) -> int:
@@ -33,6 +34,7 @@ class Experiment:
         return {
             "scenario": self.scenario.to_json(),
             "results": [r.to_json() for r in self.results],
+            "note": self.note,
             "perf": {"events": self.events, "wall_s": self.wall_s,
                      "events_per_s": self.events / self.wall_s if self.wall_s else 0.0},
         }
@@ -103,7 +105,9 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
         for design in scn.designs:
             results.append(replay(cfg, design, trace, tagged_share=share, check=check,
                                   progress=progress, tag_tasks=tasks))
-        return Experiment(scn, results, time.perf_counter() - t0)
+        return Experiment(scn, results, time.perf_counter() - t0,
+                          _trace_note(trace, capacity_pages, policy, cfg) +
+                          f"; tagged: user anonymous pages of {len(tasks)} captured tasks")
     for share in scn.shares:
         cfg = replace(scn.machine_for(share), page_cache_limit_pages=capacity_pages,
                       page_cache_policy=policy)
@@ -119,4 +123,13 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
         for design in scn.designs:
             results.append(replay(cfg, design, tr, tagged_share=share, check=check,
                                   progress=progress))
-    return Experiment(scn, results, time.perf_counter() - t0)
+    return Experiment(scn, results, time.perf_counter() - t0,
+                      _trace_note(trace, capacity_pages, policy, base) +
+                      "; tagged: the scenario's generator")
+
+
+def _trace_note(trace: Trace, capacity: int | None, policy: str, cfg) -> str:
+    cap = f"{capacity:,} pages" if capacity is not None else "free memory"
+    return (f"trace {trace.name}: {len(trace):,} events, {len(trace.files):,} files; "
+            f"page cache: {policy} model, capacity {cap}; machine "
+            f"{cfg.layout.data_pages * PAGE_SIZE >> 20} MiB data")

@@ -201,6 +201,8 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
         checker.event = len(ops)
         checker.walk(m.tags, m.alloc.tagged)
     wall = time.perf_counter() - t0
+    if tag_tasks:        # the share is what the captured tasks actually tagged, at peak
+        tagged_share = m.anon.peak_pages / cfg.layout.data_pages
     return collect(m, design, tagged_share, len(ops), wall)
 
 

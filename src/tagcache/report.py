@@ -52,7 +52,7 @@ def comparison_table(exp: Experiment) -> Table:
         last_share = r.tagged_share
         idle = r.backend == "idle"
         t.add_row(
-            f"{r.tagged_share:.0%}",
+            f"{r.tagged_share:.1%}" if r.tagged_share < 0.01 else f"{r.tagged_share:.0%}",
             SHORT[(r.backend, r.policy["large_folio"])],
             f"{100 * pc['hit_ratio']:.2f}",
             f"{r.io['pages_read']:,}",
@@ -72,9 +72,11 @@ def print_report(exp: Experiment, console: Console | None = None) -> None:
     console = console or wide_console()
     console.print(comparison_table(exp))
     scn = exp.scenario
+    what = exp.note or (f"{format_bytes(scn.machine.layout.data_pages * PAGE_SIZE)} data "
+                        f"memory, {format_bytes(scn.anon_pages * PAGE_SIZE)} of it anonymous "
+                        "(tagged share included)")
     console.print(
-        f"[dim]{format_bytes(scn.machine.layout.data_pages * PAGE_SIZE)} data memory, "
-        f"{format_bytes(scn.anon_pages * PAGE_SIZE)} of it anonymous (tagged share included); "
+        f"[dim]{what}; "
         f"{exp.events:,} events replayed in {exp.wall_s:.1f} s "
         f"({exp.events / exp.wall_s if exp.wall_s else 0:,.0f}/s). "
         "Latency is modelled from the cost table; 'tag pages peak' counts reserved tag pages."

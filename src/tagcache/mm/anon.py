@@ -31,6 +31,7 @@ class TaggedAnon:
         self.swapped: dict[int, int] = {}
         self.mapcount = np.zeros(alloc.layout.nr_pfns, np.uint16)
         self.nr_pages = 0                      # frames held (shared frames once)
+        self.peak_pages = 0
         self.copies = 0                        # copy_highpage() calls
 
     def _get(self, n: int) -> np.ndarray:
@@ -38,6 +39,7 @@ class TaggedAnon:
         pfns = self.alloc.alloc(n, tagged=True)
         self.mapcount[pfns - self.alloc.layout.pfn_base] = 1
         self.nr_pages += n
+        self.peak_pages = max(self.peak_pages, self.nr_pages)
         return pfns
 
     def _put(self, pfns: np.ndarray) -> None:
@@ -139,6 +141,7 @@ class TaggedAnon:
         self.alloc.tagged[fi] = True
         self.mapcount[fi] = 1
         self.nr_pages += len(fresh)
+        self.peak_pages = max(self.peak_pages, self.nr_pages)
         self.tags.set_ptes_at(fresh, 0)
 
     def untag_pfns(self, pfn: int, order: int) -> None:

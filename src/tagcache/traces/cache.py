@@ -21,7 +21,7 @@ import numpy as np
 
 from tagcache.workloads.events import FileTable, Trace
 
-READER_VERSION = 1
+READER_VERSION = 2
 _META_KEY = b"tagcache.trace"
 
 

@@ -208,7 +208,10 @@ def _int(word: bytes | None, base: int, default: int | None) -> int:
 
 
 def _gfp_bit(flags: bytes) -> int:
-    return GFP_USER_ANON if _USER_ANON_FLAGS in flags else 0
+    # A user anonymous page is allocated zeroed (vma_alloc_zeroed_movable_folio():
+    # GFP_HIGHUSER_MOVABLE|__GFP_ZERO); page-cache pages share GFP_HIGHUSER_MOVABLE but are
+    # not zeroed at allocation (readahead adds __GFP_NORETRY|__GFP_NOWARN instead).
+    return GFP_USER_ANON if _USER_ANON_FLAGS in flags and b"__GFP_ZERO" in flags else 0
 
 
 def _rows_range(c: np.ndarray):
