@@ -1,0 +1,184 @@
+"""hw/layout.py: the arm,mte-tag-storage rules, and the data PFN -> tag page/block mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tagcache.errors import LayoutError, TagcacheError
+from tagcache.hw.layout import MachineLayout, TagRegion, simple_layout
+
+KIB, MIB = 1 << 10, 1 << 20
+BASE = 0x8000_0000
+
+
+def one_region(tag_size=2 * MIB, block=4 * KIB, tag_base=BASE + 64 * MIB,
+               tagged_base=BASE, tagged_size=64 * MIB, dram=None) -> MachineLayout:
+    dram = dram if dram is not None else [(BASE, 66 * MIB)]
+    return MachineLayout(dram, [TagRegion("tags0", tag_base, tag_size, block, tagged_base,
+                                          tagged_size)])
+
+
+def two_regions(r1_tag_base, r1_tagged_base) -> MachineLayout:
+    """tags0 serves [BASE, +32 MiB) from 1 MiB at BASE+64 MiB; tags1 is placed by the test."""
+    return MachineLayout(
+        [(BASE, 68 * MIB)],
+        [TagRegion("tags0", BASE + 64 * MIB, MIB, 4 * KIB, BASE, 32 * MIB),
+         TagRegion("tags1", r1_tag_base, MIB, 4 * KIB, r1_tagged_base, 32 * MIB)])
+
+
+def raises_layout(fn, *words):
+    with pytest.raises(LayoutError) as ei:
+        fn()
+    msg = str(ei.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, f"{w!r} not in {msg!r}"
+    assert isinstance(ei.value, TagcacheError)       # so the CLI turns it into one line
+    return msg
+
+
+# -- rejected layouts ---------------------------------------------------------------------------
+
+def test_tag_size_must_be_exactly_one_32nd():
+    raises_layout(lambda: one_region(tag_size=1 * MIB), "'tags0'", "not exactly 1/32",
+                  "1 MiB", "64 MiB", "needs 2 MiB")
+    raises_layout(lambda: one_region(tag_size=4 * MIB, dram=[(BASE, 68 * MIB)]), "'tags0'",
+                  "not exactly 1/32")
+
+
+def test_block_size_must_be_a_multiple_of_4k():
+    raises_layout(lambda: one_region(block=6 * KIB), "'tags0'", "block-size 0x1800",
+                  "not a multiple of 4 KiB")
+    raises_layout(lambda: one_region(block=0), "'tags0'", "block-size")
+
+
+def test_tag_range_must_be_aligned_to_the_allocation_unit():
+    # 16 KiB blocks: the 2 MiB tag range must start on a 16 KiB boundary.
+    raises_layout(lambda: one_region(block=16 * KIB, tag_base=BASE + 64 * MIB + 4 * KIB,
+                                     dram=[(BASE, 67 * MIB)]),
+                  "'tags0'", "not aligned", "16 KiB")
+
+
+def test_overlapping_tagged_ranges_rejected():
+    raises_layout(lambda: two_regions(BASE + 65 * MIB, BASE + 16 * MIB),
+                  "'tags1'", "tagged-memory range overlaps", "'tags0'")
+
+
+def test_overlapping_tag_ranges_rejected():
+    raises_layout(lambda: two_regions(BASE + 64 * MIB + 512 * KIB, BASE + 32 * MIB),
+                  "'tags1'", "tag range overlaps", "'tags0'")
+
+
+def test_tag_range_inside_a_tagged_range_rejected():
+    # tags1 keeps its tags inside the memory tags0 serves: tag storage cannot be tagged.
+    raises_layout(lambda: two_regions(BASE + 8 * MIB, BASE + 32 * MIB),
+                  "'tags1'", "inside tagged memory of 'tags0'", "cannot be tagged")
+    # ... or inside its own tagged range.
+    raises_layout(lambda: one_region(tag_base=BASE), "'tags0'", "inside tagged memory")
+
+
+def _many_regions(n: int) -> MachineLayout:
+    """n regions of 128 KiB tagged memory, each with its one tag page after all data."""
+    data = n * 128 * KIB
+    regions = [TagRegion(f"t{i}", BASE + data + i * 4 * KIB, 4 * KIB, 4 * KIB,
+                         BASE + i * 128 * KIB, 128 * KIB) for i in range(n)]
+    return MachineLayout([(BASE, data + n * 4 * KIB)], regions)
+
+
+def test_at_most_32_regions():
+    ok = _many_regions(32)
+    assert ok.nr_tag_pages == 32 and ok.nr_tag_blocks == 32
+    raises_layout(lambda: _many_regions(33), "33 tag regions", "at most 32")
+
+
+def test_ranges_outside_dram_rejected():
+    # Tag storage past the end of the only DRAM bank.
+    raises_layout(lambda: one_region(dram=[(BASE, 65 * MIB)]), "'tags0'", "reg", "not in DRAM")
+    # Tagged memory starting below DRAM.
+    raises_layout(lambda: one_region(tagged_base=BASE - 2 * MIB), "'tags0'", "tagged-memory",
+                  "not in DRAM")
+
+
+def test_bad_dram_and_duplicate_names_rejected():
+    raises_layout(lambda: MachineLayout([], []), "no DRAM")
+    raises_layout(lambda: one_region(dram=[(BASE, 66 * MIB), (BASE + MIB, MIB)]),
+                  "dram[1]", "overlaps dram[0]")
+    with pytest.raises(LayoutError, match="unique"):
+        MachineLayout([(BASE, 68 * MIB)],
+                      [TagRegion("t", BASE + 64 * MIB, MIB, 4 * KIB, BASE, 32 * MIB),
+                       TagRegion("t", BASE + 65 * MIB, MIB, 4 * KIB, BASE + 32 * MIB,
+                                 32 * MIB)])
+
+
+# -- mapping ------------------------------------------------------------------------------------
+
+def test_simple_layout_geometry(layout64):
+    L = layout64
+    S = BASE >> 12
+    assert L.pfn_base == S
+    assert L.data_pages == 16384
+    assert L.nr_tag_pages == 512 and L.nr_tag_blocks == 512
+    assert L.tag_storage_bytes == 2 * MIB
+    # The tag-storage frames follow the data and can never be tagged.
+    tag_pfn = L.regions[0].tag_pfn
+    assert tag_pfn == S + 16384
+    assert L.is_tag_storage[tag_pfn - S] and not L.is_tag_storage[tag_pfn - 1 - S]
+    assert L.tag_block_of_pfn(tag_pfn) == -1
+    assert not L.data_pfn_mask[tag_pfn - S]
+    assert int(L.tag_page_pfn[0]) == tag_pfn
+
+
+def test_block_size_4k_maps_32_data_pages_per_block(layout64):
+    S = layout64.pfn_base
+    blocks = layout64.tag_block_of_pfn(np.arange(S, S + 96))
+    assert (blocks[:32] == 0).all()
+    assert (blocks[32:64] == 1).all()
+    assert (blocks[64:] == 2).all()
+    assert layout64.tag_block_of_pfn(S + 16383) == 511
+    assert layout64.tag_page_of_pfn(S + 31) == 0
+    assert layout64.tag_page_of_pfn(S + 32) == 1
+    assert layout64.regions[0].unit_pages == 1
+    assert int(layout64.block_tag_pages[0]) == 1
+
+
+def test_block_size_8k_maps_64_data_pages_per_block(layout64_8k):
+    L = layout64_8k
+    S = L.pfn_base
+    assert L.regions[0].unit_pages == 2
+    assert L.nr_tag_pages == 512 and L.nr_tag_blocks == 256
+    blocks = L.tag_block_of_pfn(np.arange(S, S + 128))
+    assert (blocks[:64] == 0).all() and (blocks[64:] == 1).all()
+    # The unrounded tag page still changes every 32 data pages.
+    assert [L.tag_page_of_pfn(S + i) for i in (0, 31, 32, 63, 64)] == [0, 0, 1, 1, 2]
+    assert list(L.block_first_tag_page[:3]) == [0, 2, 4]
+    assert list(L.tag_page_block[:4]) == [0, 0, 1, 1]
+
+
+def test_tag_page_of_pfn_outside_tagged_memory(layout64):
+    with pytest.raises(ValueError, match="not in any tagged-memory range"):
+        layout64.tag_page_of_pfn(layout64.regions[0].tag_pfn)
+
+
+def test_global_numbering_across_regions():
+    # Two regions: tags0 (block 4 KiB) then tags1 (block 8 KiB) continue one numbering.
+    L = MachineLayout(
+        [(BASE, 68 * MIB)],
+        [TagRegion("tags0", BASE + 64 * MIB, MIB, 4 * KIB, BASE, 32 * MIB),
+         TagRegion("tags1", BASE + 65 * MIB, MIB, 8 * KIB, BASE + 32 * MIB, 32 * MIB)])
+    assert L.nr_tag_pages == 512 and L.nr_tag_blocks == 256 + 128
+    S1 = (BASE + 32 * MIB) >> 12
+    assert L.tag_page_of_pfn(S1) == 256
+    assert L.tag_block_of_pfn(S1) == 256
+    assert L.tag_block_of_pfn(S1 + 64) == 257
+    assert L.tag_block_of_pfn(S1 - 1) == 255
+    assert int(L.tag_page_pfn[256]) == (BASE + 65 * MIB) >> 12
+
+
+def test_simple_layout_aligns_tag_storage_to_the_block():
+    # Data starting 4 KiB past a 16 KiB boundary: tag storage is pushed up to the next one.
+    L = simple_layout(64 * MIB, 16 * KIB, base=BASE + 4 * KIB)
+    r = L.regions[0]
+    assert r.tag_base == BASE + 64 * MIB + 16 * KIB
+    assert r.tag_size * 32 == r.tagged_size
+    assert L.nr_tag_blocks == 512 // 4
