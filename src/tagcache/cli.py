@@ -57,6 +57,17 @@ def _capacity(value: str | None) -> int | None:
         raise TagcacheError(f"--capacity {value}: {e} (give pages, e.g. 4096, or a size)") from None
 
 
+def _sidecar(trace_path: Path, meta: Path | None, *, required: bool) -> dict | None:
+    """The capture sidecar: --meta, else NAME.json beside the trace (None if absent and
+    not required)."""
+    side = meta if meta is not None else sidecar_for(trace_path)
+    if meta is None and not side.is_file():
+        if required:
+            raise TagcacheError(f"{side}: no capture sidecar (give --meta NAME.json)")
+        return None
+    return load_sidecar(side)
+
+
 def _check_json_path(json_path: str | None) -> None:
     if json_path not in (None, "-"):
         parent = Path(json_path).parent
@@ -149,8 +160,7 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     if trace.skipped_lines:
         print(f"tagcache: warning: {trace.skipped_lines} malformed lines skipped",
               file=sys.stderr)
-    side = meta if meta is not None else sidecar_for(trace_path)
-    sidecar = load_sidecar(side) if (meta is not None or side.is_file()) else None
+    sidecar = _sidecar(trace_path, meta, required=False)
     cap = _capacity(capacity)
     if cap is None and sidecar is not None:
         cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
@@ -182,10 +192,7 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
              large_folios: bool, fmt: str | None, json_path: str | None) -> None:
     """Compare the page-cache model with what the kernel did on a capture."""
     _check_json_path(json_path)
-    side = meta if meta is not None else sidecar_for(trace_path)
-    if not side.is_file():
-        raise TagcacheError(f"{side}: no capture sidecar (give --meta NAME.json)")
-    sidecar = load_sidecar(side)
+    sidecar = _sidecar(trace_path, meta, required=True)
     trace = read_trace(trace_path, fmt)
     cap = _capacity(capacity) or sidecar["kernel"]["cache_peak"] // PAGE_SIZE
     if read_ahead is not None:
