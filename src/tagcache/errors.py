@@ -12,7 +12,14 @@ class TagcacheError(Exception):
 
 
 class LayoutError(TagcacheError):
-    """A machine layout breaks a rule of the arm,mte-tag-storage binding."""
+    """A machine layout breaks a rule of the arm,mte-tag-storage binding.
+
+    ``region`` is the index of the tag region at fault, when one is.
+    """
+
+    def __init__(self, message: str, region: int | None = None) -> None:
+        super().__init__(message)
+        self.region = region
 
 
 class ScenarioError(TagcacheError):

@@ -97,6 +97,9 @@ def write_json(obj: Any, path: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)        # as open() would have made it, not mkstemp's 0600
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from tagcache.errors import LayoutError, ScenarioError
 from tagcache.hw.layout import MachineLayout, TagRegion, simple_layout
 from tagcache.mm.page_alloc import ALLOC_POLICIES
 from tagcache.replay import BACKEND_NAMES, Design, MachineConfig
-from tagcache.units import PAGE_SIZE, parse_size
+from tagcache.units import PAGE_SIZE, format_bytes, parse_size
 from tagcache.workloads.generators import (
     FILE_MIX_KEYS,
     TAGGED_MIX_KEYS,
@@ -156,7 +156,11 @@ def _layout(m: _Reader) -> MachineLayout:
             raise m.bad("memory", m.get("memory", ""), "must be a non-zero multiple of 128 KiB")
         if bs <= 0 or bs % PAGE_SIZE:
             raise m.bad("block_size", m.get("block_size", ""), "not a multiple of 4 KiB")
-        return simple_layout(mem, bs)
+        try:
+            return simple_layout(mem, bs)
+        except LayoutError as e:
+            raise m.bad("memory", m.get("memory", ""), f"with block_size {format_bytes(bs)}: "
+                        f"{e}") from None
     dram = m.get("dram", None)
     regions = m.get("regions", [])
     if not isinstance(dram, list) or not dram:
@@ -186,7 +190,8 @@ def _layout(m: _Reader) -> MachineLayout:
     try:
         return MachineLayout(banks, out)
     except LayoutError as e:
-        raise ScenarioError(f"{m.source}: {e}") from None
+        key = f"machine.regions[{e.region}]" if e.region is not None else "machine"
+        raise ScenarioError(f"{m.source}: {key}: {e}") from None
 
 
 def _mix(r: _Reader, key: str, default: tuple[tuple[str, float], ...], keys: tuple[str, ...]

@@ -192,34 +192,34 @@ class MachineLayout:
         def in_dram(base: int, size: int) -> bool:
             return any(b <= base and base + size <= b + s for b, s in self.dram)
 
-        for r in self.regions:
+        for ri, r in enumerate(self.regions):
             where = f"tag region {r.name!r}"
+
+            def bad(msg: str, ri: int = ri) -> LayoutError:
+                return LayoutError(msg, region=ri)
+
             if r.block_size <= 0 or r.block_size % PAGE_SIZE:
-                raise LayoutError(
-                    f"{where}: block-size {r.block_size:#x} is not a multiple of 4 KiB"
-                )
+                raise bad(f"{where}: block-size {r.block_size:#x} is not a multiple of 4 KiB")
             if r.tag_size <= 0 or r.tagged_size <= 0:
-                raise LayoutError(f"{where}: reg and tagged-memory sizes must be non-zero")
+                raise bad(f"{where}: reg and tagged-memory sizes must be non-zero")
             if r.tag_size * TAG_RATIO != r.tagged_size:
-                raise LayoutError(
+                raise bad(
                     f"{where}: tag storage {format_bytes(r.tag_size)} is not exactly 1/32 of "
                     f"tagged memory {format_bytes(r.tagged_size)} (needs "
                     f"{format_bytes(r.tagged_size / TAG_RATIO)})"
                 )
             unit = r.unit_pages * PAGE_SIZE
             if r.tag_base % unit or r.tag_size % unit:
-                raise LayoutError(
+                raise bad(
                     f"{where}: reg {_rng(r.tag_base, r.tag_size)} is not aligned to its "
                     f"allocation unit lcm(4 KiB, block-size) = {format_bytes(unit)}"
                 )
             if r.tagged_base % PAGE_SIZE:
-                raise LayoutError(
-                    f"{where}: tagged-memory base {r.tagged_base:#x} is not 4 KiB aligned"
-                )
+                raise bad(f"{where}: tagged-memory base {r.tagged_base:#x} is not 4 KiB aligned")
             if not in_dram(r.tag_base, r.tag_size):
-                raise LayoutError(f"{where}: reg {_rng(r.tag_base, r.tag_size)} is not in DRAM")
+                raise bad(f"{where}: reg {_rng(r.tag_base, r.tag_size)} is not in DRAM")
             if not in_dram(r.tagged_base, r.tagged_size):
-                raise LayoutError(
+                raise bad(
                     f"{where}: tagged-memory {_rng(r.tagged_base, r.tagged_size)} is not in DRAM"
                 )
         for i, r in enumerate(self.regions):
@@ -228,18 +228,21 @@ class MachineLayout:
                             q.tagged_base, q.tagged_base + q.tagged_size):
                     raise LayoutError(
                         f"tag region {r.name!r}: tag range {_rng(r.tag_base, r.tag_size)} lies "
-                        f"inside tagged memory of {q.name!r}; tag storage cannot be tagged"
+                        f"inside tagged memory of {q.name!r}; tag storage cannot be tagged",
+                        region=i,
                     )
             for q in self.regions[:i]:
                 if _overlap(r.tag_base, r.tag_base + r.tag_size, q.tag_base,
                             q.tag_base + q.tag_size):
                     raise LayoutError(
-                        f"tag region {r.name!r}: tag range overlaps that of {q.name!r}"
+                        f"tag region {r.name!r}: tag range overlaps that of {q.name!r}",
+                        region=i,
                     )
                 if _overlap(r.tagged_base, r.tagged_base + r.tagged_size, q.tagged_base,
                             q.tagged_base + q.tagged_size):
                     raise LayoutError(
-                        f"tag region {r.name!r}: tagged-memory range overlaps that of {q.name!r}"
+                        f"tag region {r.name!r}: tagged-memory range overlaps that of {q.name!r}",
+                        region=i,
                     )
             if len({q.name for q in self.regions}) != len(self.regions):
                 raise LayoutError("tag region names must be unique")

@@ -107,6 +107,7 @@ class PageCache:
         self.nr_pages = 0
         self.nr_dirty = 0
         self.refaults_snapshot = 0
+        self.pinned: set[int] = set()    # heads held by a running fault or read (vmscan.py)
         self.stats = PageCacheStats()
 
     # -- lookups used by readahead ---------------------------------------------------------
@@ -421,14 +422,16 @@ class PageCache:
             raise ValueError(f"write past the span of file {f}")
         self._count_access(f, index, end)
         b = int(self.base[f])
-        # The stale copies in cleancache must go before new data exists.
-        self.cleancache.invalidate_range(b + index, b + end)
-        self.version[b + index:b + end] += 1
         pos = index
         while pos < end:
             h = int(self.head[b + pos])
             if h < 0:
                 h = self.add_folio(f, pos, 0, fill=False)
+            # The folio is now in the page cache, so reclaim cannot store it before it is
+            # dirty: drop any stale copy of the pages written and only then change them.
+            lo, hi = max(h, b + index), min(h + (1 << int(self.order[h])), b + end)
+            self.cleancache.invalidate_range(lo, hi)
+            self.version[lo:hi] += 1
             fl = int(self.flags[h])
             if not fl & PG_DIRTY:
                 self.flags[h] = fl | PG_DIRTY
