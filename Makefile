@@ -19,6 +19,9 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest
 
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
