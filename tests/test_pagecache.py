@@ -208,6 +208,21 @@ def test_dirty_pages_are_written_back_then_stored_clean(make_system):
     assert s.walk() == clean(s)
 
 
+def test_reclaim_during_a_write_keeps_no_old_copy(make_system):
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, limit=4, ra_pages=0)
+    for i in (2, 3, 10, 11):
+        s.pc.read(0, i, 1)                             # the page cache is full (limit 4)
+    # Page 0 is new: charging it reclaims everything, clean pages 2 and 3 included, before
+    # the write reaches them; then pages 2 and 3 are overwritten in the page cache.
+    s.pc.write(0, 0, 4)
+    assert s.pc.stats.evictions == 4 and s.pc.nr_dirty == 4
+    # No copy of what pages 0..3 held before the write may survive it.
+    assert s.cc.cached == 2                            # pages 10 and 11
+    assert s.backend.slot_tp[s.slot(0, 0):s.slot(0, 4)].tolist() == [-1] * 4
+    assert s.walk() == clean(s)
+
+
 def test_fsync_cleans_and_keeps_pages(make_system):
     s = make_system()
     s.pc.write(0, 0, 4)

@@ -4,6 +4,8 @@ scenario runs end to end and its JSON carries every metric of DESIGN.md section 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -139,8 +141,6 @@ def test_bad_scenario_is_one_line_naming_file_and_key(tmp_path, case):
     assert key in msg and what in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: scenario._layout() lets simple_layout()'s "
-                   "LayoutError escape: not a ScenarioError, no file or key named")
 def test_memory_not_a_multiple_of_the_block_unit_names_file_and_key(tmp_path):
     # 64 MiB + 128 KiB of data needs 2 MiB + 4 KiB of tags: not a whole number of 8 KiB blocks.
     text = scenario_text(MACHINE.replace('"64MiB"', '"65664KiB"') + 'block_size = "8KiB"\n')
@@ -150,8 +150,6 @@ def test_memory_not_a_multiple_of_the_block_unit_names_file_and_key(tmp_path):
     assert str(ei.value).startswith(f"{p}: machine.")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: scenario._layout() reports a region that breaks "
-                   "a layout rule without naming its key (machine.regions[i])")
 def test_bad_region_names_its_key(tmp_path):
     p = write(tmp_path, scenario_text(REGIONS.format(tag_size="1MiB")))
     with pytest.raises(ScenarioError) as ei:
@@ -281,3 +279,14 @@ def test_cli_json_to_a_file_is_atomic(small, tmp_path, capsys):
     capsys.readouterr()
     assert [p.name for p in out_dir.iterdir()] == ["results.json"]
     assert json.loads(target.read_text())["results"][0]["invariants"] == {}
+
+
+def test_cli_json_file_has_ordinary_permissions(small, tmp_path, capsys):
+    target = tmp_path / "results.json"
+    old = os.umask(0o022)
+    try:
+        assert main(["run", "--config", str(small), "--json", str(target), "--no-check"]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -50,10 +50,10 @@ class TagCacheMachine(RuleBasedStateMachine):
         pc = self.s.pc
         orig = pc.add_folio
 
-        def counting_add_folio(f, index, order, *, readahead=False, fill=True):
-            if fill:
+        def counting_add_folio(f, index, order, **kw):
+            if kw.get("fill", True):
                 self.filled += 1 << order
-            return orig(f, index, order, readahead=readahead, fill=fill)
+            return orig(f, index, order, **kw)
 
         pc.add_folio = counting_add_folio
 
@@ -78,18 +78,17 @@ class TagCacheMachine(RuleBasedStateMachine):
 
     @rule(f=FILE, index=st.integers(0, 47), nr=st.integers(1, 6))
     def write(self, f, index, nr):
-        self._tick()
         index = min(index, SPANS[f] - 1)
         nr = min(nr, SPANS[f] - index)
-        self.s.pc.write(f, index, nr)
+        pc, b = self.s.pc, self.s.slot(f, 0)
+        self._tick()
+        pc.write(f, index, nr)
         self.isize[f] = max(self.isize[f], index + nr)
         # The old copies are gone. A written page is stored again only if reclaim wrote it
-        # back during the write, and then the copy is fresh: the walk after the step checks.
-        b = self.s.slot(f, 0)
-        assert (self.s.checker.copy_version[b + index:b + index + nr][
-            self.s.backend.slot_tp[b + index:b + index + nr] >= 0]
-            == self.s.pc.version[b + index:b + index + nr][
-            self.s.backend.slot_tp[b + index:b + index + nr] >= 0]).all()
+        # back during the write, and then the copy is fresh.
+        rng = slice(b + index, b + index + nr)
+        stored = self.s.backend.slot_tp[rng] >= 0
+        assert (self.s.checker.copy_version[rng][stored] == pc.version[rng][stored]).all()
 
     @rule(f=FILE, new=st.integers(0, 48))
     def truncate(self, f, new):

@@ -340,9 +340,11 @@ class PageCache:
 
         The batch is the cached folios contiguous from ``pos``, ending at a hole, at the end
         of the request, or after a PG_readahead folio (filemap_get_read_batch()); a miss at
-        ``pos`` runs sync readahead first, a PG_readahead last folio async readahead. Returns
-        the page after the batch. The first folio is not marked accessed again when the
-        previous read ended inside it (pos_same_folio()).
+        ``pos`` runs sync readahead first. When the batch's last folio has PG_readahead, async
+        readahead runs before anything is copied, with the batch's folios held (``pinned``:
+        reclaim during that readahead cannot free them). Then the copy loop marks the
+        folios accessed, except the first when the previous read ended inside it
+        (pos_same_folio()). Returns the page after the batch.
         """
         ra = self.ra
         b = int(self.base[f])
@@ -353,23 +355,30 @@ class PageCache:
             h = int(self.head[b + pos])
             if h < 0:                 # no readahead: filemap_create_folio()
                 h = self.add_folio(f, pos, 0)
-        prev_pos = int(ra.prev_pos[f])
-        first = True
-        while True:
-            fl = int(self.flags[h])
-            order = int(self.order[h])
-            hidx = h - b
-            if fl & PG_READAHEAD:
-                ra_mod.page_cache_async_ra(self, f, hidx, order, last_index - hidx)
-            if not first or prev_pos < 0 or ((prev_pos - 1) >> 12 >> order) != (pos >> order):
-                self.mark_accessed(h)
-            first = False
-            nxt = hidx + (1 << order)
-            if nxt >= end or fl & PG_READAHEAD:
+        batch = [h]
+        while True:                   # filemap_get_read_batch()
+            nxt = h - b + (1 << int(self.order[h]))
+            if nxt >= end or self.flags[h] & PG_READAHEAD:
                 break
             h = int(self.head[b + nxt])
             if h < 0:
                 break
+            batch.append(h)
+        last = batch[-1]
+        if self.flags[last] & PG_READAHEAD:
+            self.pinned.update(batch)
+            try:
+                ra_mod.page_cache_async_ra(self, f, last - b, int(self.order[last]),
+                                           last_index - (last - b))
+            finally:
+                self.pinned.difference_update(batch)
+        prev_pos = int(ra.prev_pos[f])
+        order = int(self.order[batch[0]])
+        if prev_pos < 0 or ((prev_pos - 1) >> 12 >> order) != (pos >> order):
+            self.mark_accessed(batch[0])
+        for h in batch[1:]:
+            self.mark_accessed(h)
+        nxt = last - b + (1 << int(self.order[last]))
         ra.prev_pos[f] = min(nxt, end) << 12
         return nxt
 
@@ -384,8 +393,12 @@ class PageCache:
         h = self.folio_at(f, index)
         if h >= 0:
             fl = int(self.flags[h])
-            ra_mod.do_async_mmap_readahead(self, f, h - int(self.base[f]), int(self.order[h]),
-                                           bool(fl & PG_READAHEAD))
+            self.pinned.add(h)        # filemap_get_folio()'s reference, held through readahead
+            try:
+                ra_mod.do_async_mmap_readahead(self, f, h - int(self.base[f]),
+                                               int(self.order[h]), bool(fl & PG_READAHEAD))
+            finally:
+                self.pinned.discard(h)
         else:
             ra_mod.do_sync_mmap_readahead(self, f, index)
             h = self.folio_at(f, index)
@@ -397,22 +410,36 @@ class PageCache:
         """filemap_map_pages(): fault-around maps cached, up-to-date folios without I/O.
 
         Folios with PG_readahead are skipped, as next_uptodate_folio() does. The PTEs are
-        made young (x86 semantics; arm64 makes prefaulted PTEs old).
+        made young (x86 semantics; arm64 makes prefaulted PTEs old). Every page of the window
+        in a folio it maps counts as an mmap hit unless the folio has PG_workingset (recently
+        evicted and refaulted): ``mmap_miss`` goes down by that many, not below 0
+        (filemap_map_folio_range(), filemap_map_order0_folio()).
+
+        Departure: a folio already mapped is marked young again. The kernel leaves such a PTE
+        alone (its young bit is whatever the CPU's accesses made it, which a trace does not
+        show), but the model does not know which process mapped it or whether that process
+        still runs, and a new process's fault-around makes young PTEs.
         """
         b = int(self.base[f])
         end = min(index + nr, int(self.isize[f]))
         if self.policy == "lru":
             return          # fault-around maps without an access of its own
         pos = index
+        hits = 0
         while pos < end:
             h = int(self.head[b + pos])
             if h < 0:
                 pos += 1
                 continue
             fl = int(self.flags[h])
+            nxt = h - b + (1 << int(self.order[h]))
             if not fl & PG_READAHEAD:
                 self.flags[h] = fl | PG_MAPPED | PTE_YOUNG
-            pos = h - b + (1 << int(self.order[h]))
+                if not fl & PG_WORKINGSET:
+                    hits += min(nxt, end) - pos
+            pos = nxt
+        ra = self.ra
+        ra.mmap_miss[f] = max(0, int(ra.mmap_miss[f]) - hits)
 
     def write(self, f: int, index: int, nr: int) -> None:
         """generic_perform_write() of whole pages: cached folios are dirtied; a missing page

@@ -28,7 +28,13 @@ large-folio pass and the rest is filled page by page (page_cache_ra_unbounded, w
 cached pages). Follows Linux 6.16+ (ra->order), the kernel of this project's captures.
 
 Departures: one readahead state per file (the kernel has one per open file); no congestion
-back-off; no per-device io_pages (``bdi->io_pages`` is taken equal to ``ra_pages``).
+back-off; no per-device io_pages (``bdi->io_pages`` is taken equal to ``ra_pages``); every
+mapping is taken as non-executable: since Linux 6.16 a fault miss in a VM_EXEC mapping reads
+forward from the faulting page (``start = pgoff``, at most ``ra_pages``, never past the end of
+the VMA, ``async_size = 0``) instead of around it, and a trace says neither which mappings are
+executable nor where a VMA ends; a retried fault (FAULT_FLAG_TRIED, after the first attempt
+dropped mmap_lock for I/O) skips do_async_mmap_readahead() in the kernel, but is replayed like
+any other fault.
 """
 
 from __future__ import annotations
@@ -191,7 +197,9 @@ def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
 
 
 def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
-    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ)."""
+    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ,
+    no VM_EXEC: see the module's departures), PG_readahead at ``start + size - size/4``;
+    none once ``mmap_miss`` passes MMAP_LOTSAMISS (fault-around hits bring it down)."""
     ra = pc.ra
     if not ra.ra_pages:
         return

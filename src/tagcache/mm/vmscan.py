@@ -1,22 +1,38 @@
 """Reclaim of file folios under a memory limit (mm/vmscan.c, one lruvec, no anon scan).
 
-try_to_free_pages() lowers the scan priority from DEF_PRIORITY (12) towards 0; at each
-priority shrink_lruvec() scans ``lru_size >> priority`` pages of each list, SWAP_CLUSTER_MAX
-(32) at a time, and stops once ``nr_to_reclaim`` pages are reclaimed:
+try_to_free_pages() is do_try_to_free_pages() for a memory cgroup's limit
+(try_to_free_mem_cgroup_pages(): ``nr_to_reclaim = max(nr_pages, SWAP_CLUSTER_MAX)``). It lowers
+the scan priority from DEF_PRIORITY (12) towards 0 until the pages reclaimed so far reach
+``nr_to_reclaim``; at each priority shrink_lruvec() scans ``lru_size >> priority`` pages of each
+list, SWAP_CLUSTER_MAX (32) at a time, and stops early only once the pages reclaimed *by this
+call of shrink_lruvec()* reach the whole ``nr_to_reclaim`` (its local ``nr_reclaimed`` against
+``sc->nr_to_reclaim``, cgroup reclaim: no proportional scan):
 
-  * The active list is scanned only when deactivation is allowed: the inactive list is low
-    (inactive * int_sqrt(10 * GiB) < active, inactive_is_low()) or file refaults activated
-    pages since the last reclaim (sc->may_deactivate). shrink_active_list() moves scanned
-    folios to the inactive head with PG_workingset set, clearing their PTE young bits.
-  * shrink_inactive_list() isolates folios from the inactive tail and applies
-    folio_check_references(): a mapped folio with a young PTE is activated if it was also
-    PG_referenced, else kept (rotated) with PG_referenced set; everything else is reclaimed.
-    Activation ages nonresident_age, as move_folios_to_lru() does.
+  * The active list is scanned only when deactivation is allowed (prepare_scan_control(), at
+    every priority): the inactive list is low (inactive * int_sqrt(10 * GiB) < active,
+    inactive_is_low()) or file refaults activated pages since the last reclaim's snapshot
+    (snapshot_refaults()). If nothing at all was reclaimed and deactivation was skipped, the
+    whole descent is retried with deactivation forced (sc->force_deactivate).
+    shrink_active_list() isolates a batch from the active tail and moves it to the inactive
+    head with PG_workingset set, clearing the PTE young bits (folio_referenced()).
+  * shrink_inactive_list() isolates a batch of up to ``nr_to_scan`` pages from the inactive
+    tail, then applies folio_check_references() to each: a mapped folio with a young PTE gets
+    PG_referenced and is activated if it had PG_referenced already, else kept (back to the
+    inactive head); everything else is reclaimed, PG_referenced or not, except a folio that
+    somebody holds a reference to (``pc.pinned``: the folio a fault, or the batch a read,
+    holds while it runs async readahead): __remove_mapping() refuses it (refcount) and it
+    goes back to the inactive head, unmapped, its PG_referenced consumed. Activation ages
+    nonresident_age, as move_folios_to_lru() does.
 
 Departures: dirty folios met at the tail are written back synchronously and then reclaimed (the
 kernel tags them PG_reclaim, lets the flusher write them and rotates them back to the tail);
-VM_EXEC protection of mapped executables is not modelled; no anon lists, so all pressure falls
-on the file lists, as in a memory cgroup without swap.
+VM_EXEC is not known (a trace does not say which mappings are executable), so the kernel's
+activation of young file folios of executable mappings at their first inactive scan, and their
+extra trips round the active list while young, are not modelled; PTE young bits set by the
+CPU's own accesses to mapped pages are invisible in a trace, so PTE_YOUNG is set only by the
+fault and map_pages events (filemap.py); no anon lists, so all pressure falls on the file
+lists, as in a memory cgroup without swap; global (non-cgroup) reclaim's proportional scan at
+DEF_PRIORITY is not modelled.
 """
 
 from __future__ import annotations
@@ -25,14 +41,19 @@ import math
 from typing import TYPE_CHECKING
 
 from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.page_flags import PG_ACTIVE, PG_REFERENCED, PG_WORKINGSET, PTE_YOUNG
+from tagcache.mm.page_flags import (
+    PG_ACTIVE,
+    PG_MAPPED,
+    PG_REFERENCED,
+    PG_WORKINGSET,
+    PTE_YOUNG,
+)
 
 if TYPE_CHECKING:
     from tagcache.mm.filemap import PageCache
 
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
-
 
 
 def inactive_is_low(pc: PageCache) -> bool:
@@ -45,22 +66,33 @@ def inactive_is_low(pc: PageCache) -> bool:
 def try_to_free_pages(pc: PageCache, nr_to_reclaim: int) -> int:
     """Reclaim at least ``nr_to_reclaim`` pages if possible; return pages reclaimed."""
     nr_to_reclaim = max(nr_to_reclaim, SWAP_CLUSTER_MAX)
+    refaults_changed = pc.ws.activate != pc.refaults_snapshot
     reclaimed = 0
-    may_deactivate = pc.ws.activate != pc.refaults_snapshot or inactive_is_low(pc)
-    for priority in range(DEF_PRIORITY, -1, -1):
-        reclaimed += shrink_lruvec(pc, priority, nr_to_reclaim - reclaimed, may_deactivate)
-        if reclaimed >= nr_to_reclaim or pc.nr_pages == 0:
+    force_deactivate = False
+    while True:
+        skipped_deactivate = False
+        for priority in range(DEF_PRIORITY, -1, -1):
+            may_deactivate = force_deactivate or refaults_changed or inactive_is_low(pc)
+            got, skipped = shrink_lruvec(pc, priority, nr_to_reclaim, may_deactivate)
+            reclaimed += got
+            skipped_deactivate |= skipped
+            if reclaimed >= nr_to_reclaim or pc.nr_pages == 0:
+                break
+        if reclaimed or force_deactivate or not skipped_deactivate:
             break
-        may_deactivate = may_deactivate or inactive_is_low(pc)
+        force_deactivate = True      # do_try_to_free_pages(): retry, forcing deactivation
     pc.refaults_snapshot = pc.ws.activate
     return reclaimed
 
 
-def shrink_lruvec(pc: PageCache, priority: int, nr_to_reclaim: int, may_deactivate: bool) -> int:
+def shrink_lruvec(pc: PageCache, priority: int, nr_to_reclaim: int,
+                  may_deactivate: bool) -> tuple[int, bool]:
+    """One priority's scan; returns (pages reclaimed, whether deactivation was skipped)."""
     lru = pc.lru
     nr_inactive = lru.nr_pages[LRU_INACTIVE_FILE] >> priority
-    nr_active = (lru.nr_pages[LRU_ACTIVE_FILE] >> priority) if may_deactivate else 0
+    nr_active = lru.nr_pages[LRU_ACTIVE_FILE] >> priority
     reclaimed = 0
+    skipped = False
     while nr_inactive > 0 or nr_active > 0:
         if nr_inactive > 0:
             n = min(nr_inactive, SWAP_CLUSTER_MAX)
@@ -69,47 +101,62 @@ def shrink_lruvec(pc: PageCache, priority: int, nr_to_reclaim: int, may_deactiva
         if nr_active > 0:
             n = min(nr_active, SWAP_CLUSTER_MAX)
             nr_active -= n
-            shrink_active_list(pc, n)
+            if may_deactivate:
+                shrink_active_list(pc, n)
+            else:
+                skipped = True           # shrink_list(): sc->skipped_deactivate
         if reclaimed >= nr_to_reclaim:
             break
-    return reclaimed
+    return reclaimed, skipped
+
+
+def _isolate(pc: PageCache, lru_id: int, nr_to_scan: int) -> list[int]:
+    """isolate_lru_folios(): take folios off the tail of ``lru_id`` until ``nr_to_scan``
+    pages are taken (oldest first)."""
+    lru = pc.lru
+    taken: list[int] = []
+    scanned = 0
+    while scanned < nr_to_scan:
+        head = lru.tail(lru_id)
+        if head < 0:
+            break
+        nr = 1 << int(pc.order[head])
+        scanned += nr
+        lru.delete(lru_id, head, nr)
+        taken.append(head)
+    return taken
 
 
 def shrink_active_list(pc: PageCache, nr_to_scan: int) -> None:
     lru, flags = pc.lru, pc.flags
-    scanned = 0
-    while scanned < nr_to_scan:
-        head = lru.tail(LRU_ACTIVE_FILE)
-        if head < 0:
-            break
-        nr = 1 << int(pc.order[head])
-        scanned += nr
-        lru.delete(LRU_ACTIVE_FILE, head, nr)
+    for head in _isolate(pc, LRU_ACTIVE_FILE, nr_to_scan):
         f = int(flags[head])
         flags[head] = (f & ~(PG_ACTIVE | PTE_YOUNG)) | PG_WORKINGSET
-        lru.add(LRU_INACTIVE_FILE, head, nr)
+        lru.add(LRU_INACTIVE_FILE, head, 1 << int(pc.order[head]))
 
 
 def shrink_inactive_list(pc: PageCache, nr_to_scan: int) -> int:
     lru, flags = pc.lru, pc.flags
-    scanned = reclaimed = 0
-    while scanned < nr_to_scan:
-        head = lru.tail(LRU_INACTIVE_FILE)
-        if head < 0:
-            break
+    reclaimed = 0
+    for head in _isolate(pc, LRU_INACTIVE_FILE, nr_to_scan):
         nr = 1 << int(pc.order[head])
-        scanned += nr
-        lru.delete(LRU_INACTIVE_FILE, head, nr)
         f = int(flags[head])
         if f & PTE_YOUNG:                       # folio_check_references(), mapped folio
-            f &= ~PTE_YOUNG
+            # folio_set_referenced() either way: an activated folio keeps the mark, so that
+            # once deactivated it is activated again by its next use.
+            flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED
             if f & PG_REFERENCED:
-                flags[head] = (f & ~PG_REFERENCED) | PG_ACTIVE
+                flags[head] |= PG_ACTIVE
                 lru.add(LRU_ACTIVE_FILE, head, nr)
                 pc.ws.age_nonresident(nr)
             else:
-                flags[head] = f | PG_REFERENCED
                 lru.add(LRU_INACTIVE_FILE, head, nr)
+            continue
+        if head in pc.pinned:
+            # try_to_unmap() succeeds, __remove_mapping() fails on the extra reference:
+            # keep_locked, back to the inactive head; PG_referenced was test-and-cleared.
+            flags[head] = f & ~(PG_REFERENCED | PG_MAPPED)
+            lru.add(LRU_INACTIVE_FILE, head, nr)
             continue
         pc.evict_folio(head)
         reclaimed += nr

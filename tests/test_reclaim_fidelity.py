@@ -1,0 +1,144 @@
+"""Kernel details of reclaim and of the fault and read paths around it (mm/vmscan.c,
+mm/filemap.c of Linux 6.18), each test naming the kernel code it follows."""
+
+from __future__ import annotations
+
+from tagcache.mm import vmscan
+from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.mm.page_flags import (
+    PG_ACTIVE,
+    PG_MAPPED,
+    PG_READAHEAD,
+    PG_REFERENCED,
+    PG_WORKINGSET,
+    PTE_YOUNG,
+)
+from tagcache.workloads.events import FileTable
+
+
+def test_each_priority_compares_its_own_reclaim_with_the_whole_target(make_system,
+                                                                       monkeypatch):
+    # shrink_lruvec(): `nr_to_reclaim = sc->nr_to_reclaim` against its local nr_reclaimed,
+    # not the part of the target still missing after the higher priorities.
+    files = FileTable.build([1], [1], [256])
+    s = make_system(files, limit=4096, ra_pages=0)
+    for i in range(200):
+        s.pc.read(0, i, 1)
+    calls = []
+    real = vmscan.shrink_lruvec
+
+    def spy(pc, priority, nr_to_reclaim, may_deactivate):
+        got = real(pc, priority, nr_to_reclaim, may_deactivate)
+        calls.append((priority, nr_to_reclaim, got[0]))
+        return got
+
+    monkeypatch.setattr(vmscan, "shrink_lruvec", spy)
+    reclaimed = vmscan.try_to_free_pages(s.pc, 1)      # asks for SWAP_CLUSTER_MAX
+    assert {c[1] for c in calls} == {vmscan.SWAP_CLUSTER_MAX}
+    assert reclaimed == sum(c[2] for c in calls) >= vmscan.SWAP_CLUSTER_MAX
+    assert [c[0] for c in calls] == list(range(12, 12 - len(calls), -1))
+    assert s.pc.verify() == []
+
+
+def test_young_mapped_folio_is_kept_then_activated_and_keeps_pg_referenced(make_system):
+    # folio_check_references(): young PTE -> folio_set_referenced(); first time KEEP, with
+    # PG_referenced already set ACTIVATE (the mark stays on the activated folio).
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, ra_pages=0)
+    pc = s.pc
+    pc.fault(0, 5)
+    h = s.slot(0, 5)
+    assert pc.flags[h] & (PG_MAPPED | PTE_YOUNG) == PG_MAPPED | PTE_YOUNG
+    vmscan.shrink_inactive_list(pc, 1)
+    assert pc.flags[h] & PG_REFERENCED and not pc.flags[h] & (PTE_YOUNG | PG_ACTIVE)
+    pc.map_pages(0, 0, 16)                             # a new fault-around makes it young
+    vmscan.shrink_inactive_list(pc, 1)
+    assert pc.flags[h] & PG_ACTIVE and pc.flags[h] & PG_REFERENCED
+    assert pc.lru.nr_pages == [0, 1]
+    # shrink_active_list() deactivates it (unmapped use is not checked) and leaves
+    # PG_referenced: the next folio_mark_accessed() activates it at once.
+    vmscan.shrink_active_list(pc, 1)
+    assert pc.flags[h] & PG_WORKINGSET and not pc.flags[h] & PG_ACTIVE
+    assert pc.flags[h] & PG_REFERENCED
+    pc.mark_accessed(h)
+    assert pc.flags[h] & PG_ACTIVE and not pc.flags[h] & PG_REFERENCED
+    assert pc.verify() == []
+
+
+def test_faulting_folio_is_held_through_async_mmap_readahead(make_system):
+    # filemap_fault(): filemap_get_folio() holds a reference on the folio while
+    # do_async_mmap_readahead() runs; reclaim in that readahead cannot free it
+    # (__remove_mapping() refcount check) and puts it back on the inactive list.
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, limit=8, ra_pages=8)
+    pc = s.pc
+    pc.fault(0, 0)                                     # read-around: pages 0..7, mark on 6
+    assert pc.stats.insertions == 8 and pc.flags[s.slot(0, 6)] & PG_READAHEAD
+    pc.fault(0, 6)                                     # async readahead of 8..15: reclaim
+    h = s.slot(0, 6)
+    assert pc.folio_at(0, 6) == h
+    assert pc.flags[h] & (PG_MAPPED | PTE_YOUNG) == PG_MAPPED | PTE_YOUNG
+    assert not pc.flags[h] & PG_READAHEAD
+    assert pc.stats.insertions == 16 and pc.nr_pages <= 8
+    assert not pc.pinned
+    assert pc.verify() == []
+
+
+def test_read_batch_is_held_through_async_readahead_then_marked(make_system):
+    # filemap_get_pages(): the batch's folios are held while filemap_readahead() runs on
+    # its last (PG_readahead) folio; the copy loop marks them accessed afterwards.
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, limit=3, ra_pages=8)
+    pc = s.pc
+    pc.read(0, 0, 1)                                   # pages 0, 1; PG_readahead on 1
+    assert pc.stats.insertions == 2 and pc.flags[s.slot(0, 1)] & PG_READAHEAD
+    pc.read(0, 1, 1)                                   # async readahead of 2..3: reclaim
+    h = s.slot(0, 1)
+    assert pc.folio_at(0, 1) == h                      # held: not reclaimed
+    assert pc.folio_at(0, 0) < 0                       # page 0 was reclaimed
+    assert pc.stats.insertions == 4 and pc.nr_pages <= 3
+    assert pc.flags[h] & PG_REFERENCED and not pc.flags[h] & PG_ACTIVE
+    assert h in list(pc.lru.walk(LRU_INACTIVE_FILE))
+    assert not pc.pinned
+    assert pc.verify() == []
+
+
+def test_nothing_reclaimable_without_deactivation_retries_with_it_forced(make_system):
+    # do_try_to_free_pages(): nothing reclaimed and sc->skipped_deactivate -> retry from
+    # DEF_PRIORITY with sc->force_deactivate.
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, ra_pages=0)
+    pc = s.pc
+    for _ in range(2):                                 # read twice: 10 active pages
+        for i in range(10):
+            pc.read(0, i, 1)
+    for i in range(30, 50):                            # 20 inactive pages, all held
+        pc.read(0, i, 1)
+        pc.pinned.add(s.slot(0, i))
+    assert pc.lru.nr_pages == [20, 10] and not vmscan.inactive_is_low(pc)
+    pc.refaults_snapshot = pc.ws.activate
+    reclaimed = vmscan.try_to_free_pages(pc, 1)
+    assert reclaimed > 0
+    assert all(pc.folio_at(0, i) >= 0 for i in range(30, 50))
+    pc.pinned.clear()
+    assert pc.verify() == []
+
+
+def test_fault_around_counts_mmap_hits(make_system):
+    # filemap_map_pages(): each page mapped from a folio without PG_workingset is a hit,
+    # ra->mmap_miss -= hits (not below 0); PG_readahead folios are neither mapped nor hits.
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, ra_pages=0)
+    pc = s.pc
+    for i in range(8):
+        pc.read(0, i, 1)
+    pc.flags[s.slot(0, 3)] |= PG_WORKINGSET
+    pc.flags[s.slot(0, 5)] |= PG_READAHEAD
+    pc.ra.mmap_miss[0] = 10
+    pc.map_pages(0, 0, 16)
+    assert int(pc.ra.mmap_miss[0]) == 10 - 6
+    assert not pc.flags[s.slot(0, 5)] & PG_MAPPED
+    assert pc.flags[s.slot(0, 3)] & PG_MAPPED
+    pc.map_pages(0, 0, 16)
+    assert int(pc.ra.mmap_miss[0]) == 0
+    assert pc.lru.nr_pages[LRU_ACTIVE_FILE] == 0
