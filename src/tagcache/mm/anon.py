@@ -65,6 +65,16 @@ class TaggedAnon:
         np.add.at(self.mapcount, pfns - self.alloc.layout.pfn_base, 1)
         self.procs[child] = np.concatenate([self.procs.get(child, pfns[:0]), pfns])
 
+    def _copy_to_new(self, pfns: np.ndarray, idx: np.ndarray) -> None:
+        """Move ``pfns[idx]`` to fresh frames with copy_highpage() (data and tags), in place,
+        and drop this process's reference to the old frames."""
+        old = pfns[idx]
+        new = self._get(len(old))
+        self.tags.copy_highpage(new, old)
+        self.copies += len(old)
+        pfns[idx] = new
+        self._put(old)
+
     def cow(self, pid: int, n: int) -> None:
         """Write faults on shared pages: new frame, copy_highpage() (data and tags)."""
         pfns = self.procs.get(pid)
@@ -74,12 +84,7 @@ class TaggedAnon:
         shared = np.flatnonzero(self.mapcount[pfns - base] > 1)[::-1][:n]
         if not len(shared):
             return
-        old = pfns[shared]
-        new = self._get(len(old))
-        self.tags.copy_highpage(new, old)
-        self.copies += len(old)
-        pfns[shared] = new
-        self._put(old)
+        self._copy_to_new(pfns, shared)
 
     def swap_out(self, pid: int, n: int) -> None:
         """Reclaim swaps out private pages: mte_save_tags(), then the frame is freed."""
@@ -115,12 +120,7 @@ class TaggedAnon:
         private = np.flatnonzero(self.mapcount[pfns - base] == 1)[:n]
         if not len(private):
             return
-        old = pfns[private]
-        new = self._get(len(old))
-        self.tags.copy_highpage(new, old)
-        self.copies += len(old)
-        pfns[private] = new
-        self._put(old)
+        self._copy_to_new(pfns, private)
 
     def tag_pfns(self, pfn: int, order: int) -> None:
         """A captured user page allocation at a real PFN, treated as PROT_MTE: the frame is

@@ -298,11 +298,8 @@ class PageCache:
         A loop of filemap_get_pages() batches, as the kernel's; each batch is what one
         ``mm_filemap_get_pages`` tracepoint reports.
         """
-        end = min(index + nr, int(self.isize[f]))
-        if index >= end:
-            return
-        if self.policy == "lru":
-            self._lru_access(f, index, end)
+        end = self._read_end(f, index, nr)
+        if end is None:
             return
         self._count_access(f, index, end)
         pos = index
@@ -312,14 +309,22 @@ class PageCache:
     def get_pages(self, f: int, index: int, nr: int) -> None:
         """One filemap_get_pages() call and the copy of its batch, as a tracepoint reports
         it: ``index`` is the read position, ``index + nr`` the page past the request."""
-        end = min(index + nr, int(self.isize[f]))
-        if index >= end:
-            return
-        if self.policy == "lru":
-            self._lru_access(f, index, end)
+        end = self._read_end(f, index, nr)
+        if end is None:
             return
         nxt = self._get_pages_batch(f, index, index + nr)
         self._count_access(f, index, min(nxt, end))
+
+    def _read_end(self, f: int, index: int, nr: int) -> int | None:
+        """End of a read clipped to EOF, or None when there is nothing (more) to do: past
+        EOF, or a plain-LRU page cache, which has served the read page by page."""
+        end = min(index + nr, int(self.isize[f]))
+        if index >= end:
+            return None
+        if self.policy == "lru":
+            self._lru_access(f, index, end)
+            return None
+        return end
 
     def _lru_access(self, f: int, index: int, end: int) -> None:
         """Plain LRU, page by page (the libCacheSim reference): a hit moves the page to the
