@@ -112,14 +112,14 @@ def kernel_counts(trace: Trace, files: np.ndarray) -> dict[str, int]:
     return {"insertions": int(total), "reinsertions": int(total - len(np.unique(key)))}
 
 
-def model_trace(trace: Trace, files: np.ndarray, large_folios: bool) -> tuple[FileTable, dict]:
+def model_files(trace: Trace, files: np.ndarray, large_folios: bool) -> FileTable:
     """The file table the model sees: sizes from add events, only accessed files spanned."""
     ft = trace.files
     keep = np.zeros(len(ft), bool)
     keep[files] = True
     size = np.where(keep, ft.size_pages, 0)
     span = np.where(keep, np.maximum(ft.span_pages, size), 0)
-    return FileTable.build(ft.dev, ft.ino, size, span, np.full(len(ft), large_folios)), {}
+    return FileTable.build(ft.dev, ft.ino, size, span, np.full(len(ft), large_folios))
 
 
 def device_key(dev: int) -> str:
@@ -183,7 +183,7 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = Fa
     preloaded as resident and charged elsewhere (PG_FOREIGN), as they were.
     """
     files = accessed_files(trace)
-    ft, _ = model_trace(trace, files, large_folios)
+    ft = model_files(trace, files, large_folios)
     pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages)
     preload_resident(pc, trace, meta)
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
