@@ -257,6 +257,7 @@ def test_clean_run_with_every_kind_of_operation(make_system):
     pc.write(0, 4, 4)
     s.tags.set_ptes_at(s.S + 32 * np.arange(8))
     pc.read(2, 0, 16)
+    pc.read(1, 0, 32)     # refaults allow deactivation: the dirty folios are written back
     pc.truncate(0, 10)
     pc.read(1, 0, 8)
     s.tags.free_tag_storage(s.S + 32 * np.arange(4))

@@ -12,6 +12,7 @@ from tagcache.mm.page_flags import (
     PG_REFERENCED,
     PG_WORKINGSET,
     PTE_YOUNG,
+    VM_EXEC_MAPPED,
 )
 from tagcache.workloads.events import FileTable
 
@@ -79,8 +80,11 @@ def test_faulting_folio_is_held_through_async_mmap_readahead(make_system):
     assert pc.folio_at(0, 6) == h
     assert pc.flags[h] & (PG_MAPPED | PTE_YOUNG) == PG_MAPPED | PTE_YOUNG
     assert not pc.flags[h] & PG_READAHEAD
-    assert pc.stats.insertions == 16 and pc.nr_pages <= 8
-    assert not pc.pinned
+    # Pages 0..5 and 7 make room for 8..14; the window's own folios are locked and the
+    # faulting one is held, so the charge for page 15 finds none: -ENOMEM ends the window.
+    assert [i for i in range(16) if pc.folio_at(0, i) >= 0] == [6, *range(8, 15)]
+    assert pc.stats.insertions == 15 and pc.nr_pages <= 8
+    assert not pc.pinned and not pc.locked
     assert pc.verify() == []
 
 
@@ -142,3 +146,59 @@ def test_fault_around_counts_mmap_hits(make_system):
     pc.map_pages(0, 0, 16)
     assert int(pc.ra.mmap_miss[0]) == 0
     assert pc.lru.nr_pages[LRU_ACTIVE_FILE] == 0
+
+
+def test_fault_in_an_executable_mapping_reads_forward_within_the_vma(make_system):
+    # do_sync_mmap_readahead(), Linux 6.16+: VM_EXEC -> start = pgoff (exec_folio_order() 0
+    # on x86), end = min(start + ra_pages, end of the VMA), async_size = 0: no PG_readahead.
+    files = FileTable.build([1, 1], [1, 2], [64, 64])
+    s = make_system(files, ra_pages=32, exec_vmas={0: [(8, 24)]})
+    pc = s.pc
+    pc.fault(0, 12)
+    assert [i for i in range(64) if pc.folio_at(0, i) >= 0] == list(range(12, 24))
+    assert not any(pc.flags[s.slot(0, i)] & PG_READAHEAD for i in range(12, 24))
+    assert pc.flags[s.slot(0, 12)] & VM_EXEC_MAPPED
+    pc.fault(1, 12)                     # the same fault without VM_EXEC: read-around
+    assert [i for i in range(64) if pc.folio_at(1, i) >= 0] == list(range(0, 32))
+    assert pc.flags[s.slot(1, 24)] & PG_READAHEAD          # start + size - size / 4
+    assert not pc.flags[s.slot(1, 12)] & VM_EXEC_MAPPED
+    pc.fault(0, 40)                     # outside the VMA: an ordinary read-around
+    assert pc.folio_at(0, 24) >= 0 and pc.folio_at(0, 55) >= 0
+    assert pc.verify() == []
+
+
+def test_young_executable_folio_is_activated_at_once_and_rotated_while_young(make_system):
+    # folio_check_references(): young PTE and VM_EXEC -> FOLIOREF_ACTIVATE on the first scan.
+    # shrink_active_list(): a referenced VM_EXEC file folio goes back to the active list
+    # (its young bit cleared by folio_referenced()); not young, it is deactivated.
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, ra_pages=0, exec_vmas={0: [(0, 16)]})
+    pc = s.pc
+    pc.fault(0, 5)
+    h = s.slot(0, 5)
+    vmscan.shrink_inactive_list(pc, 1)
+    assert pc.flags[h] & PG_ACTIVE and pc.lru.nr_pages == [0, 1]
+    pc.map_pages(0, 0, 16)                             # the process touches it again
+    vmscan.shrink_active_list(pc, 1)
+    assert pc.flags[h] & PG_ACTIVE and not pc.flags[h] & PTE_YOUNG
+    assert pc.lru.nr_pages == [0, 1]
+    vmscan.shrink_active_list(pc, 1)                   # not young now: deactivated
+    assert not pc.flags[h] & PG_ACTIVE and pc.flags[h] & PG_WORKINGSET
+    assert pc.lru.nr_pages == [1, 0]
+    assert pc.verify() == []
+
+
+def test_readahead_window_never_evicts_its_own_pages(make_system):
+    # page_cache_ra_unbounded(): the window's folios are locked from filemap_add_folio()
+    # until their read completes; reclaim run by the window's own charges fails
+    # folio_trylock() on them (shrink_folio_list(): keep) and takes older folios instead.
+    files = FileTable.build([1, 1], [1, 2], [64, 64])
+    s = make_system(files, limit=24, ra_pages=16)
+    pc = s.pc
+    pc.fault(1, 8)                                     # file 1: pages 0..15, mapped young
+    pc.map_pages(1, 0, 16)
+    pc.fault(0, 8)                                     # file 0: window 0..15 needs 8 more
+    assert [i for i in range(16) if pc.folio_at(0, i) < 0] == []
+    assert pc.stats.reinsertions == 0 and pc.stats.insertions == 32
+    assert pc.nr_pages <= 24 and not pc.locked
+    assert pc.verify() == []

@@ -51,9 +51,10 @@ class TagCacheMachine(RuleBasedStateMachine):
         orig = pc.add_folio
 
         def counting_add_folio(f, index, order, **kw):
-            if kw.get("fill", True):
+            head = orig(f, index, order, **kw)
+            if head >= 0 and kw.get("fill", True):     # -1: a readahead charge failed
                 self.filled += 1 << order
-            return orig(f, index, order, **kw)
+            return head
 
         pc.add_folio = counting_add_folio
 

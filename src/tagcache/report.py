@@ -106,6 +106,10 @@ def write_json(obj: Any, path: str) -> None:
         raise
 
 
+CENSORED_WARNING = 0.15
+"""Warn when more of the kernel's insertions than this came on faults the model hit."""
+
+
 def print_validation(v, trace_path, ra_pages: int, ra_from: str,
                      console: Console | None = None) -> None:
     """The kernel-versus-model table of ``tagcache validate``."""
@@ -120,3 +124,15 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
     console.print(t)
     console.print(f"[dim]{v.files} files with access events; capacity {v.capacity_pages:,} "
                   f"pages; readahead {ra_pages} pages ({ra_from}).[/dim]")
+    nf = sum(v.faults.values())
+    if nf:
+        f, fp = v.faults, v.fault_pages
+        console.print(f"[dim]faults: {nf:,}; both kernel and model hit {f['both_hit']:,}, both "
+                      f"missed {f['both_miss']:,}, the kernel missed where the model hit "
+                      f"{f['kernel_miss_model_hit']:,} (the kernel read "
+                      f"{fp['kernel_miss_model_hit']:,} pages for those).[/dim]")
+    if v.censored > CENSORED_WARNING:
+        console.print(f"[yellow]warning:[/yellow] {100 * v.censored:.0f}% of the kernel's "
+                      "insertions came on faults where the model had the page cached: a trace "
+                      "shows only the faults the kernel took, so where the kernel evicted mapped "
+                      "pages the model's counts are a lower bound (see Validation.censored).")

@@ -74,12 +74,36 @@ def sidecar_for(trace_path: str | Path) -> Path:
     return p.with_suffix(".json")
 
 
+FAULT_OUTCOMES = ("both_hit", "kernel_miss_model_hit", "kernel_hit_model_miss", "both_miss")
+
+
 @dataclass
 class Validation:
     kernel: dict[str, int]
     model: dict[str, int]
     capacity_pages: int
     files: int
+    faults: dict[str, int]
+    """Each fault event classified by whether the kernel (its add and delete events) and the
+    model had the page cached when it came (FAULT_OUTCOMES): a diagnostic, not an input."""
+    fault_pages: dict[str, int]
+    """Pages the kernel inserted into the faulting file right after each class of fault (its
+    add events up to the next access event): what the kernel read for those faults."""
+
+    @property
+    def censored(self) -> float:
+        """Share of the kernel's insertions that came on faults where the model hit.
+
+        A fault event exists only where the traced kernel had no PTE for the page, so the
+        trace shows every refault of a mapped page the kernel evicted but none of the
+        accesses to mapped pages the kernel kept: where the model evicts a mapped page that
+        the kernel kept, the process's further touches of it are invisible, the model never
+        reads it back, and it keeps pages the kernel evicted instead. A high share means the
+        trace is censored by the kernel's own residency and the model's insertions are a
+        lower bound for that workload (kernel_hit_model_miss cannot be observed at all).
+        """
+        n = self.kernel["insertions"]
+        return self.fault_pages["kernel_miss_model_hit"] / n if n else 0.0
 
     @property
     def error(self) -> dict[str, float]:
@@ -88,7 +112,9 @@ class Validation:
 
     def to_json(self) -> dict[str, Any]:
         return {"kernel": self.kernel, "model": self.model, "error": self.error,
-                "capacity_pages": self.capacity_pages, "files": self.files}
+                "capacity_pages": self.capacity_pages, "files": self.files,
+                "faults": self.faults, "fault_pages": self.fault_pages,
+                "censored": self.censored}
 
 
 def accessed_files(trace: Trace) -> np.ndarray:
@@ -150,47 +176,99 @@ def read_ahead_pages(trace: Trace, meta: dict[str, Any] | None,
         return VM_READAHEAD_PAGES, "kernel default (128 KiB)"
 
 
-def preload_resident(pc: PageCache, trace: Trace, meta: dict[str, Any] | None) -> int:
-    """Mark the pages the sidecar lists as resident before the capture (files mapped by other
-    processes, charged to other cgroups); returns how many pages of traced files that is."""
-    runs = (meta or {}).get("resident_at_start")
+def sidecar_page_runs(trace: Trace, meta: dict[str, Any] | None,
+                      field: str) -> dict[int, list[tuple[int, int]]]:
+    """A sidecar field of the shape ``{"M:m:inohex": [[first_page, npages], ...]}`` as
+    ``{file id: [(first, npages), ...]}``, for the files of ``trace`` (others left out)."""
+    runs = (meta or {}).get(field)
     if not isinstance(runs, dict):
-        return 0
+        return {}
     ft = trace.files
     index = {(device_key(int(d)), int(i)): f for f, (d, i) in enumerate(zip(ft.dev, ft.ino,
                                                                           strict=True))}
-    total = 0
+    out: dict[int, list[tuple[int, int]]] = {}
     for key, spans in runs.items():
         try:
             maj_min, ino = key.rsplit(":", 1)
             f = index.get((maj_min, int(ino, 16)))
-        except ValueError:
-            raise TraceError(f"resident_at_start: bad key {key!r} (want 'M:m:inohex')") from None
-        if f is None or not pc.span[f]:
+            pairs = [(int(first), int(nr)) for first, nr in spans]
+        except (ValueError, TypeError):
+            raise TraceError(f"{field}: bad entry {key!r}: {spans!r} (want 'M:m:inohex': "
+                             f"[[first_page, npages], ...])") from None
+        if f is not None:
+            out[f] = pairs
+    return out
+
+
+def preload_resident(pc: PageCache, trace: Trace, meta: dict[str, Any] | None) -> int:
+    """Mark the pages the sidecar lists as resident before the capture (files mapped by other
+    processes, charged to other cgroups); returns how many pages of traced files that is."""
+    total = 0
+    for f, spans in sidecar_page_runs(trace, meta, "resident_at_start").items():
+        if not pc.span[f]:
             continue
         for first, nr in spans:
-            pc.preload_foreign(f, int(first), int(nr))
-            total += max(0, min(int(first) + int(nr), int(pc.span[f])) - int(first))
+            pc.preload_foreign(f, first, nr)
+            total += max(0, min(first + nr, int(pc.span[f])) - first)
     return total
 
 
+def exec_vmas(trace: Trace, meta: dict[str, Any] | None) -> dict[int, list[tuple[int, int]]]:
+    """The sidecar's ``exec_mappings`` (file pages mapped by VM_EXEC VMAs of the command's
+    processes) as ``{file id: [(vm_pgoff, vm_end_pgoff), ...]}``, overlaps merged."""
+    out = {}
+    for f, spans in sidecar_page_runs(trace, meta, "exec_mappings").items():
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted((first, first + nr) for first, nr in spans if nr > 0):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        out[f] = merged
+    return out
+
+
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
-                   ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None
-                   ) -> Validation:
+                   ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None,
+                   exec_mappings: bool = False) -> Validation:
     """Replay the access events of ``trace`` through the page-cache model and compare.
 
     With a sidecar ``meta`` that lists pages resident before the capture, those are
-    preloaded as resident and charged elsewhere (PG_FOREIGN), as they were.
+    preloaded as resident and charged elsewhere (PG_FOREIGN), as they were. With
+    ``exec_mappings``, the executable mappings the sidecar lists are faulted and reclaimed as
+    VM_EXEC mappings (off by default: see README, "Validation against the kernel").
     """
     files = accessed_files(trace)
     ft = model_files(trace, files, large_folios)
-    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages)
+    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages,
+                   exec_vmas=exec_vmas(trace, meta) if exec_mappings else None)
     preload_resident(pc, trace, meta)
+    kernel_cached = pc.head >= 0        # the kernel's page cache as its events say
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
                 Op.FAULT: lambda f, i, _n: pc.fault(f, i)}
-    m = np.isin(trace.op, np.array(ACCESS_OPS, np.uint8))
-    for op, a0, a1, a2 in zip(trace.op[m].tolist(), trace.arg0[m].tolist(),
-                              trace.arg1[m].tolist(), trace.arg2[m].tolist(), strict=True):
+    faults = dict.fromkeys(FAULT_OUTCOMES, 0)
+    fault_pages = dict.fromkeys(FAULT_OUTCOMES, 0)
+    outcome, fault_file = "", -1            # the last fault's class, until the next access
+    keep = np.isin(trace.op, np.array((*ACCESS_OPS, Op.KERNEL_ADD, Op.KERNEL_DELETE),
+                                      np.uint8))
+    span, base = pc.span, pc.base
+    for op, a0, a1, a2 in zip(trace.op[keep].tolist(), trace.arg0[keep].tolist(),
+                              trace.arg1[keep].tolist(), trace.arg2[keep].tolist(), strict=True):
+        if op == Op.KERNEL_ADD or op == Op.KERNEL_DELETE:
+            if span[a0]:
+                s = int(base[a0]) + a1
+                kernel_cached[s:s + (1 << a2)] = op == Op.KERNEL_ADD
+                if op == Op.KERNEL_ADD and a0 == fault_file:
+                    fault_pages[outcome] += 1 << a2
+            continue
+        fault_file = -1
+        if op == Op.FAULT and a1 < span[a0]:
+            s = int(base[a0]) + a1
+            k, m = bool(kernel_cached[s]), bool(pc.head[s] >= 0)
+            outcome = FAULT_OUTCOMES[(0 if m else 3) if k == m else (1 if m else 2)]
+            faults[outcome] += 1
+            fault_file = a0
         handlers[op](a0, a1, a2)
     model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
-    return Validation(kernel_counts(trace, files), model, capacity_pages, len(files))
+    return Validation(kernel_counts(trace, files), model, capacity_pages, len(files), faults,
+                      fault_pages)

@@ -20,7 +20,8 @@ PFNs: only tagged pages need a PFN, because the PFN selects the tag block.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ from tagcache.mm.page_flags import (
     PG_REFERENCED,
     PG_WORKINGSET,
     PTE_YOUNG,
+    VM_EXEC_MAPPED,
 )
 from tagcache.mm.workingset import Workingset
 
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
     from tagcache.workloads.events import FileTable
 
 MAX_PAGECACHE_ORDER = 9
+MAX_RECLAIM_RETRIES = 16
+"""try_charge_memcg(): reclaim passes before a charge gives up (then OOM)."""
+MEMCG_NORETRY_RECLAIMS = 1
+"""A __GFP_NORETRY charge (readahead) fails after one reclaim pass that leaves no room."""
 PAGE_CACHE_POLICIES = ("kernel", "lru")
 SLOT_ALIGN = 1 << MAX_PAGECACHE_ORDER
 
@@ -76,7 +82,8 @@ class PageCache:
 
     def __init__(self, files: FileTable, cleancache: Cleancache,
                  limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
-                 max_folio_order: int = 4, policy: str = "kernel") -> None:
+                 max_folio_order: int = 4, policy: str = "kernel",
+                 exec_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None) -> None:
         if policy not in PAGE_CACHE_POLICIES:
             raise ValueError(f"unknown page-cache policy {policy!r}; "
                              f"choose from {PAGE_CACHE_POLICIES}")
@@ -96,7 +103,7 @@ class PageCache:
                                        min(max_folio_order, MAX_PAGECACHE_ORDER), 0)
         self.head = np.full(self.nr_slots, -1, np.int32)
         self.order = np.zeros(self.nr_slots, np.int8)
-        self.flags = np.zeros(self.nr_slots, np.uint8)
+        self.flags = np.zeros(self.nr_slots, np.uint16)
         self.version = np.zeros(self.nr_slots, np.uint32)   # contents generation, for checks
         self.ever = np.zeros(self.nr_slots, bool)           # inserted at least once
         self.lru = LruLists(self.nr_slots)
@@ -108,9 +115,24 @@ class PageCache:
         self.nr_dirty = 0
         self.refaults_snapshot = 0
         self.pinned: set[int] = set()    # heads held by a running fault or read (vmscan.py)
+        self.locked: set[int] = set()    # heads of a readahead window being read (readahead.py)
         self.stats = PageCacheStats()
+        # File -> sorted, disjoint [start, end) page ranges mapped by VM_EXEC VMAs.
+        self.exec_vmas = {f: sorted((int(a), int(b)) for a, b in r)
+                          for f, r in (exec_vmas or {}).items() if r}
 
     # -- lookups used by readahead ---------------------------------------------------------
+
+    def exec_vma(self, f: int, index: int) -> tuple[int, int] | None:
+        """The ``[vm_pgoff, vm_end_pgoff)`` of the executable mapping of ``f`` that covers
+        page ``index``, or None when no VM_EXEC mapping covers it."""
+        vmas = self.exec_vmas.get(f)
+        if not vmas:
+            return None
+        i = bisect_right(vmas, (index, 1 << 62)) - 1
+        if i >= 0 and vmas[i][0] <= index < vmas[i][1]:
+            return vmas[i]
+        return None
 
     def isize_pages(self, f: int) -> int:
         return int(self.isize[f])
@@ -155,14 +177,17 @@ class PageCache:
     # -- insertion and removal -------------------------------------------------------------
 
     def add_folio(self, f: int, index: int, order: int, *, readahead: bool = False,
-                  fill: bool = True) -> int:
+                  fill: bool = True, noretry: bool = False) -> int:
         """filemap_add_folio() then read it in: restore from cleancache, else from disk.
 
         With ``fill=False`` the folio is created for a full overwrite and nothing is read.
-        Returns the head slot.
+        With ``noretry`` (readahead's allocations, readahead_gfp_mask(): __GFP_NORETRY) the
+        charge gets one reclaim attempt and fails if that leaves no room: nothing is added
+        and -1 is returned. Returns the head slot.
         """
         nr = 1 << order
-        self.charge(nr)
+        if not self.charge(nr, MEMCG_NORETRY_RECLAIMS if noretry else MAX_RECLAIM_RETRIES):
+            return -1
         head = int(self.base[f]) + index
         ws = self.ws
         if fill and ws.shadow[head] >= 0:      # writes never refault (__GFP_WRITE)
@@ -196,8 +221,13 @@ class PageCache:
             st.pages_read += nr - restored
         return head
 
-    def charge(self, nr: int) -> None:
-        """mem_cgroup_charge(): reclaim until ``nr`` more pages fit under the limit."""
+    def charge(self, nr: int, retries: int = MAX_RECLAIM_RETRIES) -> bool:
+        """try_charge_memcg(): reclaim until ``nr`` more pages fit under the limit, at most
+        ``retries`` reclaim passes; False if they still do not fit.
+
+        With full retries the kernel would OOM-kill at that point; the model charges anyway
+        (the caller ignores the result), keeping the run going over the limit.
+        """
         limit = self.limit_pages()
         excess = self.nr_pages + nr - limit
         if self.policy == "lru":
@@ -206,14 +236,15 @@ class PageCache:
                 excess -= 1 << int(self.order[tail])
                 self._delete_from_lru(tail)
                 self.evict_folio(tail)
-            return
+            return True
         tries = 0
         while excess > 0 and self.nr_pages > 0:
+            if tries == retries:
+                return False
             vmscan.try_to_free_pages(self, excess)
             excess = self.nr_pages + nr - limit
             tries += 1
-            if tries > 16:
-                break
+        return excess <= 0 or self.nr_pages == 0
 
     def evict_folio(self, head: int) -> None:
         """__remove_mapping() of an isolated folio: write back if dirty, offer to cleancache,
@@ -388,13 +419,19 @@ class PageCache:
         return nxt
 
     def fault(self, f: int, index: int) -> None:
-        """filemap_fault() on page ``index`` of a shared file mapping."""
+        """filemap_fault() on page ``index`` of a shared file mapping.
+
+        A page inside one of the file's ``exec_vmas`` faults through a VM_EXEC mapping: a miss
+        reads forward within the VMA (do_sync_mmap_readahead()) and the folio is marked
+        VM_EXEC_MAPPED, which reclaim consults (vmscan.py).
+        """
         if index >= self.isize[f]:
             return
         if self.policy == "lru":
             self._lru_access(f, index, index + 1)
             return
         self._count_access(f, index, index + 1)
+        vma = self.exec_vma(f, index)
         h = self.folio_at(f, index)
         if h >= 0:
             fl = int(self.flags[h])
@@ -405,11 +442,12 @@ class PageCache:
             finally:
                 self.pinned.discard(h)
         else:
-            ra_mod.do_sync_mmap_readahead(self, f, index)
+            ra_mod.do_sync_mmap_readahead(self, f, index, vma)
             h = self.folio_at(f, index)
             if h < 0:
                 h = self.add_folio(f, index, 0)
-        self.flags[h] = int(self.flags[h]) | PG_MAPPED | PTE_YOUNG
+        self.flags[h] = (int(self.flags[h]) | PG_MAPPED | PTE_YOUNG |
+                         (VM_EXEC_MAPPED if vma else 0))
 
     def map_pages(self, f: int, index: int, nr: int) -> None:
         """filemap_map_pages(): fault-around maps cached, up-to-date folios without I/O.
@@ -418,7 +456,8 @@ class PageCache:
         made young (x86 semantics; arm64 makes prefaulted PTEs old). Every page of the window
         in a folio it maps counts as an mmap hit unless the folio has PG_workingset (recently
         evicted and refaulted): ``mmap_miss`` goes down by that many, not below 0
-        (filemap_map_folio_range(), filemap_map_order0_folio()).
+        (filemap_map_folio_range(), filemap_map_order0_folio()). A window in an executable
+        mapping marks the folios it maps VM_EXEC_MAPPED.
 
         Departure: a folio already mapped is marked young again. The kernel leaves such a PTE
         alone (its young bit is whatever the CPU's accesses made it, which a trace does not
@@ -431,6 +470,7 @@ class PageCache:
             return          # fault-around maps without an access of its own
         pos = index
         hits = 0
+        mapped = PG_MAPPED | PTE_YOUNG | (VM_EXEC_MAPPED if self.exec_vma(f, index) else 0)
         while pos < end:
             h = int(self.head[b + pos])
             if h < 0:
@@ -439,7 +479,7 @@ class PageCache:
             fl = int(self.flags[h])
             nxt = h - b + (1 << int(self.order[h]))
             if not fl & PG_READAHEAD:
-                self.flags[h] = fl | PG_MAPPED | PTE_YOUNG
+                self.flags[h] = fl | mapped
                 if not fl & PG_WORKINGSET:
                     hits += min(nxt, end) - pos
             pos = nxt

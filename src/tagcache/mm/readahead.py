@@ -27,14 +27,25 @@ window size, naturally aligned, never past EOF; folios already in the cache stop
 large-folio pass and the rest is filled page by page (page_cache_ra_unbounded, which skips
 cached pages). Follows Linux 6.16+ (ra->order), the kernel of this project's captures.
 
+The folios a readahead call adds stay locked (``pc.locked``) until the call returns, as the
+kernel's stay locked from filemap_add_folio() until read_pages() has submitted them and their
+read has completed: reclaim that the same window's charges trigger cannot take them
+(folio_trylock() fails in shrink_folio_list()), so a window never evicts its own pages.
+Readahead allocates with __GFP_NORETRY (readahead_gfp_mask()): a folio whose charge finds no
+room after one reclaim pass is not added, and the window ends there (-ENOMEM breaks
+page_cache_ra_unbounded()); the page a read or fault needs is then added on its own, with the
+full retries.
+
 Departures: one readahead state per file (the kernel has one per open file); no congestion
 back-off; no per-device io_pages (``bdi->io_pages`` is taken equal to ``ra_pages``); every
-mapping is taken as non-executable: since Linux 6.16 a fault miss in a VM_EXEC mapping reads
-forward from the faulting page (``start = pgoff``, at most ``ra_pages``, never past the end of
-the VMA, ``async_size = 0``) instead of around it, and a trace says neither which mappings are
-executable nor where a VMA ends; a retried fault (FAULT_FLAG_TRIED, after the first attempt
-dropped mmap_lock for I/O) skips do_async_mmap_readahead() in the kernel, but is replayed like
-any other fault.
+mapping is non-executable unless the caller names its VM_EXEC VMA (the capture sidecar's
+``exec_mappings``; a trace alone says neither which mappings are executable nor where a VMA
+ends). Since Linux 6.16 a fault miss in a VM_EXEC mapping reads forward from the faulting page
+(``start = pgoff``, at most ``ra_pages``, never past the end of the VMA, ``async_size = 0``)
+in folios of exec_folio_order(), which is 0 except on arm64 (64 KiB there); the model uses
+order 0, as on the x86 machine of the captures. A retried fault (FAULT_FLAG_TRIED, after the
+first attempt dropped mmap_lock for I/O) skips do_async_mmap_readahead() in the kernel, but is
+replayed like any other fault.
 """
 
 from __future__ import annotations
@@ -157,6 +168,7 @@ def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
     isize = pc.isize_pages(f)
     max_order = pc.max_folio_order(f)
     index = start
+    locked: list[int] = []
     if max_order == 0:
         ra.order[f] = 0
     elif isize > 0:
@@ -172,12 +184,20 @@ def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
                 order -= 1
             if pc.folio_at(f, index) >= 0 or not pc.range_free(f, index, 1 << order):
                 break      # -EEXIST: fall back to the page-by-page pass for the rest
-            pc.add_folio(f, index, order, readahead=0 <= mark - index < (1 << order))
+            head = pc.add_folio(f, index, order, readahead=0 <= mark - index < (1 << order),
+                                noretry=True)
+            if head < 0:                                # -ENOMEM: the window ends here
+                pc.locked.difference_update(locked)
+                return
+            locked.append(head)
+            pc.locked.add(head)
             index += 1 << order
         else:
+            pc.locked.difference_update(locked)
             return
     if size > index - start:
         do_page_cache_ra(pc, f, index, size - (index - start), async_size)
+    pc.locked.difference_update(locked)
 
 
 def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
@@ -190,16 +210,25 @@ def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
     if nr_to_read > end_index - index:
         nr_to_read = end_index - index + 1
     mark = index + nr_to_read - lookahead_size
+    locked: list[int] = []
     for i in range(index, index + nr_to_read):
         if pc.folio_at(f, i) >= 0:
             continue
-        pc.add_folio(f, i, 0, readahead=(i == mark))
+        head = pc.add_folio(f, i, 0, readahead=(i == mark), noretry=True)
+        if head < 0:                                    # -ENOMEM: the window ends here
+            break
+        locked.append(head)
+        pc.locked.add(head)
+    pc.locked.difference_update(locked)
 
 
-def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
-    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ,
-    no VM_EXEC: see the module's departures), PG_readahead at ``start + size - size/4``;
-    none once ``mmap_miss`` passes MMAP_LOTSAMISS (fault-around hits bring it down)."""
+def do_sync_mmap_readahead(pc: PageCache, f: int, index: int,
+                           exec_vma: tuple[int, int] | None = None) -> None:
+    """Fault miss: mmap read-around of ra_pages centred on ``index`` (no VM_RAND/SEQ_READ),
+    PG_readahead at ``start + size - size/4``; in a VM_EXEC mapping ``exec_vma`` =
+    ``[vm_pgoff, vm_end_pgoff)``, a forward read of ra_pages from ``index`` clipped to the VMA,
+    with no PG_readahead. None once ``mmap_miss`` passes MMAP_LOTSAMISS (fault-around hits
+    bring it down)."""
     ra = pc.ra
     if not ra.ra_pages:
         return
@@ -207,9 +236,15 @@ def do_sync_mmap_readahead(pc: PageCache, f: int, index: int) -> None:
         ra.mmap_miss[f] += 1
     if ra.mmap_miss[f] > MMAP_LOTSAMISS:
         return
-    ra.start[f] = max(0, index - ra.ra_pages // 2)
-    ra.size[f] = ra.ra_pages
-    ra.async_size[f] = ra.ra_pages // 4
+    if exec_vma is not None:
+        start = max(index, exec_vma[0])          # exec_folio_order() == 0: no rounding
+        ra.start[f] = start
+        ra.size[f] = min(start + ra.ra_pages, exec_vma[1]) - start
+        ra.async_size[f] = 0
+    else:
+        ra.start[f] = max(0, index - ra.ra_pages // 2)
+        ra.size[f] = ra.ra_pages
+        ra.async_size[f] = ra.ra_pages // 4
     ra.order[f] = 0
     page_cache_ra_order(pc, f, int(ra.start[f]))
 

@@ -16,19 +16,23 @@ call of shrink_lruvec()* reach the whole ``nr_to_reclaim`` (its local ``nr_recla
     shrink_active_list() isolates a batch from the active tail and moves it to the inactive
     head with PG_workingset set, clearing the PTE young bits (folio_referenced()).
   * shrink_inactive_list() isolates a batch of up to ``nr_to_scan`` pages from the inactive
-    tail, then applies folio_check_references() to each: a mapped folio with a young PTE gets
-    PG_referenced and is activated if it had PG_referenced already, else kept (back to the
-    inactive head); everything else is reclaimed, PG_referenced or not, except a folio that
-    somebody holds a reference to (``pc.pinned``: the folio a fault, or the batch a read,
-    holds while it runs async readahead): __remove_mapping() refuses it (refcount) and it
-    goes back to the inactive head, unmapped, its PG_referenced consumed. Activation ages
+    tail and keeps the folios a running readahead holds locked (``pc.locked``), then applies
+    folio_check_references() to each: a mapped folio with a young PTE gets PG_referenced
+    and is activated if it had PG_referenced already or is mapped executable, else kept (back
+    to the inactive head); everything else is reclaimed, PG_referenced or not, except a folio
+    that somebody holds a reference to (``pc.pinned``: the folio a fault, or the batch a
+    read, holds while it runs async readahead): __remove_mapping() refuses it (refcount) and
+    it goes back to the inactive head, unmapped, its PG_referenced consumed. Activation ages
     nonresident_age, as move_folios_to_lru() does.
+
+Executable mappings (VM_EXEC_MAPPED, known only where the caller gives the VMAs): a young folio
+of one is activated at its first inactive scan, and shrink_active_list() gives a young one
+another trip round the active list instead of deactivating it (clearing its young bit), so
+that code stays in memory under moderate pressure.
 
 Departures: dirty folios met at the tail are written back synchronously and then reclaimed (the
 kernel tags them PG_reclaim, lets the flusher write them and rotates them back to the tail);
-VM_EXEC is not known (a trace does not say which mappings are executable), so the kernel's
-activation of young file folios of executable mappings at their first inactive scan, and their
-extra trips round the active list while young, are not modelled; PTE young bits set by the
+PTE young bits set by the
 CPU's own accesses to mapped pages are invisible in a trace, so PTE_YOUNG is set only by the
 fault and map_pages events (filemap.py); no anon lists, so all pressure falls on the file
 lists, as in a memory cgroup without swap; global (non-cgroup) reclaim's proportional scan at
@@ -47,6 +51,7 @@ from tagcache.mm.page_flags import (
     PG_REFERENCED,
     PG_WORKINGSET,
     PTE_YOUNG,
+    VM_EXEC_MAPPED,
 )
 
 if TYPE_CHECKING:
@@ -131,8 +136,16 @@ def shrink_active_list(pc: PageCache, nr_to_scan: int) -> None:
     lru, flags = pc.lru, pc.flags
     for head in _isolate(pc, LRU_ACTIVE_FILE, nr_to_scan):
         f = int(flags[head])
+        nr = 1 << int(pc.order[head])
+        if f & PTE_YOUNG and f & VM_EXEC_MAPPED:
+            # Referenced executable folio: one more trip round the active list
+            # (nr_rotated); move_folios_to_lru() ages nonresident for it.
+            flags[head] = f & ~PTE_YOUNG
+            lru.add(LRU_ACTIVE_FILE, head, nr)
+            pc.ws.age_nonresident(nr)
+            continue
         flags[head] = (f & ~(PG_ACTIVE | PTE_YOUNG)) | PG_WORKINGSET
-        lru.add(LRU_INACTIVE_FILE, head, 1 << int(pc.order[head]))
+        lru.add(LRU_INACTIVE_FILE, head, nr)
 
 
 def shrink_inactive_list(pc: PageCache, nr_to_scan: int) -> int:
@@ -141,11 +154,14 @@ def shrink_inactive_list(pc: PageCache, nr_to_scan: int) -> int:
     for head in _isolate(pc, LRU_INACTIVE_FILE, nr_to_scan):
         nr = 1 << int(pc.order[head])
         f = int(flags[head])
+        if head in pc.locked:                   # folio_trylock() fails: I/O in flight
+            lru.add(LRU_INACTIVE_FILE, head, nr)
+            continue
         if f & PTE_YOUNG:                       # folio_check_references(), mapped folio
             # folio_set_referenced() either way: an activated folio keeps the mark, so that
             # once deactivated it is activated again by its next use.
             flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED
-            if f & PG_REFERENCED:
+            if f & (PG_REFERENCED | VM_EXEC_MAPPED):   # again, or executable: activate
                 flags[head] |= PG_ACTIVE
                 lru.add(LRU_ACTIVE_FILE, head, nr)
                 pc.ws.age_nonresident(nr)
@@ -155,7 +171,7 @@ def shrink_inactive_list(pc: PageCache, nr_to_scan: int) -> int:
         if head in pc.pinned:
             # try_to_unmap() succeeds, __remove_mapping() fails on the extra reference:
             # keep_locked, back to the inactive head; PG_referenced was test-and-cleared.
-            flags[head] = f & ~(PG_REFERENCED | PG_MAPPED)
+            flags[head] = f & ~(PG_REFERENCED | PG_MAPPED | VM_EXEC_MAPPED)
             lru.add(LRU_INACTIVE_FILE, head, nr)
             continue
         pc.evict_folio(head)

@@ -24,7 +24,8 @@ Lifecycle (each step undone in reverse on any exit path)::
     sync; drop_caches = 3
     read bdi read_ahead_kb; mincore of every mapped file (resident_at_start)
     fork; child: join cgroup, set_event_pid, tracing_on = 1; exec CMD
-    sample memory.stat every sample_interval until CMD exits (SIGINT/SIGTERM forwarded)
+    sample memory.stat and the cgroup's /proc/PID/maps every sample_interval until CMD
+      exits (SIGINT/SIGTERM forwarded)
     tracing_on = 0; read stats; stream ``trace`` -> NAME.trace.zst; write NAME.json
 
 The memory cgroup is v2 where a cgroup2 hierarchy has the memory controller enabled for its
@@ -45,7 +46,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Two more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
+Three more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
 events cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -68,6 +69,16 @@ events cannot learn from them, and would otherwise get wrong:
     is read and no page is faulted in. Files with no resident page, deleted files,
     non-regular files and files over 4 GiB are left out; runs are sorted, disjoint and in
     units of PAGE_SIZE pages.
+
+``exec_mappings``: ``{"M:m:inohex": [[vm_pgoff, npages], ...]}``
+    The executable file mappings (``x`` in /proc/PID/maps: program text, shared libraries'
+    text) of CMD's processes, read at every sample while CMD runs, as file page ranges,
+    merged. The filemap events do not say whether a fault came through a VM_EXEC mapping,
+    yet the kernel treats those differently: a fault miss reads forward within the VMA
+    rather than around the fault (Linux 6.16+), and reclaim activates young executable
+    folios at once and keeps them active while young. A process that lives less than one
+    sample interval (10 ms by default) can be missed; its binary is usually mapped by a
+    longer-lived process of the same command too.
 """
 
 from __future__ import annotations
@@ -286,13 +297,9 @@ class _Mapped:
     path: str
 
 
-def parse_maps(text: str) -> Iterator[tuple[int, int, int, str, int, int]]:
-    """(major, minor, inode, path, start, end) of each file mapping of a /proc/PID/maps text.
-
-    The dev column is hex ``major:minor`` (``fe:00``) and comes back as numbers. Anonymous
-    mappings (inode 0), pseudo-files (``[vdso]``, ``anon_inode:...``) and deleted files are
-    left out.
-    """
+def _file_mappings(text: str) -> Iterator[tuple[int, int, int, str, int, int, str, int]]:
+    """(major, minor, inode, path, start, end, perms, offset) of each file mapping of a
+    /proc/PID/maps text; see parse_maps() for what is left out."""
     for line in text.splitlines():
         f = line.split(maxsplit=5)
         if len(f) < 6 or f[4] == "0" or not f[5].startswith("/"):
@@ -304,9 +311,61 @@ def parse_maps(text: str) -> Iterator[tuple[int, int, int, str, int, int]]:
             major, minor = (int(x, 16) for x in f[3].split(":"))
             ino = int(f[4])
             start, end = (int(x, 16) for x in f[0].split("-"))
+            offset = int(f[2], 16)
         except ValueError:
             continue
-        yield major, minor, ino, path, start, end
+        yield major, minor, ino, path, start, end, f[1], offset
+
+
+def parse_maps(text: str) -> Iterator[tuple[int, int, int, str, int, int]]:
+    """(major, minor, inode, path, start, end) of each file mapping of a /proc/PID/maps text.
+
+    The dev column is hex ``major:minor`` (``fe:00``) and comes back as numbers. Anonymous
+    mappings (inode 0), pseudo-files (``[vdso]``, ``anon_inode:...``) and deleted files are
+    left out.
+    """
+    for m in _file_mappings(text):
+        yield m[:6]
+
+
+def exec_maps(text: str) -> Iterator[tuple[str, int, int]]:
+    """("M:m:inohex", vm_pgoff, pages) of each executable (``x``) file mapping of a
+    /proc/PID/maps text, in PAGE_SIZE pages of the file."""
+    for major, minor, ino, _path, start, end, perms, offset in _file_mappings(text):
+        if "x" in perms:
+            yield f"{major}:{minor}:{ino:x}", offset // PAGE_SIZE, (end - start) // PAGE_SIZE
+
+
+class ExecMappings:
+    """The executable file mappings seen in a set of processes, gathered sample by sample
+    (sidecar field ``exec_mappings``)."""
+
+    def __init__(self, proc: Path = PROC) -> None:
+        self.proc = proc
+        self.seen: dict[str, set[tuple[int, int]]] = {}
+
+    def sample(self, pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                text = _read(self.proc / str(pid) / "maps")
+            except OSError:  # exited meanwhile
+                continue
+            for key, first, nr in exec_maps(text):
+                self.seen.setdefault(key, set()).add((first, nr))
+
+    def runs(self) -> dict[str, list[list[int]]]:
+        """``{"M:m:inohex": [[first_page, npages], ...]}``: sorted keys, merged runs."""
+        out: dict[str, list[list[int]]] = {}
+        for key in sorted(self.seen, key=_file_order):
+            merged: list[list[int]] = []
+            for first, nr in sorted(self.seen[key]):
+                if merged and first <= merged[-1][0] + merged[-1][1]:
+                    last = merged[-1]
+                    last[1] = max(last[1], first + nr - last[0])
+                else:
+                    merged.append([first, nr])
+            out[key] = merged
+        return out
 
 
 def _open_mapped(major: int, minor: int, ino: int, m: _Mapped) -> int | None:
@@ -394,6 +453,12 @@ def bdi_read_ahead_kb(sysfs: Path = SYSFS_BDI) -> dict[str, int]:
 
 def _dev_order(dev: str) -> tuple[int, ...]:
     return tuple(int(x) for x in dev.split(":"))
+
+
+def _file_order(key: str) -> tuple[int, ...]:
+    """Sort key of "M:m:inohex"."""
+    major, minor, ino = key.split(":")
+    return int(major), int(minor), int(ino, 16)
 
 
 # --------------------------------------------------------------------------- tracefs
@@ -947,6 +1012,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
         vm0 = _vmstat()
         inst.clear()
         cache_peak = cgroup.cache_bytes()
+        exec_seen = ExecMappings()
         event_pid, tracing_on = inst.child_files()
         enter = _enter_cgroup_and_trace(cgroup.procs_file, event_pid, tracing_on)
         t0 = time.monotonic()
@@ -965,6 +1031,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
             except subprocess.TimeoutExpired:
                 now = cgroup.cache_bytes()
                 cache_peak = max(cache_peak, now)
+                exec_seen.sample(cgroup.pids())
                 if job.progress is not None:
                     job.progress(time.monotonic() - t0, now)
         seconds = time.monotonic() - t0
@@ -997,6 +1064,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
             "read_ahead_kb": {d: read_ahead[d] for d in sorted(devices & read_ahead.keys(),
                                                                key=_dev_order)},
             "resident_at_start": resident,
+            "exec_mappings": exec_seen.runs(),
         }
         with _temp_output(job.sidecar_path) as tmp:
             tmp.write_text(sidecar_json(sidecar))
