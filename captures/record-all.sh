@@ -17,6 +17,8 @@ mkdir -p "$out" "$mini_out"
     sh -c "sqlite3 $I/bench.db < $I/queries.sql > /dev/null"
 "$tagcache" record git-log-p --limit 16MiB --out-dir "$out" -- \
     sh -c "git -C $I/repo log -p > /dev/null"
+"$tagcache" record git-log-p-12m --limit 12MiB --out-dir "$out" -- \
+    sh -c "git -C $I/repo log -p > /dev/null"
 "$tagcache" record small-files-md5sum --limit 8MiB --out-dir "$out" -- \
     sh -c "cd $I/tree && for pass in 1 2; do find . -type f | sort | xargs md5sum > /dev/null; done"
 "$tagcache" record tree-rescan --limit 16MiB --out-dir "$out" -- \

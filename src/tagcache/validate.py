@@ -100,7 +100,9 @@ class Validation:
         the kernel kept, the process's further touches of it are invisible, the model never
         reads it back, and it keeps pages the kernel evicted instead. A high share means the
         trace is censored by the kernel's own residency and the model's insertions are a
-        lower bound for that workload (kernel_hit_model_miss cannot be observed at all).
+        lower bound for that workload. The converse, kernel_hit_model_miss, is rare by
+        construction: the kernel faults on a page it has cached only where the faulting
+        process has not mapped it yet.
         """
         n = self.kernel["insertions"]
         return self.fault_pages["kernel_miss_model_hit"] / n if n else 0.0

@@ -101,7 +101,8 @@ def check_runs(runs: object, npages: int | None = None) -> None:
 
 
 def check_new_fields(side: dict) -> None:
-    """read_ahead_kb and resident_at_start are there and well-formed."""
+    """read_ahead_kb and resident_at_start are there and well-formed; so is exec_mappings
+    where the recorder wrote it (captures made before it existed lack it)."""
     ra = side["read_ahead_kb"]
     assert isinstance(ra, dict)
     for dev, kb in ra.items():
@@ -111,3 +112,26 @@ def check_new_fields(side: dict) -> None:
     for key, runs in res.items():
         assert KEY.match(key), key
         check_runs(runs)
+    for key, runs in side.get("exec_mappings", {}).items():
+        assert KEY.match(key), key
+        check_runs(runs)
+
+
+def elf_exec_pages(path: str) -> tuple[int, int]:
+    """(first page, pages) of the file that the executable PT_LOAD segment of the 64-bit
+    little-endian ELF ``path`` maps: what /proc/PID/maps shows for its r-x mapping."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read(1 << 16)
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, path
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, p_flags, p_offset, p_vaddr, _pa, _fsz, p_memsz, _al = struct.unpack_from(
+            "<IIQQQQQQ", data, phoff + i * phentsize)
+        if p_type == 1 and p_flags & 1:                       # PT_LOAD, PF_X
+            start = p_vaddr & ~(capture.PAGE_SIZE - 1)
+            end = -(-(p_vaddr + p_memsz) // capture.PAGE_SIZE) * capture.PAGE_SIZE
+            return p_offset // capture.PAGE_SIZE, (end - start) // capture.PAGE_SIZE
+    raise AssertionError(f"{path}: no executable PT_LOAD segment")

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from _capture_helpers import (
     alive,
     check_new_fields,
     check_runs,
+    elf_exec_pages,
     needs_capture,
     python_files,
     self_libc,
@@ -35,7 +37,7 @@ pytestmark = needs_capture
 MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
-           "kernel", "read_ahead_kb", "resident_at_start"}
+           "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings"}
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
 
@@ -142,6 +144,22 @@ def test_capture_resident_at_start_has_recorders_libc(grep_like: dict) -> None:
     st = os.stat(grep_like["files"][0])
     assert f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}" \
         not in side["resident_at_start"]
+
+
+def test_capture_exec_mappings_name_the_commands_program_text(grep_like: dict) -> None:
+    """cat ran for many samples: its text segment, as the ELF file says, is listed."""
+    side, _ = check_outputs(grep_like["out"], "pysrc")
+    cat = os.path.realpath(shutil.which("cat"))
+    st = os.stat(cat)
+    key = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}"
+    assert side["exec_mappings"][key] == [list(elf_exec_pages(cat))]
+    # the files cat reads are not mapped executable, nor is anything of the recorder
+    st = os.stat(grep_like["files"][0])
+    assert f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}" \
+        not in side["exec_mappings"]
+    py = os.stat(os.path.realpath(sys.executable))
+    assert f"{os.major(py.st_dev)}:{os.minor(py.st_dev)}:{py.st_ino:x}" \
+        not in side["exec_mappings"]
 
 
 def test_capture_leaves_tracing_and_cgroups_as_found(grep_like: dict) -> None:

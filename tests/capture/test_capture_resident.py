@@ -138,3 +138,31 @@ def test_small_capture_sidecar_loads() -> None:
 
     side = load_sidecar(DATA / "mini-grep.json")
     assert side["kernel"]["cache_peak"] > 0
+
+
+def test_exec_maps_lists_executable_file_mappings_in_file_pages() -> None:
+    text = (
+        "55d0c8a00000-55d0c8a02000 r--p 00000000 fe:00 260131      /usr/bin/cat\n"
+        "55d0c8a02000-55d0c8a07000 r-xp 00002000 fe:00 260131      /usr/bin/cat\n"
+        "7f0000000000-7f0000010000 r-xp 0001e000 103:0a 77          /a dir/lib.so\n"
+        "7f0000010000-7f0000011000 rwxp 00000000 00:00 0           [heap]\n"
+        "7fff00000000-7fff00002000 r-xp 00000000 00:00 0           [vdso]\n")
+    assert list(capture.exec_maps(text)) == [("254:0:3f823", 2, 5), ("259:10:4d", 30, 16)]
+
+
+def test_exec_mappings_merge_samples_per_file(tmp_path: Path) -> None:
+    """Samples of several processes: one entry per file, runs sorted and merged, pids that
+    exited meanwhile skipped."""
+    def maps(pid: int, *lines: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "maps").write_text("".join(ln + "\n" for ln in lines))
+
+    maps(10, "1000-3000 r-xp 00004000 fe:00 255 /bin/a",
+         "7000-8000 r-xp 00000000 fe:00 4096 /lib/b.so")
+    maps(11, "1000-2000 r-xp 00006000 fe:00 255 /bin/a",          # adjacent to 4..5: merged
+         "5000-6000 r-xp 00009000 fe:00 255 /bin/a")               # a second run
+    em = capture.ExecMappings(tmp_path)
+    em.sample([10, 11, 12])                                        # 12 has exited
+    em.sample([11])
+    assert em.runs() == {"254:0:ff": [[4, 3], [9, 1]], "254:0:1000": [[0, 1]]}
+    assert list(em.runs()) == ["254:0:ff", "254:0:1000"]
