@@ -160,6 +160,18 @@ def page_cache_async_ra(pc: PageCache, f: int, index: int, order: int, req_count
     page_cache_ra_order(pc, f, start)
 
 
+def _add_locked(pc: PageCache, f: int, index: int, order: int, readahead: bool,
+                locked: list[int]) -> bool:
+    """Add one readahead folio (__GFP_NORETRY charge), locked until its window is read;
+    False on -ENOMEM, which ends the window."""
+    head = pc.add_folio(f, index, order, readahead=readahead, noretry=True)
+    if head < 0:
+        return False
+    locked.append(head)
+    pc.locked.add(head)
+    return True
+
+
 def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
     """Fill the window at ``start`` with folios of order ``ra->order`` (capped by the mapping
     and the window), naturally aligned, then the rest page by page."""
@@ -169,35 +181,32 @@ def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
     max_order = pc.max_folio_order(f)
     index = start
     locked: list[int] = []
-    if max_order == 0:
-        ra.order[f] = 0
-    elif isize > 0:
-        limit = min(isize - 1, start + size - 1)
-        mark = start + size - async_size
-        new_order = max(0, min(int(ra.order[f]), max_order, size.bit_length() - 1))
-        ra.order[f] = new_order
-        while index <= limit:
-            order = new_order
-            if index & ((1 << order) - 1):
-                order = _ffs(index)
-            while order > 0 and index + (1 << order) - 1 > limit:
-                order -= 1
-            if pc.folio_at(f, index) >= 0 or not pc.range_free(f, index, 1 << order):
-                break      # -EEXIST: fall back to the page-by-page pass for the rest
-            head = pc.add_folio(f, index, order, readahead=0 <= mark - index < (1 << order),
-                                noretry=True)
-            if head < 0:                                # -ENOMEM: the window ends here
-                pc.locked.difference_update(locked)
+    try:
+        if max_order == 0:
+            ra.order[f] = 0
+        elif isize > 0:
+            limit = min(isize - 1, start + size - 1)
+            mark = start + size - async_size
+            new_order = max(0, min(int(ra.order[f]), max_order, size.bit_length() - 1))
+            ra.order[f] = new_order
+            while index <= limit:
+                order = new_order
+                if index & ((1 << order) - 1):
+                    order = _ffs(index)
+                while order > 0 and index + (1 << order) - 1 > limit:
+                    order -= 1
+                if pc.folio_at(f, index) >= 0 or not pc.range_free(f, index, 1 << order):
+                    break      # -EEXIST: fall back to the page-by-page pass for the rest
+                if not _add_locked(pc, f, index, order, 0 <= mark - index < (1 << order),
+                                   locked):
+                    return
+                index += 1 << order
+            else:
                 return
-            locked.append(head)
-            pc.locked.add(head)
-            index += 1 << order
-        else:
-            pc.locked.difference_update(locked)
-            return
-    if size > index - start:
-        do_page_cache_ra(pc, f, index, size - (index - start), async_size)
-    pc.locked.difference_update(locked)
+        if size > index - start:
+            do_page_cache_ra(pc, f, index, size - (index - start), async_size)
+    finally:
+        pc.locked.difference_update(locked)
 
 
 def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
@@ -211,15 +220,12 @@ def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
         nr_to_read = end_index - index + 1
     mark = index + nr_to_read - lookahead_size
     locked: list[int] = []
-    for i in range(index, index + nr_to_read):
-        if pc.folio_at(f, i) >= 0:
-            continue
-        head = pc.add_folio(f, i, 0, readahead=(i == mark), noretry=True)
-        if head < 0:                                    # -ENOMEM: the window ends here
-            break
-        locked.append(head)
-        pc.locked.add(head)
-    pc.locked.difference_update(locked)
+    try:
+        for i in range(index, index + nr_to_read):
+            if pc.folio_at(f, i) < 0 and not _add_locked(pc, f, i, 0, i == mark, locked):
+                break
+    finally:
+        pc.locked.difference_update(locked)
 
 
 def do_sync_mmap_readahead(pc: PageCache, f: int, index: int,
