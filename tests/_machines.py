@@ -74,7 +74,8 @@ def build_system(files: FileTable, *, layout: MachineLayout | None = None, limit
                  backend: bool = True, policy: str = "whole", check: bool = True,
                  ra_pages: int = 32, max_folio_order: int = 4, pc_policy: str = "kernel",
                  costs: CostTable | None = None,
-                 exec_vmas: dict[int, list[tuple[int, int]]] | None = None) -> System:
+                 exec_vmas: dict[int, list[tuple[int, int]]] | None = None,
+                 cow_vmas: dict[int, list[tuple[int, int]]] | None = None) -> System:
     layout = layout if layout is not None else simple_layout(64 * MIB)
     nr_slots = PageCache.slots_needed(files)
     checker = Checker(nr_slots) if check else None
@@ -83,7 +84,8 @@ def build_system(files: FileTable, *, layout: MachineLayout | None = None, limit
     tags = TagStorage(layout, cc, costs or CostTable(), checker)
     holder: dict[str, System] = {}
     pc = PageCache(files, cc, lambda: holder["s"].limit, ra_pages=ra_pages,
-                   max_folio_order=max_folio_order, policy=pc_policy, exec_vmas=exec_vmas)
+                   max_folio_order=max_folio_order, policy=pc_policy, exec_vmas=exec_vmas,
+                   cow_vmas=cow_vmas)
     if checker is not None:
         checker.pagecache = pc
     s = System(layout, files, checker, be, cc, tags, pc, limit)

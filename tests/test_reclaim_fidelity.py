@@ -202,3 +202,21 @@ def test_readahead_window_never_evicts_its_own_pages(make_system):
     assert pc.stats.reinsertions == 0 and pc.stats.insertions == 32
     assert pc.nr_pages <= 24 and not pc.locked
     assert pc.verify() == []
+
+
+def test_copy_on_write_range_is_read_but_not_left_mapped(make_system):
+    # do_cow_fault(): filemap_fault() reads the page, the process maps a private copy; the
+    # page-cache folio stays unmapped, so reclaim finds no young PTE and frees it at once.
+    files = FileTable.build([1], [1], [64])
+    s = make_system(files, ra_pages=0, exec_vmas={0: [(0, 16)]}, cow_vmas={0: [(16, 20)]})
+    pc = s.pc
+    pc.fault(0, 17)
+    pc.map_pages(0, 16, 4)
+    pc.fault(0, 5)                                     # text: mapped, young, executable
+    cow, text = s.slot(0, 17), s.slot(0, 5)
+    assert pc.flags[cow] & (PG_MAPPED | PTE_YOUNG | VM_EXEC_MAPPED) == 0
+    assert pc.flags[text] & VM_EXEC_MAPPED and pc.flags[text] & PTE_YOUNG
+    vmscan.shrink_inactive_list(pc, 2)
+    assert pc.folio_at(0, 17) < 0 and pc.folio_at(0, 5) == text
+    assert pc.flags[text] & PG_ACTIVE
+    assert pc.verify() == []

@@ -183,16 +183,21 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                    "read_ahead_kb, else this machine's for the same device, else 128KiB]")
 @click.option("--large-folios/--no-large-folios", default=False, show_default=True,
               help="Whether the traced files' mappings support large folios.")
-@click.option("--exec-mappings/--no-exec-mappings", default=False, show_default=True,
-              help="Treat the sidecar's exec_mappings as VM_EXEC mappings (forward fault "
-                   "readahead within the VMA, activation of young executable folios).")
+@click.option("--mappings/--no-mappings", default=False, show_default=True,
+              help="Use the sidecar's exec_mappings as VM_EXEC mappings (forward fault "
+                   "readahead within the VMA, activation of young executable folios) and its "
+                   "cow_mappings as copy-on-write ranges (read, not left mapped).")
+@click.option("--minus-metadata", is_flag=True, default=False,
+              help="Diagnostic beyond DESIGN.md 5: lower the capacity by the most pages of "
+                   "files without access events (filesystem metadata) that the kernel's add "
+                   "and delete events show cached at once.  [default: off]")
 @click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
               help="Trace format.  [default: detected]")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write {kernel, model, error} (and the fault outcomes) as JSON to PATH ('-' "
                    "for standard output).  [default: no JSON]")
 def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahead: str | None,
-             large_folios: bool, exec_mappings: bool, fmt: str | None,
+             large_folios: bool, mappings: bool, minus_metadata: bool, fmt: str | None,
              json_path: str | None) -> None:
     """Compare the page-cache model with what the kernel did on a capture."""
     _check_json_path(json_path)
@@ -207,7 +212,7 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
     else:
         ra_pages, ra_from = read_ahead_pages(trace, sidecar)
     v = validate_trace(trace, cap, large_folios=large_folios, ra_pages=ra_pages, meta=sidecar,
-                       exec_mappings=exec_mappings)
+                       mappings=mappings, minus_metadata=minus_metadata)
     if json_path != "-":
         print_validation(v, trace_path, ra_pages, ra_from)
     if json_path is not None:

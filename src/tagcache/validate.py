@@ -215,11 +215,13 @@ def preload_resident(pc: PageCache, trace: Trace, meta: dict[str, Any] | None) -
     return total
 
 
-def exec_vmas(trace: Trace, meta: dict[str, Any] | None) -> dict[int, list[tuple[int, int]]]:
-    """The sidecar's ``exec_mappings`` (file pages mapped by VM_EXEC VMAs of the command's
-    processes) as ``{file id: [(vm_pgoff, vm_end_pgoff), ...]}``, overlaps merged."""
+def page_ranges(trace: Trace, meta: dict[str, Any] | None,
+                field: str) -> dict[int, list[tuple[int, int]]]:
+    """A sidecar field of page runs (``exec_mappings``: the VM_EXEC mappings of the command's
+    processes; ``cow_mappings``: their writable ELF segments) as ``{file id: [(start, end),
+    ...]}``, overlaps merged."""
     out = {}
-    for f, spans in sidecar_page_runs(trace, meta, "exec_mappings").items():
+    for f, spans in sidecar_page_runs(trace, meta, field).items():
         merged: list[tuple[int, int]] = []
         for a, b in sorted((first, first + nr) for first, nr in spans if nr > 0):
             if merged and a <= merged[-1][1]:
@@ -230,20 +232,39 @@ def exec_vmas(trace: Trace, meta: dict[str, Any] | None) -> dict[int, list[tuple
     return out
 
 
+def other_pages_peak(trace: Trace, files: np.ndarray) -> int:
+    """The most pages of files *without* access events that the kernel's add and delete
+    events show cached at once: the block device's own pages (filesystem metadata) above
+    all. A diagnostic only: DESIGN.md 5 keeps add events for file sizes."""
+    other = np.ones(len(trace.files), bool)
+    other[files] = False
+    m = np.isin(trace.op, np.array((Op.KERNEL_ADD, Op.KERNEL_DELETE), np.uint8))
+    m &= other[trace.arg0]
+    if not m.any():
+        return 0
+    nr = np.left_shift(1, trace.arg2[m].astype(np.int64))
+    return max(0, int(np.cumsum(np.where(trace.op[m] == Op.KERNEL_ADD, nr, -nr)).max()))
+
+
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
                    ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None,
-                   exec_mappings: bool = False) -> Validation:
+                   mappings: bool = False, minus_metadata: bool = False) -> Validation:
     """Replay the access events of ``trace`` through the page-cache model and compare.
 
     With a sidecar ``meta`` that lists pages resident before the capture, those are
     preloaded as resident and charged elsewhere (PG_FOREIGN), as they were. With
-    ``exec_mappings``, the executable mappings the sidecar lists are faulted and reclaimed as
-    VM_EXEC mappings (off by default: see README, "Validation against the kernel").
+    ``mappings``, the sidecar's executable mappings are faulted and reclaimed as VM_EXEC
+    mappings and its copy-on-write ranges are read but not left mapped. With
+    ``minus_metadata`` (a diagnostic beyond DESIGN.md 5), the capacity is lowered by
+    other_pages_peak(). Both off by default: see README, "Real workloads".
     """
     files = accessed_files(trace)
+    if minus_metadata:
+        capacity_pages = max(1, capacity_pages - other_pages_peak(trace, files))
     ft = model_files(trace, files, large_folios)
     pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages,
-                   exec_vmas=exec_vmas(trace, meta) if exec_mappings else None)
+                   exec_vmas=page_ranges(trace, meta, "exec_mappings") if mappings else None,
+                   cow_vmas=page_ranges(trace, meta, "cow_mappings") if mappings else None)
     preload_resident(pc, trace, meta)
     kernel_cached = pc.head >= 0        # the kernel's page cache as its events say
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,

@@ -117,9 +117,9 @@ def check_new_fields(side: dict) -> None:
         check_runs(runs)
 
 
-def elf_exec_pages(path: str) -> tuple[int, int]:
-    """(first page, pages) of the file that the executable PT_LOAD segment of the 64-bit
-    little-endian ELF ``path`` maps: what /proc/PID/maps shows for its r-x mapping."""
+def elf_segments(path: str) -> list[tuple[int, int, int, int, int]]:
+    """(p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz) of each program header of the
+    64-bit little-endian ELF ``path``, read with the layout of elf(5)."""
     import struct
 
     with open(path, "rb") as f:
@@ -127,11 +127,28 @@ def elf_exec_pages(path: str) -> tuple[int, int]:
     assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, path
     phoff, = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    out = []
     for i in range(phnum):
-        p_type, p_flags, p_offset, p_vaddr, _pa, _fsz, p_memsz, _al = struct.unpack_from(
+        p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, p_memsz, _al = struct.unpack_from(
             "<IIQQQQQQ", data, phoff + i * phentsize)
+        out.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz))
+    return out
+
+
+def elf_exec_pages(path: str) -> tuple[int, int]:
+    """(first page, pages) of the file that the executable PT_LOAD segment of the 64-bit
+    little-endian ELF ``path`` maps: what /proc/PID/maps shows for its r-x mapping."""
+    for p_type, p_flags, p_offset, p_vaddr, _fsz, p_memsz in elf_segments(path):
         if p_type == 1 and p_flags & 1:                       # PT_LOAD, PF_X
             start = p_vaddr & ~(capture.PAGE_SIZE - 1)
             end = -(-(p_vaddr + p_memsz) // capture.PAGE_SIZE) * capture.PAGE_SIZE
             return p_offset // capture.PAGE_SIZE, (end - start) // capture.PAGE_SIZE
     raise AssertionError(f"{path}: no executable PT_LOAD segment")
+
+
+def elf_writable_file_pages(path: str) -> list[list[int]]:
+    """[first page, pages] of the file bytes of each writable PT_LOAD segment of ``path``."""
+    ps = capture.PAGE_SIZE
+    return [[off // ps, -(-(off + fsz) // ps) - off // ps]
+            for p_type, flags, off, _va, fsz, _msz in elf_segments(path)
+            if p_type == 1 and flags & 2 and fsz]

@@ -24,6 +24,7 @@ from _capture_helpers import (
     check_new_fields,
     check_runs,
     elf_exec_pages,
+    elf_writable_file_pages,
     needs_capture,
     python_files,
     self_libc,
@@ -37,7 +38,7 @@ pytestmark = needs_capture
 MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
-           "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings"}
+           "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings"}
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
 
@@ -153,6 +154,8 @@ def test_capture_exec_mappings_name_the_commands_program_text(grep_like: dict) -
     st = os.stat(cat)
     key = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}"
     assert side["exec_mappings"][key] == [list(elf_exec_pages(cat))]
+    assert side["cow_mappings"][key] == elf_writable_file_pages(cat)
+    assert set(side["cow_mappings"]) <= set(side["exec_mappings"])
     # the files cat reads are not mapped executable, nor is anything of the recorder
     st = os.stat(grep_like["files"][0])
     assert f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}" \

@@ -56,6 +56,22 @@ PAGE_CACHE_POLICIES = ("kernel", "lru")
 SLOT_ALIGN = 1 << MAX_PAGECACHE_ORDER
 
 
+def _ranges(spec: Mapping[int, Sequence[tuple[int, int]]] | None
+            ) -> dict[int, list[tuple[int, int]]]:
+    """File -> sorted ``[start, end)`` page ranges."""
+    return {f: sorted((int(a), int(b)) for a, b in r) for f, r in (spec or {}).items() if r}
+
+
+def _covering(ranges: list[tuple[int, int]] | None, index: int) -> tuple[int, int] | None:
+    """The range of the sorted, disjoint ``ranges`` that holds ``index``, or None."""
+    if not ranges:
+        return None
+    i = bisect_right(ranges, (index, 1 << 62)) - 1
+    if i >= 0 and ranges[i][0] <= index < ranges[i][1]:
+        return ranges[i]
+    return None
+
+
 @dataclass
 class PageCacheStats:
     """Page-cache counters; names as in the JSON output (DESIGN.md section 4)."""
@@ -83,7 +99,8 @@ class PageCache:
     def __init__(self, files: FileTable, cleancache: Cleancache,
                  limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
                  max_folio_order: int = 4, policy: str = "kernel",
-                 exec_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None) -> None:
+                 exec_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+                 cow_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None) -> None:
         if policy not in PAGE_CACHE_POLICIES:
             raise ValueError(f"unknown page-cache policy {policy!r}; "
                              f"choose from {PAGE_CACHE_POLICIES}")
@@ -117,22 +134,25 @@ class PageCache:
         self.pinned: set[int] = set()    # heads held by a running fault or read (vmscan.py)
         self.locked: set[int] = set()    # heads of a readahead window being read (readahead.py)
         self.stats = PageCacheStats()
-        # File -> sorted, disjoint [start, end) page ranges mapped by VM_EXEC VMAs.
-        self.exec_vmas = {f: sorted((int(a), int(b)) for a, b in r)
-                          for f, r in (exec_vmas or {}).items() if r}
+        # File -> sorted, disjoint [start, end) page ranges mapped by VM_EXEC VMAs, and
+        # mapped private and writable (copied on write, not left mapped).
+        self.exec_vmas = _ranges(exec_vmas)
+        self.cow_vmas = _ranges(cow_vmas)
 
     # -- lookups used by readahead ---------------------------------------------------------
 
     def exec_vma(self, f: int, index: int) -> tuple[int, int] | None:
         """The ``[vm_pgoff, vm_end_pgoff)`` of the executable mapping of ``f`` that covers
         page ``index``, or None when no VM_EXEC mapping covers it."""
-        vmas = self.exec_vmas.get(f)
-        if not vmas:
-            return None
-        i = bisect_right(vmas, (index, 1 << 62)) - 1
-        if i >= 0 and vmas[i][0] <= index < vmas[i][1]:
-            return vmas[i]
-        return None
+        return _covering(self.exec_vmas.get(f), index)
+
+    def mapped_flags(self, f: int, index: int) -> int:
+        """What a fault or fault-around on page ``index`` leaves on its folio: mapped and
+        young, plus VM_EXEC_MAPPED in an executable mapping; nothing in a copy-on-write range
+        (the process maps its own copy, the page-cache folio was only read)."""
+        if _covering(self.cow_vmas.get(f), index):
+            return 0
+        return PG_MAPPED | PTE_YOUNG | (VM_EXEC_MAPPED if self.exec_vma(f, index) else 0)
 
     def isize_pages(self, f: int) -> int:
         return int(self.isize[f])
@@ -423,7 +443,12 @@ class PageCache:
 
         A page inside one of the file's ``exec_vmas`` faults through a VM_EXEC mapping: a miss
         reads forward within the VMA (do_sync_mmap_readahead()) and the folio is marked
-        VM_EXEC_MAPPED, which reclaim consults (vmscan.py).
+        VM_EXEC_MAPPED, which reclaim consults (vmscan.py). A page inside one of its
+        ``cow_vmas`` is read but not left mapped (do_cow_fault() maps a copy).
+
+        Departure: in a copy-on-write range every fault and fault-around is taken as a write
+        (the kernel maps the file page on a read fault and unmaps it at the first write);
+        a trace does not say which faults wrote.
         """
         if index >= self.isize[f]:
             return
@@ -446,8 +471,7 @@ class PageCache:
             h = self.folio_at(f, index)
             if h < 0:
                 h = self.add_folio(f, index, 0)
-        self.flags[h] = (int(self.flags[h]) | PG_MAPPED | PTE_YOUNG |
-                         (VM_EXEC_MAPPED if vma else 0))
+        self.flags[h] = int(self.flags[h]) | self.mapped_flags(f, index)
 
     def map_pages(self, f: int, index: int, nr: int) -> None:
         """filemap_map_pages(): fault-around maps cached, up-to-date folios without I/O.
@@ -457,7 +481,8 @@ class PageCache:
         in a folio it maps counts as an mmap hit unless the folio has PG_workingset (recently
         evicted and refaulted): ``mmap_miss`` goes down by that many, not below 0
         (filemap_map_folio_range(), filemap_map_order0_folio()). A window in an executable
-        mapping marks the folios it maps VM_EXEC_MAPPED.
+        mapping marks the folios it maps VM_EXEC_MAPPED; one in a copy-on-write range leaves
+        them unmapped (see fault()).
 
         Departure: a folio already mapped is marked young again. The kernel leaves such a PTE
         alone (its young bit is whatever the CPU's accesses made it, which a trace does not
@@ -470,7 +495,7 @@ class PageCache:
             return          # fault-around maps without an access of its own
         pos = index
         hits = 0
-        mapped = PG_MAPPED | PTE_YOUNG | (VM_EXEC_MAPPED if self.exec_vma(f, index) else 0)
+        mapped = self.mapped_flags(f, index)
         while pos < end:
             h = int(self.head[b + pos])
             if h < 0:

@@ -46,7 +46,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Three more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
+Four more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
 events cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -79,6 +79,14 @@ events cannot learn from them, and would otherwise get wrong:
     folios at once and keeps them active while young. A process that lives less than one
     sample interval (10 ms by default) can be missed; its binary is usually mapped by a
     longer-lived process of the same command too.
+
+``cow_mappings``: ``{"M:m:inohex": [[first_page, npages], ...]}``
+    For each file of ``exec_mappings`` (programs and shared libraries), the file pages of its
+    writable PT_LOAD segments (.data, .got, the RELRO part before ld.so protects it), read
+    from the ELF program headers after CMD exits. Processes map them private and writable and
+    copy them on the first write (do_cow_fault(), wp_page_copy()): the page-cache folio is
+    read but does not stay mapped, so reclaim finds it unreferenced, where a fault event alone
+    would suggest a mapped, young page.
 """
 
 from __future__ import annotations
@@ -94,6 +102,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -336,13 +345,48 @@ def exec_maps(text: str) -> Iterator[tuple[str, int, int]]:
             yield f"{major}:{minor}:{ino:x}", offset // PAGE_SIZE, (end - start) // PAGE_SIZE
 
 
+def elf_writable_pages(fd: int) -> list[list[int]]:
+    """``[[first_page, npages], ...]`` of the file that the writable PT_LOAD segments of the
+    64-bit little-endian ELF object open at ``fd`` cover (p_offset to p_offset + p_filesz):
+    the pages a process maps private and writable, and copies on its first write. [] for
+    anything else. (Reads the program headers with struct: two fixed layouts.)"""
+    head = os.pread(fd, 1 << 16, 0)
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        return []
+    phoff, = struct.unpack_from("<Q", head, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+    runs: list[list[int]] = []
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if phentsize < 56 or at + 56 > len(head):
+            break
+        p_type, p_flags, p_offset, _va, _pa, p_filesz = struct.unpack_from("<IIQQQQ", head, at)
+        if p_type == 1 and p_flags & 2 and p_filesz:              # PT_LOAD, PF_W
+            first = p_offset // PAGE_SIZE
+            runs.append([first, -(-(p_offset + p_filesz) // PAGE_SIZE) - first])
+    return _merge_runs(runs)
+
+
+def _merge_runs(runs: list[list[int]] | set[tuple[int, int]]) -> list[list[int]]:
+    """Sorted runs ``[first, n]`` with overlapping or adjacent ones merged."""
+    merged: list[list[int]] = []
+    for first, nr in sorted(runs):
+        if merged and first <= merged[-1][0] + merged[-1][1]:
+            last = merged[-1]
+            last[1] = max(last[1], first + nr - last[0])
+        else:
+            merged.append([first, nr])
+    return merged
+
+
 class ExecMappings:
     """The executable file mappings seen in a set of processes, gathered sample by sample
-    (sidecar field ``exec_mappings``)."""
+    (sidecar fields ``exec_mappings`` and ``cow_mappings``)."""
 
     def __init__(self, proc: Path = PROC) -> None:
         self.proc = proc
         self.seen: dict[str, set[tuple[int, int]]] = {}
+        self.where: dict[str, tuple[int, int, int, _Mapped]] = {}
 
     def sample(self, pids: list[int]) -> None:
         for pid in pids:
@@ -350,21 +394,36 @@ class ExecMappings:
                 text = _read(self.proc / str(pid) / "maps")
             except OSError:  # exited meanwhile
                 continue
-            for key, first, nr in exec_maps(text):
-                self.seen.setdefault(key, set()).add((first, nr))
+            for major, minor, ino, path, start, end, perms, offset in _file_mappings(text):
+                if "x" not in perms:
+                    continue
+                key = f"{major}:{minor}:{ino:x}"
+                self.seen.setdefault(key, set()).add((offset // PAGE_SIZE,
+                                                      (end - start) // PAGE_SIZE))
+                self.where.setdefault(key, (major, minor, ino,
+                                            _Mapped(str(pid), start, end, path)))
 
     def runs(self) -> dict[str, list[list[int]]]:
         """``{"M:m:inohex": [[first_page, npages], ...]}``: sorted keys, merged runs."""
+        return {key: _merge_runs(self.seen[key]) for key in sorted(self.seen, key=_file_order)}
+
+    def cow_runs(self) -> dict[str, list[list[int]]]:
+        """The writable ELF segments of the same files (elf_writable_pages()), for those
+        that can still be opened; files without one are left out."""
         out: dict[str, list[list[int]]] = {}
-        for key in sorted(self.seen, key=_file_order):
-            merged: list[list[int]] = []
-            for first, nr in sorted(self.seen[key]):
-                if merged and first <= merged[-1][0] + merged[-1][1]:
-                    last = merged[-1]
-                    last[1] = max(last[1], first + nr - last[0])
-                else:
-                    merged.append([first, nr])
-            out[key] = merged
+        for key in sorted(self.where, key=_file_order):
+            major, minor, ino, m = self.where[key]
+            fd = _open_mapped(major, minor, ino, m)
+            if fd is None:
+                continue
+            try:
+                runs = elf_writable_pages(fd)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            if runs:
+                out[key] = runs
         return out
 
 
@@ -1065,6 +1124,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
                                                                key=_dev_order)},
             "resident_at_start": resident,
             "exec_mappings": exec_seen.runs(),
+            "cow_mappings": exec_seen.cow_runs(),
         }
         with _temp_output(job.sidecar_path) as tmp:
             tmp.write_text(sidecar_json(sidecar))
