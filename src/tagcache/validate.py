@@ -219,17 +219,9 @@ def page_ranges(trace: Trace, meta: dict[str, Any] | None,
                 field: str) -> dict[int, list[tuple[int, int]]]:
     """A sidecar field of page runs (``exec_mappings``: the VM_EXEC mappings of the command's
     processes; ``cow_mappings``: their writable ELF segments) as ``{file id: [(start, end),
-    ...]}``, overlaps merged."""
-    out = {}
-    for f, spans in sidecar_page_runs(trace, meta, field).items():
-        merged: list[tuple[int, int]] = []
-        for a, b in sorted((first, first + nr) for first, nr in spans if nr > 0):
-            if merged and a <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        out[f] = merged
-    return out
+    ...]}``, the form PageCache takes (it sorts and merges them)."""
+    return {f: [(first, first + nr) for first, nr in spans]
+            for f, spans in sidecar_page_runs(trace, meta, field).items()}
 
 
 def other_pages_peak(trace: Trace, files: np.ndarray) -> int:

@@ -58,8 +58,18 @@ SLOT_ALIGN = 1 << MAX_PAGECACHE_ORDER
 
 def _ranges(spec: Mapping[int, Sequence[tuple[int, int]]] | None
             ) -> dict[int, list[tuple[int, int]]]:
-    """File -> sorted ``[start, end)`` page ranges."""
-    return {f: sorted((int(a), int(b)) for a, b in r) for f, r in (spec or {}).items() if r}
+    """File -> sorted ``[start, end)`` page ranges, overlapping or adjacent ones merged."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for f, r in (spec or {}).items():
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted((int(a), int(b)) for a, b in r if b > a):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        if merged:
+            out[f] = merged
+    return out
 
 
 def _covering(ranges: list[tuple[int, int]] | None, index: int) -> tuple[int, int] | None:
