@@ -263,6 +263,15 @@ def _start_recorder(tmp_path: Path, name: str, cmd: list[str]) -> tuple[subproce
     raise AssertionError(f"recorder did not start CMD: rc={rec.returncode} {err}")
 
 
+def _reap(rec: subprocess.Popen, child: int) -> None:
+    """Whatever a test left running: kill the recorder and CMD."""
+    if rec.poll() is None:
+        rec.kill()
+        rec.wait()
+    if alive(child):
+        os.kill(child, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_recorder_forwards_and_cleans_up(tmp_path: Path, clean_machine: Path,
                                                      sig: signal.Signals) -> None:
@@ -272,11 +281,7 @@ def test_interrupted_recorder_forwards_and_cleans_up(tmp_path: Path, clean_machi
         rec.send_signal(sig)
         out, err = rec.communicate(timeout=20)
     finally:
-        if rec.poll() is None:
-            rec.kill()
-            rec.wait()
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
+        _reap(rec, child)
     assert rec.returncode == 128 + sig, err
     assert "interrupted" in err
     side, _ = check_outputs(tmp_path, "intr")
@@ -297,11 +302,7 @@ def test_cmd_ignoring_signal_is_killed_on_second(tmp_path: Path, clean_machine: 
         rec.send_signal(signal.SIGINT)
         out, err = rec.communicate(timeout=20)
     finally:
-        if rec.poll() is None:
-            rec.kill()
-            rec.wait()
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
+        _reap(rec, child)
     assert rec.returncode == 130, err
     side, _ = check_outputs(tmp_path, "stubborn")
     assert side["exit_code"] == 128 + signal.SIGKILL
