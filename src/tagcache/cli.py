@@ -188,9 +188,10 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                    "readahead within the VMA, activation of young executable folios) and its "
                    "cow_mappings as copy-on-write ranges (read, not left mapped).")
 @click.option("--minus-metadata", is_flag=True, default=False,
-              help="Diagnostic beyond DESIGN.md 5: lower the capacity by the most pages of "
-                   "files without access events (filesystem metadata) that the kernel's add "
-                   "and delete events show cached at once.  [default: off]")
+              help="Lower the capacity by the filesystem metadata the capture's cgroup held "
+                   "(the sidecar's buffers_growth_peak, measured by tagcache record), which "
+                   "has no access events and so is not in the model.  [default: off: the "
+                   "whole capacity, as DESIGN.md 5 defines it]")
 @click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
               help="Trace format.  [default: detected]")
 @click.option("--json", "json_path", default=None, metavar="PATH",

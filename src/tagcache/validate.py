@@ -16,6 +16,8 @@ Those other pages are seen only through add events, which the model may not use,
 they are resident the model has that many more pages than the kernel had (up to 655 of
 3,716 in ``git-log-p``, 773 of 1,615 in ``small-files-md5sum``). Workloads whose reuse
 distance sits between the two capacities are predicted with too few re-insertions.
+``minus_metadata`` takes that room off the capacity, as the recorder measured it
+(``buffers_growth_peak``), so that the add events still serve file sizes only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tagcache.cleancache.frontend import Cleancache
 from tagcache.errors import TraceError
 from tagcache.mm.filemap import PageCache
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
+from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
 
 SIDECAR_FIELDS = ("name", "limit_mib", "seconds", "trace_overrun_events", "command",
@@ -224,18 +227,16 @@ def page_ranges(trace: Trace, meta: dict[str, Any] | None,
             for f, spans in sidecar_page_runs(trace, meta, field).items()}
 
 
-def other_pages_peak(trace: Trace, files: np.ndarray) -> int:
-    """The most pages of files *without* access events that the kernel's add and delete
-    events show cached at once: the block device's own pages (filesystem metadata) above
-    all. A diagnostic only: DESIGN.md 5 keeps add events for file sizes."""
-    other = np.ones(len(trace.files), bool)
-    other[files] = False
-    m = np.isin(trace.op, np.array((Op.KERNEL_ADD, Op.KERNEL_DELETE), np.uint8))
-    m &= other[trace.arg0]
-    if not m.any():
-        return 0
-    nr = np.left_shift(1, trace.arg2[m].astype(np.int64))
-    return max(0, int(np.cumsum(np.where(trace.op[m] == Op.KERNEL_ADD, nr, -nr)).max()))
+def metadata_pages(meta: dict[str, Any] | None) -> int:
+    """The filesystem metadata the capture's cgroup held at most, in pages: the sidecar's
+    ``buffers_growth_peak`` (block-device page cache gained while CMD ran, sampled by
+    ``tagcache record``; not derived from the trace's add events)."""
+    v = (meta or {}).get("buffers_growth_peak")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        name = (meta or {}).get("name", "the capture")
+        raise TraceError(f"sidecar of {name}: buffers_growth_peak = {v!r}: expected bytes >= 0 "
+                         f"(--minus-metadata needs a capture recorded by this version)")
+    return v // PAGE_SIZE
 
 
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
@@ -252,7 +253,7 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = Fa
     """
     files = accessed_files(trace)
     if minus_metadata:
-        capacity_pages = max(1, capacity_pages - other_pages_peak(trace, files))
+        capacity_pages = max(1, capacity_pages - metadata_pages(meta))
     ft = model_files(trace, files, large_folios)
     pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages,
                    exec_vmas=page_ranges(trace, meta, "exec_mappings") if mappings else None,

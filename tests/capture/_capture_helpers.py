@@ -101,8 +101,8 @@ def check_runs(runs: object, npages: int | None = None) -> None:
 
 
 def check_new_fields(side: dict) -> None:
-    """read_ahead_kb and resident_at_start are there and well-formed; so is exec_mappings
-    where the recorder wrote it (captures made before it existed lack it)."""
+    """read_ahead_kb and resident_at_start are there and well-formed; so are exec_mappings
+    and buffers_growth_peak where the recorder wrote them (older captures lack them)."""
     ra = side["read_ahead_kb"]
     assert isinstance(ra, dict)
     for dev, kb in ra.items():
@@ -115,6 +115,8 @@ def check_new_fields(side: dict) -> None:
     for key, runs in side.get("exec_mappings", {}).items():
         assert KEY.match(key), key
         check_runs(runs)
+    growth = side.get("buffers_growth_peak", 0)
+    assert type(growth) is int and growth >= 0, growth
 
 
 def elf_segments(path: str) -> list[tuple[int, int, int, int, int]]:

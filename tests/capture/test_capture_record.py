@@ -38,7 +38,8 @@ pytestmark = needs_capture
 MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
-           "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings"}
+           "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings",
+           "buffers_growth_peak"}
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
 
@@ -145,6 +146,40 @@ def test_capture_resident_at_start_has_recorders_libc(grep_like: dict) -> None:
     st = os.stat(grep_like["files"][0])
     assert f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}" \
         not in side["resident_at_start"]
+
+
+def _metadata_peak(trace_path: Path) -> int:
+    """The most pages of files without access events (the block device's: filesystem
+    metadata) the capture's add and delete events show cached at once."""
+    import numpy as np
+
+    from tagcache.traces import read_trace
+    from tagcache.validate import accessed_files
+    from tagcache.workloads.events import Op
+
+    trace = read_trace(trace_path)
+    other = np.ones(len(trace.files), bool)
+    other[accessed_files(trace)] = False
+    nr = 0
+    peak = 0
+    for op, f, order in zip(trace.op.tolist(), trace.arg0.tolist(), trace.arg2.tolist(),
+                            strict=True):
+        if other[f] and op in (Op.KERNEL_ADD, Op.KERNEL_DELETE):
+            nr += (1 << order) if op == Op.KERNEL_ADD else -(1 << order)
+            peak = max(peak, nr)
+    return peak
+
+
+def test_capture_buffers_growth_is_the_metadata_the_command_read(grep_like: dict) -> None:
+    """cat of a thousand files read after drop_caches needs their inode-table and directory
+    blocks: /proc/meminfo Buffers rises by what the trace's block-device adds show (it is
+    system-wide, so other activity may add a little, never take away)."""
+    res = grep_like["res"]
+    events_peak = _metadata_peak(res.trace_path)
+    growth = res.sidecar["buffers_growth_peak"] // 4096
+    assert events_peak > 0
+    assert 0.9 * events_peak <= growth <= events_peak + max(64, events_peak // 4), \
+        (growth, events_peak)
 
 
 def test_capture_exec_mappings_name_the_commands_program_text(grep_like: dict) -> None:

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from tagcache.cli import main
+from tagcache.errors import TraceError
 from tagcache.traces import read_trace
 from tagcache.units import PAGE_SIZE
 from tagcache.validate import (
     accessed_files,
     kernel_counts,
     load_sidecar,
-    other_pages_peak,
+    metadata_pages,
     read_ahead_pages,
     sidecar_for,
     validate_trace,
@@ -71,19 +72,33 @@ def test_model_within_target_with_mappings_and_less_metadata(path):
     assert abs(v.error["reinsertions"]) <= 0.20, v.to_json()
 
 
-def test_minus_metadata_takes_the_peak_of_pages_without_access_events():
+def test_minus_metadata_takes_the_recorded_metadata_off_the_capacity():
+    """The room is the sidecar's measured buffers_growth_peak; the block device's add events
+    in the trace, which the model may not use, change nothing."""
     files = FileTable.build([MKDEV_254_0, 3 << 20 | 0], [0x77, 0xfe00000], [8, 1 << 20])
     b = TraceBuilder()
     b.add(Op.GET_PAGES, 0, 0, 1)
-    for i, order in ((100, 0), (200, 2), (300, 0)):     # 6 metadata pages cached at once
-        b.add(Op.KERNEL_ADD, 1, i, order)
-    b.add(Op.KERNEL_DELETE, 1, 200, 2)
-    b.add(Op.KERNEL_ADD, 1, 400, 0)                      # 3 now
-    b.add(Op.KERNEL_ADD, 0, 0, 0)                        # an accessed file's page: not counted
+    for i in range(10):                                  # 10 metadata pages in the trace
+        b.add(Op.KERNEL_ADD, 1, 100 + i, 0)
     trace = b.build(files)
-    assert other_pages_peak(trace, accessed_files(trace)) == 6
-    assert validate_trace(trace, 64, minus_metadata=True).capacity_pages == 58
-    assert validate_trace(trace, 64).capacity_pages == 64
+    meta = {"name": "t", "buffers_growth_peak": 6 * PAGE_SIZE + 100}
+    assert metadata_pages(meta) == 6
+    assert validate_trace(trace, 64, meta=meta, minus_metadata=True).capacity_pages == 58
+    assert validate_trace(trace, 64, meta=meta).capacity_pages == 64
+    with pytest.raises(TraceError, match="buffers_growth_peak"):
+        validate_trace(trace, 64, meta={"name": "t"}, minus_metadata=True)
+
+
+def test_validate_minus_metadata_needs_the_recorded_field(tmp_path, capsys):
+    """An older sidecar without buffers_growth_peak: one clear line, exit status 2."""
+    old = tmp_path / "old.trace.zst"
+    old.write_bytes(MINI.read_bytes())
+    side = json.loads(sidecar_for(MINI).read_text())
+    del side["buffers_growth_peak"]
+    sidecar_for(old).write_text(json.dumps(side))
+    assert main(["validate", str(old), "--minus-metadata"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "buffers_growth_peak" in err[0], err
 
 
 @pytest.mark.parametrize("path", CENSORED, ids=lambda p: p.name.split(".")[0])

@@ -24,8 +24,8 @@ Lifecycle (each step undone in reverse on any exit path)::
     sync; drop_caches = 3
     read bdi read_ahead_kb; mincore of every mapped file (resident_at_start)
     fork; child: join cgroup, set_event_pid, tracing_on = 1; exec CMD
-    sample memory.stat and the cgroup's /proc/PID/maps every sample_interval until CMD
-      exits (SIGINT/SIGTERM forwarded)
+    sample memory.stat, /proc/meminfo Buffers and the cgroup's /proc/PID/maps every
+      sample_interval until CMD exits (SIGINT/SIGTERM forwarded)
     tracing_on = 0; read stats; stream ``trace`` -> NAME.trace.zst; write NAME.json
 
 The memory cgroup is v2 where a cgroup2 hierarchy has the memory controller enabled for its
@@ -46,7 +46,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Four more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
+Five more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
 events cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -87,6 +87,17 @@ events cannot learn from them, and would otherwise get wrong:
     copy them on the first write (do_cow_fault(), wp_page_copy()): the page-cache folio is
     read but does not stay mapped, so reclaim finds it unreferenced, where a fault event alone
     would suggest a mapped, young page.
+
+``buffers_growth_peak``: bytes
+    The most that /proc/meminfo ``Buffers`` (nr_blockdev_pages(): the page cache of the block
+    devices themselves, i.e. filesystem metadata: ext4 inode-table blocks, directory blocks,
+    extent and bitmap blocks) rose above its value when CMD started, sampled with the
+    cgroup's cache. Those pages are charged to CMD's cgroup and compete with file data for
+    the limit, but have no access events, so a model cannot see them; this is how much room
+    they took (``tagcache validate --minus-metadata``). Buffers is system-wide, so metadata
+    read by other activity on the machine while CMD runs adds to it; on an idle machine it
+    agreed with the capture's own block-device add and delete events to within 2 pages
+    (590 vs 592 on the git history walk, captures/README.md).
 """
 
 from __future__ import annotations
@@ -121,6 +132,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 PROC_MOUNTS = Path("/proc/self/mounts")
 PROC_VMSTAT = Path("/proc/vmstat")
+PROC_MEMINFO = Path("/proc/meminfo")
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 PROC = Path("/proc")
 SYSFS_BDI = Path("/sys/class/bdi")
@@ -889,6 +901,28 @@ def _vmstat() -> dict[str, int]:
         return {}
 
 
+def _buffers_bytes() -> int:
+    """/proc/meminfo ``Buffers``: the page cache of every block device (nr_blockdev_pages())."""
+    try:
+        for line in _read(PROC_MEMINFO).splitlines():
+            if line.startswith("Buffers:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class _BuffersGrowth:
+    """The most block-device page cache gained since CMD started (``buffers_growth_peak``)."""
+
+    def __init__(self) -> None:
+        self.start = _buffers_bytes()
+        self.peak = 0
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, _buffers_bytes() - self.start)
+
+
 def _kernel_fields(version: int, stat: dict[str, int], vm0: dict[str, int],
                    vm1: dict[str, int], cache_peak: int) -> dict[str, int]:
     def vm_delta(key: str) -> int:
@@ -1071,6 +1105,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
         vm0 = _vmstat()
         inst.clear()
         cache_peak = cgroup.cache_bytes()
+        buffers = _BuffersGrowth()
         exec_seen = ExecMappings()
         event_pid, tracing_on = inst.child_files()
         enter = _enter_cgroup_and_trace(cgroup.procs_file, event_pid, tracing_on)
@@ -1090,6 +1125,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
             except subprocess.TimeoutExpired:
                 now = cgroup.cache_bytes()
                 cache_peak = max(cache_peak, now)
+                buffers.sample()
                 exec_seen.sample(cgroup.pids())
                 if job.progress is not None:
                     job.progress(time.monotonic() - t0, now)
@@ -1097,6 +1133,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
         sigs.stop()
         inst.stop()
         stat = cgroup.stat()
+        buffers.sample()
         vm1 = _vmstat()
         leftover = cgroup.pids()
         tstats = inst.stats()
@@ -1125,6 +1162,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
             "resident_at_start": resident,
             "exec_mappings": exec_seen.runs(),
             "cow_mappings": exec_seen.cow_runs(),
+            "buffers_growth_peak": int(buffers.peak),
         }
         with _temp_output(job.sidecar_path) as tmp:
             tmp.write_text(sidecar_json(sidecar))
