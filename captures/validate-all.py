@@ -63,8 +63,8 @@ def within(v: Validation) -> bool:
 
 
 def span(values: list[float], fmt: str) -> str:
-    lo, hi = min(values), max(values)
-    return format(lo, fmt) if lo == hi else f"{format(lo, fmt)} .. {format(hi, fmt)}"
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo} .. {hi}"
 
 
 def spread(runs: list[dict[str, Validation | None]], mode: str) -> str:

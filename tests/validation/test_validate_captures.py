@@ -62,7 +62,7 @@ def test_model_within_target(path):
 @pytest.mark.parametrize("path", WITHIN_TARGET_MAPPED_LESS_METADATA,
                          ids=lambda p: p.name.split(".")[0])
 def test_model_within_target_with_mappings_and_less_metadata(path):
-    """With the sidecar's mappings and the capacity less the metadata the kernel held, the
+    """With the sidecar's mappings and the capacity less the metadata the recorder measured, the
     read(2) captures and the 16 MiB history walk come within target (README: the remaining
     default-mode error is filesystem metadata, which a trace does not let a model see)."""
     if not path.is_file():
