@@ -66,6 +66,24 @@ def test_young_mapped_folio_is_kept_then_activated_and_keeps_pg_referenced(make_
     assert pc.verify() == []
 
 
+def test_young_large_folio_mapped_by_several_ptes_is_activated_at_once(make_system):
+    # folio_check_references(): `if (referenced_folio || referenced_ptes > 1)` ACTIVATE.
+    # folio_referenced() counts every young PTE, one per mapped page: a large folio that
+    # fault-around mapped has several, an order-0 folio mapped once has one (KEEP).
+    files = FileTable.build([1], [1], [64], [64], [True])
+    s = make_system(files, ra_pages=0)
+    pc = s.pc
+    big = pc.add_folio(0, 16, 2)                       # pages 16..19, one order-2 folio
+    small = pc.add_folio(0, 32, 0)
+    pc.map_pages(0, 16, 32)                            # both mapped, young
+    assert pc.flags[big] & PTE_YOUNG and pc.flags[small] & PTE_YOUNG
+    vmscan.shrink_inactive_list(pc, 5)
+    assert pc.flags[big] & PG_ACTIVE and pc.flags[big] & PG_REFERENCED
+    assert not pc.flags[small] & PG_ACTIVE and pc.flags[small] & PG_REFERENCED
+    assert pc.lru.nr_pages == [1, 4]
+    assert pc.verify() == []
+
+
 def test_faulting_folio_is_held_through_async_mmap_readahead(make_system):
     # filemap_fault(): filemap_get_folio() holds a reference on the folio while
     # do_async_mmap_readahead() runs; reclaim in that readahead cannot free it

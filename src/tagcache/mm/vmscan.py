@@ -18,8 +18,9 @@ call of shrink_lruvec()* reach the whole ``nr_to_reclaim`` (its local ``nr_recla
   * shrink_inactive_list() isolates a batch of up to ``nr_to_scan`` pages from the inactive
     tail and keeps the folios a running readahead holds locked (``pc.locked``), then applies
     folio_check_references() to each: a mapped folio with a young PTE gets PG_referenced
-    and is activated if it had PG_referenced already or is mapped executable, else kept (back
-    to the inactive head); everything else is reclaimed, PG_referenced or not, except a folio
+    and is activated if it had PG_referenced already, is mapped executable, or is a large
+    folio (more than one young PTE: referenced_ptes > 1, one PTE per mapped page), else kept
+    (back to the inactive head); everything else is reclaimed, PG_referenced or not, except a folio
     that somebody holds a reference to (``pc.pinned``: the folio a fault, or the batch a
     read, holds while it runs async readahead): __remove_mapping() refuses it (refcount) and
     it goes back to the inactive head, unmapped, its PG_referenced consumed. Activation ages
@@ -161,7 +162,9 @@ def shrink_inactive_list(pc: PageCache, nr_to_scan: int) -> int:
             # folio_set_referenced() either way: an activated folio keeps the mark, so that
             # once deactivated it is activated again by its next use.
             flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED
-            if f & (PG_REFERENCED | VM_EXEC_MAPPED):   # again, or executable: activate
+            # Activate if referenced before, if executable, or if more than one PTE was
+            # young (referenced_ptes > 1): a mapped large folio has one PTE per page mapped.
+            if f & (PG_REFERENCED | VM_EXEC_MAPPED) or nr > 1:
                 flags[head] |= PG_ACTIVE
                 lru.add(LRU_ACTIVE_FILE, head, nr)
                 pc.ws.age_nonresident(nr)
