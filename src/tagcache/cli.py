@@ -181,8 +181,11 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
 @click.option("--read-ahead", default=None, metavar="SIZE",
               help="read_ahead_kb of the traced device, as a size.  [default: the sidecar's "
                    "read_ahead_kb, else this machine's for the same device, else 128KiB]")
-@click.option("--large-folios/--no-large-folios", default=False, show_default=True,
-              help="Whether the traced files' mappings support large folios.")
+@click.option("--large-folios/--no-large-folios", default=None,
+              help="Whether the traced files' mappings support large folios (up to order 9, "
+                   "sized by readahead): ext4 does since Linux 6.16 (as on the machine of "
+                   "captures/), xfs since 5.18.  [default: as the sidecar's folio_orders "
+                   "say (any large folio in the cgroup's page cache at the end), else no]")
 @click.option("--mappings/--no-mappings", default=False, show_default=True,
               help="Use the sidecar's exec_mappings as VM_EXEC mappings (forward fault "
                    "readahead within the VMA, activation of young executable folios) and its "
@@ -198,8 +201,8 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
               help="Write {kernel, model, error} (and the fault outcomes) as JSON to PATH ('-' "
                    "for standard output).  [default: no JSON]")
 def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahead: str | None,
-             large_folios: bool, mappings: bool, minus_metadata: bool, fmt: str | None,
-             json_path: str | None) -> None:
+             large_folios: bool | None, mappings: bool, minus_metadata: bool,
+             fmt: str | None, json_path: str | None) -> None:
     """Compare the page-cache model with what the kernel did on a capture."""
     _check_json_path(json_path)
     sidecar = _sidecar(trace_path, meta, required=True)
@@ -237,9 +240,14 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
 @click.option("--drop-caches/--no-drop-caches", default=True,
               help="sync and drop the page cache (drop_caches=3) before CMD starts, so that its "
                    "reads miss.  [default: --drop-caches]")
+@click.option("--read-ahead", "read_ahead", default=None, metavar="SIZE",
+              help="Set every block device's read_ahead_kb to SIZE (e.g. 128KiB, the kernel's "
+                   "default) while CMD runs, and put the old values back afterwards; it "
+                   "applies to every process's I/O meanwhile.  [default: leave them as they "
+                   "are]")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARG]...")
 def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_size: str,
-               drop_caches: bool, cmd: tuple[str, ...]) -> None:
+               drop_caches: bool, read_ahead: str | None, cmd: tuple[str, ...]) -> None:
     """Capture the real kernel's page cache while CMD runs in a memory cgroup of size --limit.
 
     Writes DIR/NAME.trace.zst (the tracefs text of the filemap events of CMD and its children,
@@ -257,8 +265,15 @@ def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_si
             sizes[opt] = parse_size(value)
         except ValueError as e:
             raise CaptureError(f"{opt} {value}: {e}") from None
+    read_ahead_kb = None
+    if read_ahead is not None:
+        try:
+            read_ahead_kb = parse_size(read_ahead) // 1024
+        except ValueError as e:
+            raise CaptureError(f"--read-ahead {read_ahead}: {e}") from None
     res = record(name, sizes["--limit"], list(cmd), with_alloc=with_alloc, out_dir=out_dir,
-                 drop_caches=drop_caches, buffer_bytes=sizes["--buffer-size"])
+                 drop_caches=drop_caches, buffer_bytes=sizes["--buffer-size"],
+                 read_ahead_kb=read_ahead_kb)
     side = res.sidecar
     events = "  ".join(f"{e.removeprefix('mm_filemap_').removeprefix('mm_')} {n:,}"
                        for e, n in res.events.items())

@@ -123,7 +123,8 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
         t.add_row(k, f"{v.kernel[k]:,}", f"{v.model[k]:,}", f"{100 * err[k]:+.1f}%")
     console.print(t)
     console.print(f"[dim]{v.files} files with access events; capacity {v.capacity_pages:,} "
-                  f"pages; readahead {ra_pages} pages ({ra_from}).[/dim]")
+                  f"pages; readahead {ra_pages} pages ({ra_from}); "
+                  f"{'large folios' if v.large_folios else 'order-0 folios'}.[/dim]")
     nf = sum(v.faults.values())
     if nf:
         f, fp = v.faults, v.fault_pages

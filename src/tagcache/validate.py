@@ -31,7 +31,7 @@ import numpy as np
 
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.errors import TraceError
-from tagcache.mm.filemap import PageCache
+from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
@@ -92,6 +92,8 @@ class Validation:
     fault_pages: dict[str, int]
     """Pages the kernel inserted into the faulting file right after each class of fault (its
     add events up to the next access event): what the kernel read for those faults."""
+    large_folios: bool = False
+    """Whether the model gave the traced files large folios."""
 
     @property
     def censored(self) -> float:
@@ -119,7 +121,7 @@ class Validation:
         return {"kernel": self.kernel, "model": self.model, "error": self.error,
                 "capacity_pages": self.capacity_pages, "files": self.files,
                 "faults": self.faults, "fault_pages": self.fault_pages,
-                "censored": self.censored}
+                "censored": self.censored, "large_folios": self.large_folios}
 
 
 def accessed_files(trace: Trace) -> np.ndarray:
@@ -239,23 +241,37 @@ def metadata_pages(meta: dict[str, Any] | None) -> int:
     return v // PAGE_SIZE
 
 
-def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = False,
+def sidecar_large_folios(meta: dict[str, Any] | None) -> bool:
+    """Whether the capture's page cache held large folios (sidecar ``folio_orders``, measured
+    by ``tagcache record`` when the command exited): the traced filesystem supports them."""
+    orders = (meta or {}).get("folio_orders") or {}
+    return any(str(k) != "0" and v for k, v in orders.items())
+
+
+def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | None = None,
                    ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None,
                    mappings: bool = False, minus_metadata: bool = False) -> Validation:
     """Replay the access events of ``trace`` through the page-cache model and compare.
 
-    With a sidecar ``meta`` that lists pages resident before the capture, those are
-    preloaded as resident and charged elsewhere (PG_FOREIGN), as they were. With
-    ``mappings``, the sidecar's executable mappings are faulted and reclaimed as VM_EXEC
-    mappings and its copy-on-write ranges are read but not left mapped. With
-    ``minus_metadata`` (a diagnostic beyond DESIGN.md 5), the capacity is lowered by
-    other_pages_peak(). Both off by default: see README, "Real workloads".
+    With ``large_folios`` the traced files' mappings take folios up to MAX_PAGECACHE_ORDER,
+    as ext4 does since Linux 6.16 and xfs since 5.18 (mapping_large_folio_support());
+    readahead decides the sizes; None: as the sidecar says (sidecar_large_folios()). With a
+    sidecar ``meta`` that lists pages resident before the capture, those are preloaded as
+    resident and charged elsewhere (PG_FOREIGN), as they were. With ``mappings``, the
+    sidecar's executable mappings are faulted and reclaimed as VM_EXEC mappings and its
+    copy-on-write ranges are read but not left mapped. With ``minus_metadata``, the capacity
+    is lowered by metadata_pages(): the room filesystem metadata took in the kernel's cgroup.
+    These two are off by default (DESIGN.md 5 gives the model the whole ``cache_peak``): see
+    README, "Real workloads".
     """
     files = accessed_files(trace)
     if minus_metadata:
         capacity_pages = max(1, capacity_pages - metadata_pages(meta))
+    if large_folios is None:
+        large_folios = sidecar_large_folios(meta)
     ft = model_files(trace, files, large_folios)
     pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, ra_pages=ra_pages,
+                   max_folio_order=MAX_PAGECACHE_ORDER,
                    exec_vmas=page_ranges(trace, meta, "exec_mappings") if mappings else None,
                    cow_vmas=page_ranges(trace, meta, "cow_mappings") if mappings else None)
     preload_resident(pc, trace, meta)
@@ -287,4 +303,4 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool = Fa
         handlers[op](a0, a1, a2)
     model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
     return Validation(kernel_counts(trace, files), model, capacity_pages, len(files), faults,
-                      fault_pages)
+                      fault_pages, large_folios)

@@ -30,6 +30,7 @@ from _capture_helpers import (
     self_libc,
 )
 
+from tagcache.errors import CaptureError
 from tagcache.workloads import capture
 from tagcache.workloads.capture import record
 
@@ -39,7 +40,7 @@ MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
            "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings",
-           "buffers_growth_peak"}
+           "buffers_growth_peak", "folio_orders"}
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
 
@@ -180,6 +181,35 @@ def test_capture_buffers_growth_is_the_metadata_the_command_read(grep_like: dict
     assert events_peak > 0
     assert 0.9 * events_peak <= growth <= events_peak + max(64, events_peak // 4), \
         (growth, events_peak)
+
+
+def test_capture_folio_orders_count_the_cgroups_page_cache_at_exit(grep_like: dict) -> None:
+    """kpageflags at the cgroup's PFNs: as many pages as memory.stat's cache at the end
+    (within the stat's per-CPU batching), and on a filesystem with large folios, such as
+    this machine's ext4 (Linux 6.16+), as large as the kernel's add events made them."""
+    res = grep_like["res"]
+    orders = {int(k): v for k, v in res.sidecar["folio_orders"].items()}
+    cached = res.sidecar["kernel"]["cache"] // 4096
+    assert abs(sum(orders.values()) - cached) <= max(256, cached // 10), (orders, cached)
+    added = {int(m) for m in re.findall(r" order=(\d+)", trace_text(res.trace_path))}
+    assert set(orders) <= added, (orders, added)
+    if added != {0}:
+        assert set(orders) - {0}, orders
+
+
+def test_record_sets_read_ahead_and_puts_it_back(tmp_path: Path, clean_machine: Path) -> None:
+    """--read-ahead: the sidecar says the value CMD ran with; afterwards every backing
+    device has its old read_ahead_kb again, also when CMD fails."""
+    before = capture.bdi_read_ahead_kb()
+    files = python_files(2 * MIB)
+    res = record("ra", LIMIT, ["sh", "-c", 'cat "$@" > /dev/null; exit 3', "sh", *files],
+                 out_dir=tmp_path, read_ahead_kb=64, buffer_bytes=4 * MIB)
+    assert res.exit_code == 3
+    assert res.sidecar["read_ahead_kb"] and set(res.sidecar["read_ahead_kb"].values()) == {64}
+    assert capture.bdi_read_ahead_kb() == before
+    with pytest.raises(CaptureError, match="read_ahead_kb"):
+        record("ra2", LIMIT, ["true"], out_dir=tmp_path, read_ahead_kb=-1)
+    assert capture.bdi_read_ahead_kb() == before
 
 
 def test_capture_exec_mappings_name_the_commands_program_text(grep_like: dict) -> None:

@@ -101,6 +101,24 @@ def test_validate_minus_metadata_needs_the_recorded_field(tmp_path, capsys):
     assert len(err) == 1 and "buffers_growth_peak" in err[0], err
 
 
+def test_large_folios_as_the_sidecar_measured_them():
+    """folio_orders with any order above 0: the model gives the files large folios; an
+    explicit choice wins over the sidecar."""
+    files = FileTable.build([MKDEV_254_0], [0x77], [256], [256])
+    b = TraceBuilder()
+    for i in range(0, 192, 8):
+        b.add(Op.GET_PAGES, 0, i, 8)
+    trace = b.build(files)
+    large = {"folio_orders": {"0": 10, "2": 12}}
+    small = {"folio_orders": {"0": 10}}
+    assert validate_trace(trace, 1000, ra_pages=32, meta=large).large_folios
+    assert not validate_trace(trace, 1000, ra_pages=32, meta=small).large_folios
+    assert not validate_trace(trace, 1000, ra_pages=32).large_folios
+    assert not validate_trace(trace, 1000, ra_pages=32, meta=large,
+                              large_folios=False).large_folios
+    assert validate_trace(trace, 1000, ra_pages=32, meta=small, large_folios=True).large_folios
+
+
 @pytest.mark.parametrize("path", CENSORED, ids=lambda p: p.name.split(".")[0])
 def test_mmap_history_walk_is_flagged_as_censored(path):
     """git log -p reads its pack through mmap under pressure: most of what the kernel read

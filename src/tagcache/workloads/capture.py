@@ -26,7 +26,8 @@ Lifecycle (each step undone in reverse on any exit path)::
     fork; child: join cgroup, set_event_pid, tracing_on = 1; exec CMD
     sample memory.stat, /proc/meminfo Buffers and the cgroup's /proc/PID/maps every
       sample_interval until CMD exits (SIGINT/SIGTERM forwarded)
-    tracing_on = 0; read stats; stream ``trace`` -> NAME.trace.zst; write NAME.json
+    tracing_on = 0; read stats and the page cache's folio sizes; stream ``trace`` ->
+      NAME.trace.zst; write NAME.json
 
 The memory cgroup is v2 where a cgroup2 hierarchy has the memory controller enabled for its
 children (``memory`` in the root's cgroup.subtree_control), else v1 (a ``cgroup`` mount with
@@ -46,7 +47,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Five more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
+Six more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
 events cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -98,6 +99,13 @@ events cannot learn from them, and would otherwise get wrong:
     read by other activity on the machine while CMD runs adds to it; on an idle machine it
     agreed with the capture's own block-device add and delete events to within 2 pages
     (590 vs 592 on the git history walk, captures/README.md).
+
+``folio_orders``: ``{"order": pages}``
+    The pages of the cgroup's page cache when CMD has exited, by the order of the folio
+    holding them (/proc/kpagecgroup and /proc/kpageflags, see kpageflags.py; left out where
+    those cannot be read). Any order above 0 says the traced filesystem gives its files large
+    folios (ext4 since Linux 6.16), which ``tagcache validate`` then models: readahead grows
+    them, and reclaim activates a mapped one at its first scan (more than one young PTE).
 """
 
 from __future__ import annotations
@@ -125,6 +133,7 @@ from typing import Any
 import zstandard
 
 from tagcache.errors import CaptureError
+from tagcache.workloads.kpageflags import page_cache_folio_orders
 
 MIB = 1 << 20
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -717,6 +726,13 @@ class _Cgroup:
         stat = self.stat() if stat is None else stat
         return stat.get("file" if self.version == 2 else "cache", 0)
 
+    def folio_orders(self) -> dict[int, int] | None:
+        """Its page cache's pages by folio order (kpageflags.py); None where unreadable."""
+        try:
+            return page_cache_folio_orders(os.stat(self.path).st_ino)
+        except OSError:
+            return None
+
     def pids(self) -> list[int]:
         try:
             return [int(p) for p in _read(self.path / "cgroup.procs").split()]
@@ -856,7 +872,7 @@ class _Signals:
 # --------------------------------------------------------------------------- record
 
 def _check_inputs(name: str, limit_bytes: int, cmd: list[str], out_dir: Path,
-                  buffer_bytes: int, sample_interval: float) -> str:
+                  buffer_bytes: int, sample_interval: float, read_ahead_kb: int | None) -> str:
     if not name or "/" in name or "\0" in name or name in (".", ".."):
         raise CaptureError(f"bad capture name {name!r}: a file name without '/' is expected "
                            f"(NAME.trace.zst and NAME.json are written in the output directory)")
@@ -869,6 +885,9 @@ def _check_inputs(name: str, limit_bytes: int, cmd: list[str], out_dir: Path,
         raise CaptureError(f"trace buffer of {buffer_bytes} bytes is too small: at least 64 KiB")
     if not sample_interval > 0:
         raise CaptureError(f"sample interval must be > 0 seconds, got {sample_interval!r}")
+    if read_ahead_kb is not None and (isinstance(read_ahead_kb, bool)
+                                      or not isinstance(read_ahead_kb, int) or read_ahead_kb < 0):
+        raise CaptureError(f"read_ahead_kb {read_ahead_kb!r}: expected a whole number of KiB >= 0")
     if not out_dir.is_dir():
         raise CaptureError(f"output directory {out_dir} does not exist")
     if not os.access(out_dir, os.W_OK):
@@ -1015,12 +1034,15 @@ def _temp_output(final: Path) -> Iterator[Path]:
 def record(name: str, limit_bytes: int, cmd: list[str], *, with_alloc: bool = False,
            out_dir: Path = Path("."), drop_caches: bool = True, sample_interval: float = 0.01,
            progress: Progress | None = None, buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-           compression_level: int | None = None) -> CaptureResult:
+           compression_level: int | None = None,
+           read_ahead_kb: int | None = None) -> CaptureResult:
     """Run ``cmd`` under a ``limit_bytes`` memory cgroup and capture the page cache's events.
 
     Writes ``out_dir/NAME.trace.zst`` and ``out_dir/NAME.json`` (DESIGN.md section 5) and
     returns what was written. ``buffer_bytes`` is the trace buffer of all CPUs together;
     ``compression_level`` is zstd's (default: 19 for small traces, lower for big ones).
+    ``read_ahead_kb`` sets every backing device's read_ahead_kb for the capture (CMD's and
+    every other process's I/O alike) and puts the old values back afterwards.
     CaptureError when the capture cannot be made here (not root, no tracefs, no memory
     cgroup, bad name, size or command); nothing is changed then. A non-zero exit of CMD is
     not an error: it is recorded in ``exit_code`` (128 + N when killed by signal N).
@@ -1030,7 +1052,8 @@ def record(name: str, limit_bytes: int, cmd: list[str], *, with_alloc: bool = Fa
     """
     out_dir = Path(out_dir)
     cmd = [str(c) for c in cmd]
-    exe = _check_inputs(name, limit_bytes, cmd, out_dir, buffer_bytes, sample_interval)
+    exe = _check_inputs(name, limit_bytes, cmd, out_dir, buffer_bytes, sample_interval,
+                        read_ahead_kb)
     if os.geteuid() != 0:
         raise CaptureError("tagcache record must run as root (it uses tracefs, a memory cgroup "
                            "and drop_caches)")
@@ -1050,7 +1073,8 @@ def record(name: str, limit_bytes: int, cmd: list[str], *, with_alloc: bool = Fa
                unique=f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}",
                trace_path=out_dir / f"{name}.trace.zst", sidecar_path=out_dir / f"{name}.json",
                drop_caches=drop_caches, sample_interval=sample_interval, progress=progress,
-               buffer_bytes=buffer_bytes, compression_level=compression_level)
+               buffer_bytes=buffer_bytes, compression_level=compression_level,
+               read_ahead_kb=read_ahead_kb)
     sigs = _Signals()
     abandoned: int | None = None
     with sigs:
@@ -1085,17 +1109,48 @@ class _Job:
     progress: Progress | None
     buffer_bytes: int
     compression_level: int | None
+    read_ahead_kb: int | None
+
+
+class _ReadAhead:
+    """Every backing device's read_ahead_kb set for a capture, and put back."""
+
+    def __init__(self, kb: int, sysfs: Path = SYSFS_BDI) -> None:
+        self.saved: dict[Path, str] = {}
+        for dev in bdi_read_ahead_kb(sysfs):
+            path = sysfs / dev / "read_ahead_kb"
+            try:
+                old = _read(path).strip()
+                _write(path, str(kb))
+            except OSError as e:
+                self.restore()
+                raise CaptureError(f"cannot set {path} to {kb}: {e.strerror}") from None
+            self.saved[path] = old
+
+    def restore(self) -> list[str]:
+        errors = []
+        for path, old in self.saved.items():
+            try:
+                _write(path, old)
+            except OSError as e:
+                errors.append(f"could not restore {path} to {old}: {e.strerror}")
+        self.saved.clear()
+        return errors
 
 
 def _run(job: _Job, sigs: _Signals) -> CaptureResult:
     cgroup: _Cgroup | None = None
     inst: _TraceInstance | None = None
     child: subprocess.Popen[bytes] | None = None
+    ra_set: _ReadAhead | None = None
     try:
         cgroup = _Cgroup(job.cgroup_version, job.cgroup_root, job.unique, job.limit_bytes)
         sigs.check()
         inst = _TraceInstance(job.tracefs, job.unique, job.events, job.buffer_bytes)
         sigs.check()
+        if job.read_ahead_kb is not None:
+            ra_set = _ReadAhead(job.read_ahead_kb)
+            sigs.check()
         if job.drop_caches:
             _drop_caches()
             sigs.check()
@@ -1134,6 +1189,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
         inst.stop()
         stat = cgroup.stat()
         buffers.sample()
+        orders = cgroup.folio_orders()
         vm1 = _vmstat()
         leftover = cgroup.pids()
         tstats = inst.stats()
@@ -1164,6 +1220,8 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
             "cow_mappings": exec_seen.cow_runs(),
             "buffers_growth_peak": int(buffers.peak),
         }
+        if orders is not None:
+            sidecar["folio_orders"] = {str(k): v for k, v in orders.items()}
         with _temp_output(job.sidecar_path) as tmp:
             tmp.write_text(sidecar_json(sidecar))
             os.replace(tmp, job.sidecar_path)
@@ -1184,6 +1242,8 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
         errors: list[str] = []
         if child is not None:
             _stop_child(child)
+        if ra_set is not None:
+            errors += ra_set.restore()
         if inst is not None:
             try:
                 inst.remove()
