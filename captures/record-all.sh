@@ -19,6 +19,8 @@ mkdir -p "$out" "$mini_out"
     sh -c "git -C $I/repo log -p > /dev/null"
 "$tagcache" record git-log-p-12m --limit 12MiB --out-dir "$out" -- \
     sh -c "git -C $I/repo log -p > /dev/null"
+"$tagcache" record git-log-p-ra128 --limit 8MiB --read-ahead 128KiB --out-dir "$out" -- \
+    sh -c "git -C $I/repo log -p > /dev/null"
 "$tagcache" record small-files-md5sum --limit 8MiB --out-dir "$out" -- \
     sh -c "cd $I/tree && for pass in 1 2; do find . -type f | sort | xargs md5sum > /dev/null; done"
 "$tagcache" record tree-rescan --limit 16MiB --out-dir "$out" -- \

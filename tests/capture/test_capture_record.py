@@ -174,12 +174,13 @@ def _metadata_peak(trace_path: Path) -> int:
 def test_capture_buffers_growth_is_the_metadata_the_command_read(grep_like: dict) -> None:
     """cat of a thousand files read after drop_caches needs their inode-table and directory
     blocks: /proc/meminfo Buffers rises by what the trace's block-device adds show (it is
-    system-wide, so other activity may add a little, never take away)."""
+    system-wide, so other activity may add a little; sampled every 10 ms, it can miss a
+    short peak)."""
     res = grep_like["res"]
     events_peak = _metadata_peak(res.trace_path)
     growth = res.sidecar["buffers_growth_peak"] // 4096
     assert events_peak > 0
-    assert 0.9 * events_peak <= growth <= events_peak + max(64, events_peak // 4), \
+    assert 0.75 * events_peak <= growth <= events_peak + max(64, events_peak // 4), \
         (growth, events_peak)
 
 
