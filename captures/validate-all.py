@@ -3,9 +3,10 @@
     python captures/validate-all.py [DIR ...]     # from the repository root, in the venv
 
 First table, one row per capture: the kernel's insertions and re-insertions; the errors of
-the default model (DESIGN.md 5 to the letter: the whole ``cache_peak``); the filesystem
-metadata the recorder measured in the cgroup (``buffers_growth_peak``, pages, and its share
-of the capacity); the errors with ``--minus-metadata``, with ``--mappings`` and with both;
+the default model (DESIGN.md 5 to the letter: the whole ``cache_peak``; large folios where
+the sidecar's ``folio_orders`` shows them); the filesystem metadata the recorder measured in
+the cgroup (``buffers_growth_peak``, pages, and its share of the capacity); the errors with
+``--minus-metadata``, with ``--mappings`` and with both;
 for the last, the share of the kernel's insertions that came on faults where the model had
 the page cached (Validation.censored).
 
