@@ -20,16 +20,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tagcache.sidecar import load_sidecar, metadata_pages, read_ahead_pages, sidecar_for
 from tagcache.traces import read_trace
 from tagcache.units import PAGE_SIZE
-from tagcache.validate import (
-    Validation,
-    load_sidecar,
-    metadata_pages,
-    read_ahead_pages,
-    sidecar_for,
-    validate_trace,
-)
+from tagcache.validate import Validation, validate_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 MINI = ROOT / "tests" / "data" / "captures" / "mini-grep.trace.zst"

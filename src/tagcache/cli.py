@@ -15,9 +15,10 @@ from tagcache.experiment import TAGGED_SOURCES, plan_size, run_scenario, run_tra
 from tagcache.replay import BACKEND_NAMES, Design
 from tagcache.report import print_report, print_validation, write_json
 from tagcache.scenario import load_scenario
+from tagcache.sidecar import load_sidecar, read_ahead_pages, sidecar_for
 from tagcache.traces import READERS, read_trace
 from tagcache.units import PAGE_SIZE, parse_size
-from tagcache.validate import load_sidecar, read_ahead_pages, sidecar_for, validate_trace
+from tagcache.validate import validate_trace
 
 err = Console(stderr=True)
 

@@ -134,7 +134,7 @@ def test_small_capture_of_the_test_data() -> None:
 
 
 def test_small_capture_sidecar_loads() -> None:
-    from tagcache.validate import load_sidecar
+    from tagcache.sidecar import load_sidecar
 
     side = load_sidecar(DATA / "mini-grep.json")
     assert side["kernel"]["cache_peak"] > 0

@@ -13,17 +13,10 @@ import pytest
 
 from tagcache.cli import main
 from tagcache.errors import TraceError
+from tagcache.sidecar import load_sidecar, metadata_pages, read_ahead_pages, sidecar_for
 from tagcache.traces import read_trace
 from tagcache.units import PAGE_SIZE
-from tagcache.validate import (
-    accessed_files,
-    kernel_counts,
-    load_sidecar,
-    metadata_pages,
-    read_ahead_pages,
-    sidecar_for,
-    validate_trace,
-)
+from tagcache.validate import accessed_files, kernel_counts, validate_trace
 from tagcache.workloads.events import FileTable, Op, TraceBuilder
 
 MKDEV_254_0 = 254 << 20
