@@ -15,7 +15,7 @@ from tagcache.experiment import TAGGED_SOURCES, plan_size, run_scenario, run_tra
 from tagcache.replay import BACKEND_NAMES, Design
 from tagcache.report import print_report, print_validation, write_json
 from tagcache.scenario import load_scenario
-from tagcache.sidecar import load_sidecar, read_ahead_pages, sidecar_for
+from tagcache.sidecar import capture_facts, load_sidecar, read_ahead_pages, sidecar_for
 from tagcache.traces import READERS, read_trace
 from tagcache.units import PAGE_SIZE, parse_size
 from tagcache.validate import validate_trace
@@ -104,8 +104,10 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
               help="Count and skip malformed trace lines instead of stopping.  [default: off]")
 @click.option("--meta", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="NAME.json",
-              help="Capture sidecar: its kernel.cache_peak is the default capacity.  "
-                   "[default: NAME.json beside an ftrace trace, if there]")
+              help="Capture sidecar: its kernel.cache_peak is the default capacity, and the "
+                   "page cache takes its readahead window, folio sizes and resident pages, "
+                   "as 'tagcache validate' does.  [default: NAME.json beside an ftrace "
+                   "trace, if there]")
 @click.option("--policy", type=click.Choice(["kernel", "lru"]), default="kernel",
               show_default=True,
               help="Page-cache model: the kernel's (readahead, two lists, workingset) or a "
@@ -113,6 +115,13 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
 @click.option("--capacity", default=None, metavar="PAGES",
               help="Page-cache capacity for a trace, in pages (or a size such as 64MiB).  "
                    "[default: the sidecar's cache_peak; else the machine's free memory]")
+@click.option("--mappings/--no-mappings", default=False, show_default=True,
+              help="With a capture sidecar: its executable and copy-on-write mappings, as "
+                   "'tagcache validate --mappings'.")
+@click.option("--minus-metadata", is_flag=True, default=False,
+              help="With a capture sidecar: the default capacity less the filesystem metadata "
+                   "its cgroup held (buffers_growth_peak), as 'tagcache validate "
+                   "--minus-metadata'.  [default: off]")
 @click.option("--backend", type=click.Choice(["all", *BACKEND_NAMES]), default="all",
               show_default=True, help="Which designs to run: idle, cleancache, or all of the "
                                       "scenario's.")
@@ -136,8 +145,9 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
               help="Progress bar on standard error.  [default: when stderr is a terminal]")
 def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec: str | None,
         skip_bad_lines: bool, meta: Path | None, policy: str, capacity: str | None,
-        backend: str, tagged: str, tag_comm: tuple[str, ...], shares: tuple[float, ...],
-        json_path: str | None, check: bool, progress: bool | None) -> None:
+        mappings: bool, minus_metadata: bool, backend: str, tagged: str,
+        tag_comm: tuple[str, ...], shares: tuple[float, ...], json_path: str | None,
+        check: bool, progress: bool | None) -> None:
     """Run a scenario, or replay a trace, through every design; one comparison table."""
     scn = load_scenario(config)
     _check_json_path(json_path)
@@ -147,7 +157,8 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         scn.designs = [d for d in scn.designs if d.backend == backend] or [Design(backend)]
     if trace_path is None:
         for opt, given in (("--format", fmt), ("--csv-spec", csv_spec), ("--meta", meta),
-                           ("--capacity", capacity), ("--tag-comm", tag_comm)):
+                           ("--capacity", capacity), ("--tag-comm", tag_comm),
+                           ("--mappings", mappings), ("--minus-metadata", minus_metadata)):
             if given:
                 raise TagcacheError(f"{opt} needs --trace")
         if policy != "kernel" or tagged != "generator":
@@ -162,13 +173,19 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         print(f"tagcache: warning: {trace.skipped_lines} malformed lines skipped",
               file=sys.stderr)
     sidecar = _sidecar(trace_path, meta, required=False)
+    if sidecar is None and (mappings or minus_metadata):
+        raise TagcacheError("--mappings and --minus-metadata need a capture sidecar (--meta)")
+    facts = None
+    if sidecar is not None:
+        facts = capture_facts(trace, sidecar, mappings=mappings, minus_metadata=minus_metadata)
     cap = _capacity(capacity)
     if cap is None and sidecar is not None:
-        cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
+        cap = max(1, sidecar["kernel"]["cache_peak"] // PAGE_SIZE - facts.metadata_pages)
     runs = len(scn.designs) * (1 if tagged == "trace" else len(scn.shares))
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
-                        tag_comms=list(tag_comm) or None, check=check, progress=tick)
+                        tag_comms=list(tag_comm) or None, check=check, progress=tick,
+                        facts=facts)
     _finish(exp, json_path)
 
 

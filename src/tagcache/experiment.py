@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
 from tagcache.replay import RunResult, replay
 from tagcache.scenario import Scenario
+from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import Op, Trace
 from tagcache.workloads.generators import generate
@@ -80,20 +82,30 @@ def trace_tasks(trace: Trace, comms: list[str]) -> frozenset[int]:
 def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
               policy: str = "kernel", tagged: str = "generator",
               tag_comms: list[str] | None = None, check: bool = True,
-              progress: Callable[[int], None] | None = None) -> Experiment:
+              progress: Callable[[int], None] | None = None,
+              facts: CaptureFacts | None = None) -> Experiment:
     """Replay a real trace through every design of ``scn``.
 
     Tagged memory comes from the scenario's generator (one set of runs per tagged share,
     its events spread over the trace), or from the trace's own kmem events: the user
-    anonymous pages of the tasks named in ``tag_comms``, at their real PFNs.
+    anonymous pages of the tasks named in ``tag_comms``, at their real PFNs. With ``facts``
+    (a capture's sidecar, sidecar.capture_facts()) the page cache is the one ``tagcache
+    validate`` checks against the kernel: the capture's readahead window, folio sizes,
+    resident pages and mappings instead of the scenario's.
     """
     from tagcache.hw.layout import simple_layout
     from tagcache.workloads.generators import merge, tagged_events
 
     t0 = time.perf_counter()
     results = []
-    base = replace(scn.machine, page_cache_limit_pages=capacity_pages,
-                   page_cache_policy=policy)
+    page_cache = {"page_cache_limit_pages": capacity_pages, "page_cache_policy": policy}
+    if facts is not None and policy == "kernel":
+        trace = replace(trace, files=facts.files(trace.files))
+        page_cache.update(ra_pages=facts.ra_pages,
+                          max_folio_order=MAX_PAGECACHE_ORDER if facts.large_folios else 0)
+    else:
+        facts = None
+    base = replace(scn.machine, **page_cache)
     if tagged == "trace":
         tasks = trace_tasks(trace, tag_comms or ["all"])
         pfns = trace.arg0[np.isin(trace.op, [Op.PAGE_ALLOC, Op.PAGE_FREE])]
@@ -104,13 +116,12 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
         share = 0.0
         for design in scn.designs:
             results.append(replay(cfg, design, trace, tagged_share=share, check=check,
-                                  progress=progress, tag_tasks=tasks))
+                                  progress=progress, tag_tasks=tasks, facts=facts))
         return Experiment(scn, results, time.perf_counter() - t0,
-                          _trace_note(trace, capacity_pages, policy, cfg) +
+                          _trace_note(trace, capacity_pages, policy, cfg, facts) +
                           f"; tagged: user anonymous pages of {len(tasks)} captured tasks")
     for share in scn.shares:
-        cfg = replace(scn.machine_for(share), page_cache_limit_pages=capacity_pages,
-                      page_cache_policy=policy)
+        cfg = replace(scn.machine_for(share), **page_cache)
         tw = replace(scn.tagged, share=share)
         tev, at = tagged_events(tw, cfg.layout.data_pages, len(trace), scn.seed)
         if len(tev):
@@ -122,14 +133,20 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
             tr = trace
         for design in scn.designs:
             results.append(replay(cfg, design, tr, tagged_share=share, check=check,
-                                  progress=progress))
+                                  progress=progress, facts=facts))
     return Experiment(scn, results, time.perf_counter() - t0,
-                      _trace_note(trace, capacity_pages, policy, base) +
+                      _trace_note(trace, capacity_pages, policy, base, facts) +
                       "; tagged: the scenario's generator")
 
 
-def _trace_note(trace: Trace, capacity: int | None, policy: str, cfg) -> str:
+def _trace_note(trace: Trace, capacity: int | None, policy: str, cfg,
+                facts: CaptureFacts | None) -> str:
     cap = f"{capacity:,} pages" if capacity is not None else "free memory"
+    setup = ""
+    if facts is not None:
+        setup = (f" as the capture's sidecar says (readahead {facts.ra_pages} pages, "
+                 f"{'large' if facts.large_folios else 'order-0'} folios"
+                 f"{', its mappings' if facts.exec_vmas is not None else ''})")
     return (f"trace {trace.name}: {len(trace):,} events, {len(trace.files):,} files; "
-            f"page cache: {policy} model, capacity {cap}; machine "
+            f"page cache: {policy} model{setup}, capacity {cap}; machine "
             f"{cfg.layout.data_pages * PAGE_SIZE >> 20} MiB data")

@@ -23,6 +23,7 @@ from tagcache.mm.anon import TaggedAnon
 from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import TagStorage
+from tagcache.sidecar import CaptureFacts
 from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
 BACKEND_NAMES = ("idle", *BACKENDS)
@@ -83,7 +84,8 @@ class RunResult:
 class Machine:
     """The modelled machine, wired together for one design."""
 
-    def __init__(self, cfg: MachineConfig, design: Design, trace: Trace, check: bool) -> None:
+    def __init__(self, cfg: MachineConfig, design: Design, trace: Trace, check: bool,
+                 facts: CaptureFacts | None = None) -> None:
         self.cfg = cfg
         layout = cfg.layout
         probe = PageCache.slots_needed(trace.files)
@@ -99,7 +101,11 @@ class Machine:
             self.alloc.alloc(cfg.anon_untagged_pages, tagged=False)
         self.pc = PageCache(trace.files, self.cleancache, self.page_cache_limit,
                             ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order,
-                            policy=cfg.page_cache_policy)
+                            policy=cfg.page_cache_policy,
+                            exec_vmas=facts.exec_vmas if facts else None,
+                            cow_vmas=facts.cow_vmas if facts else None)
+        if facts is not None:
+            facts.preload(self.pc)
         if self.checker is not None:
             self.checker.pagecache = self.pc
         self.anon = TaggedAnon(self.alloc, self.tags, self.make_room, cfg.anon_folio_order)
@@ -173,14 +179,18 @@ def _ignore(_a: int, _b: int, _c: int) -> None:
 
 def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
            check: bool = False, progress: Callable[[int], None] | None = None,
-           tag_tasks: frozenset[int] | None = None) -> RunResult:
+           tag_tasks: frozenset[int] | None = None,
+           facts: CaptureFacts | None = None) -> RunResult:
     """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events.
 
     ``tag_tasks``: indexes into ``trace.tasks`` whose user anonymous pages (kmem
     mm_page_alloc with GFP_HIGHUSER_MOVABLE) are treated as PROT_MTE, at their real PFNs.
+    ``facts``: the capture's page cache as its sidecar describes it (sidecar.py): pages
+    resident before it and mappings; ``cfg`` and ``trace.files`` carry its readahead and
+    folio sizes (experiment.run_trace() sets them).
     """
     t0 = time.perf_counter()
-    m = Machine(cfg, design, trace, check)
+    m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
     ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                        trace.arg2.tolist())

@@ -88,3 +88,29 @@ def test_capture_with_generated_tagged_memory(capsys):
         assert r["tag_storage"]["reservation_failures"] == 0
     cap = json.loads(MINI.with_name("mini-grep.json").read_text())["kernel"]["cache_peak"]
     assert "cache_peak" not in out["note"] and f"capacity {cap // 4096:,} pages" in out["note"]
+
+
+def test_capture_replays_through_the_validated_page_cache(tmp_path, capsys):
+    """With its sidecar, a capture's page cache in `run` is the one `validate` checks against
+    the kernel (readahead window, folio sizes, resident pages; with the flags, mappings and
+    the metadata's room): the same insertions and re-insertions, design after design."""
+    for flags in ((), ("--mappings", "--minus-metadata")):
+        out = run_json(["--trace", str(MINI), "--tagged-share", "0.01", *flags], capsys)
+        v = tmp_path / "v.json"
+        assert main(["validate", str(MINI), *flags, "--json", str(v)]) == 0
+        capsys.readouterr()
+        model = json.loads(v.read_text())
+        for r in out["results"]:
+            got = {k: r["page_cache"][k] for k in ("insertions", "reinsertions")}
+            assert got == model["model"], (flags, got, model["model"])
+            assert set(r["invariants"].values()) == {0}
+        assert f"capacity {model['capacity_pages']:,} pages" in out["note"]
+        assert "as the capture's sidecar says" in out["note"]
+
+
+def test_mappings_need_a_sidecar(tmp_path, capsys):
+    lone = tmp_path / "lone.trace.zst"
+    lone.write_bytes(MINI.read_bytes())
+    assert main(["run", "--no-progress", "--trace", str(lone), "--mappings"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sidecar" in err[0], err
