@@ -101,8 +101,9 @@ def check_runs(runs: object, npages: int | None = None) -> None:
 
 
 def check_new_fields(side: dict) -> None:
-    """read_ahead_kb and resident_at_start are there and well-formed; so are exec_mappings
-    and buffers_growth_peak where the recorder wrote them (older captures lack them)."""
+    """read_ahead_kb and resident_at_start are there and well-formed; so are exec_mappings,
+    buffers_growth_peak and folio_orders where the recorder wrote them (older captures lack
+    them)."""
     ra = side["read_ahead_kb"]
     assert isinstance(ra, dict)
     for dev, kb in ra.items():
@@ -117,6 +118,9 @@ def check_new_fields(side: dict) -> None:
         check_runs(runs)
     growth = side.get("buffers_growth_peak", 0)
     assert type(growth) is int and growth >= 0, growth
+    for order, pages in side.get("folio_orders", {}).items():
+        assert order.isdigit() and int(order) <= 9 and type(pages) is int and pages > 0, \
+            (order, pages)
 
 
 def elf_segments(path: str) -> list[tuple[int, int, int, int, int]]:

