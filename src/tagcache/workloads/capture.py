@@ -21,6 +21,7 @@ Lifecycle (each step undone in reverse on any exit path)::
     mkdir cgroup, set limit                 rmdir cgroup (leftover tasks moved to the root)
     mkdir instance, buffer, event-fork,     rmdir instance
       events on, tracing off, buffer clear
+    set every bdi's read_ahead_kb (if asked) old values written back
     sync; drop_caches = 3
     read bdi read_ahead_kb; mincore of every mapped file (resident_at_start)
     fork; child: join cgroup, set_event_pid, tracing_on = 1; exec CMD
@@ -97,8 +98,9 @@ events cannot learn from them, and would otherwise get wrong:
     the limit, but have no access events, so a model cannot see them; this is how much room
     they took (``tagcache validate --minus-metadata``). Buffers is system-wide, so metadata
     read by other activity on the machine while CMD runs adds to it; on an idle machine it
-    agreed with the capture's own block-device add and delete events to within 2 pages
-    (590 vs 592 on the git history walk, captures/README.md).
+    equalled the peak of the capture's own block-device add and delete events in five
+    captures of six, and a short run's peak can fall between two samples (mini-grep, 0.1 s:
+    465 pages against 520; captures/README.md).
 
 ``folio_orders``: ``{"order": pages}``
     The pages of the cgroup's page cache when CMD has exited, by the order of the folio
