@@ -286,9 +286,13 @@ def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_si
     read_ahead_kb = None
     if read_ahead is not None:
         try:
-            read_ahead_kb = parse_size(read_ahead) // 1024
+            ra_bytes = parse_size(read_ahead)
         except ValueError as e:
             raise CaptureError(f"--read-ahead {read_ahead}: {e}") from None
+        if ra_bytes % 1024:
+            raise CaptureError(f"--read-ahead {read_ahead}: not a whole number of KiB "
+                               f"(read_ahead_kb), e.g. 128KiB")
+        read_ahead_kb = ra_bytes // 1024
     res = record(name, sizes["--limit"], list(cmd), with_alloc=with_alloc, out_dir=out_dir,
                  drop_caches=drop_caches, buffer_bytes=sizes["--buffer-size"],
                  read_ahead_kb=read_ahead_kb)

@@ -131,6 +131,10 @@ def test_compression_level() -> None:
     (["record", "x", "--limit", "16XB", "--", "true"], "--limit 16XB: not a size"),
     (["record", "x", "--limit", "16MiB", "--buffer-size", "lots", "--", "true"],
      "--buffer-size lots: not a size"),
+    (["record", "x", "--limit", "16MiB", "--read-ahead", "1000", "--", "true"],
+     "--read-ahead 1000: not a whole number of KiB"),
+    (["record", "x", "--limit", "16MiB", "--read-ahead", "fast", "--", "true"],
+     "--read-ahead fast: not a size"),
     (["record", "x", "--limit", "16MiB"], "no command to record"),
     (["record", "x", "--", "true"], "Missing option '--limit'"),
 ])
@@ -156,5 +160,6 @@ def test_cli_help_documents_defaults(capsys: pytest.CaptureFixture[str]) -> None
     for opt, default in (("--limit", "[required]"), ("--with-alloc", "[default: off"),
                          ("--out-dir", "[default: the current directory]"),
                          ("--buffer-size", "[default: 128MiB]"),
-                         ("--no-drop-caches", "[default: --drop-caches]")):
+                         ("--no-drop-caches", "[default: --drop-caches]"),
+                         ("--read-ahead", "[default: leave them as they are]")):
         assert opt in out and default in out, opt
