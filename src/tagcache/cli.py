@@ -215,12 +215,15 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                    "whole capacity, as DESIGN.md 5 defines it]")
 @click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
               help="Trace format.  [default: detected]")
+@click.option("--by-file", "by_file", type=click.IntRange(0), default=0, metavar="N",
+              help="Also list the N files where model and kernel differ most.  [default: 0, "
+                   "none; the JSON always has every file under by_file]")
 @click.option("--json", "json_path", default=None, metavar="PATH",
-              help="Write {kernel, model, error} (and the fault outcomes) as JSON to PATH ('-' "
-                   "for standard output).  [default: no JSON]")
+              help="Write {kernel, model, error} (and the fault outcomes and per-file counts) "
+                   "as JSON to PATH ('-' for standard output).  [default: no JSON]")
 def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahead: str | None,
              large_folios: bool | None, mappings: bool, minus_metadata: bool,
-             fmt: str | None, json_path: str | None) -> None:
+             fmt: str | None, by_file: int, json_path: str | None) -> None:
     """Compare the page-cache model with what the kernel did on a capture."""
     _check_json_path(json_path)
     sidecar = _sidecar(trace_path, meta, required=True)
@@ -236,7 +239,7 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
     v = validate_trace(trace, cap, large_folios=large_folios, ra_pages=ra_pages, meta=sidecar,
                        mappings=mappings, minus_metadata=minus_metadata)
     if json_path != "-":
-        print_validation(v, trace_path, ra_pages, ra_from)
+        print_validation(v, trace_path, ra_pages, ra_from, by_file=by_file)
     if json_path is not None:
         write_json(v.to_json() | {"read_ahead_pages": ra_pages}, json_path)
 

@@ -111,8 +111,9 @@ CENSORED_WARNING = 0.15
 
 
 def print_validation(v, trace_path, ra_pages: int, ra_from: str,
-                     console: Console | None = None) -> None:
-    """The kernel-versus-model table of ``tagcache validate``."""
+                     console: Console | None = None, by_file: int = 0) -> None:
+    """The kernel-versus-model table of ``tagcache validate``; with ``by_file``, the files
+    where they differ most."""
     console = console or wide_console()
     console.print(f"[bold]validate[/bold] {trace_path}")
     t = Table(header_style="bold")
@@ -132,6 +133,16 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
                       f"missed {f['both_miss']:,}, the kernel missed where the model hit "
                       f"{f['kernel_miss_model_hit']:,} (the kernel read "
                       f"{fp['kernel_miss_model_hit']:,} pages for those).[/dim]")
+    rows = v.diverging_files(by_file)
+    if rows:
+        t = Table(header_style="bold", title="files where model and kernel differ most")
+        for col in ("file", "insertions kernel", "model", "re-insertions kernel", "model"):
+            t.add_column(col, justify="left" if col == "file" else "right")
+        for r in rows:
+            k, m = r["kernel"], r["model"]
+            t.add_row(r["file"], f"{k['insertions']:,}", f"{m['insertions']:,}",
+                      f"{k['reinsertions']:,}", f"{m['reinsertions']:,}")
+        console.print(t)
     if v.censored > CENSORED_WARNING:
         console.print(f"[yellow]warning:[/yellow] {100 * v.censored:.0f}% of the kernel's "
                       "insertions came on faults where the model had the page cached: a trace "

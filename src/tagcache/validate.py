@@ -22,7 +22,7 @@ distance sits between the two capacities are predicted with too few re-insertion
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ import numpy as np
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.mm.filemap import PageCache
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
-from tagcache.sidecar import ACCESS_OPS, capture_facts
+from tagcache.sidecar import ACCESS_OPS, capture_facts, device_key
 from tagcache.workloads.events import FileTable, Op, Trace
 
 FAULT_OUTCOMES = ("both_hit", "kernel_miss_model_hit", "kernel_hit_model_miss", "both_miss")
@@ -50,6 +50,16 @@ class Validation:
     add events up to the next access event): what the kernel read for those faults."""
     large_folios: bool = False
     """Whether the model gave the traced files large folios."""
+    by_file: list[dict[str, Any]] = field(default_factory=list)
+    """Per file with access events, most inserted by the kernel first: ``{"file": "M:m:ino",
+    "kernel": {"insertions", "reinsertions"}, "model": {...}}``."""
+
+    def diverging_files(self, n: int) -> list[dict[str, Any]]:
+        """The ``n`` files where model and kernel differ most (insertions + re-insertions)."""
+        def gap(r: dict[str, Any]) -> int:
+            return sum(abs(r["model"][k] - r["kernel"][k]) for k in ("insertions",
+                                                                       "reinsertions"))
+        return sorted((r for r in self.by_file if gap(r)), key=gap, reverse=True)[:n]
 
     @property
     def censored(self) -> float:
@@ -77,7 +87,8 @@ class Validation:
         return {"kernel": self.kernel, "model": self.model, "error": self.error,
                 "capacity_pages": self.capacity_pages, "files": self.files,
                 "faults": self.faults, "fault_pages": self.fault_pages,
-                "censored": self.censored, "large_folios": self.large_folios}
+                "censored": self.censored, "large_folios": self.large_folios,
+                "by_file": self.by_file}
 
 
 def accessed_files(trace: Trace) -> np.ndarray:
@@ -86,19 +97,31 @@ def accessed_files(trace: Trace) -> np.ndarray:
     return np.unique(trace.arg0[m])
 
 
+def kernel_counts_by_file(trace: Trace, files: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Insertions and re-insertions of the kernel's add events on ``files``, per file id."""
+    n = len(trace.files)
+    m = (trace.op == Op.KERNEL_ADD) & np.isin(trace.arg0, files)
+    f, idx, order = trace.arg0[m].astype(np.int64), trace.arg1[m], trace.arg2[m]
+    if not len(f):
+        return np.zeros(n, np.int64), np.zeros(n, np.int64)
+    nr = np.left_shift(1, order.astype(np.int64))
+    pages_f = np.repeat(f, nr)
+    offs = np.arange(len(pages_f)) - np.repeat(np.cumsum(nr) - nr, nr)
+    key = pages_f * (1 << 40) + np.repeat(idx, nr) + offs
+    insertions = np.bincount(pages_f, minlength=n)
+    first_times = np.bincount(np.unique(key) >> 40, minlength=n)
+    return insertions, insertions - first_times
+
+
 def kernel_counts(trace: Trace, files: np.ndarray) -> dict[str, int]:
     """Insertions and re-insertions of the kernel's add events on ``files``."""
-    m = (trace.op == Op.KERNEL_ADD) & np.isin(trace.arg0, files)
-    f, idx, order = trace.arg0[m], trace.arg1[m], trace.arg2[m]
-    nr = np.left_shift(1, order)
-    if not len(f):
-        return {"insertions": 0, "reinsertions": 0}
-    pages_f = np.repeat(f, nr)
-    starts = np.repeat(idx, nr)
-    offs = np.arange(len(pages_f)) - np.repeat(np.cumsum(nr) - nr, nr)
-    key = pages_f * (1 << 40) + starts + offs
-    total = len(key)
-    return {"insertions": int(total), "reinsertions": int(total - len(np.unique(key)))}
+    insertions, reinsertions = kernel_counts_by_file(trace, files)
+    return {"insertions": int(insertions.sum()), "reinsertions": int(reinsertions.sum())}
+
+
+def file_key(trace: Trace, f: int) -> str:
+    """A file as the sidecar names it: 'M:m:inohex'."""
+    return f"{device_key(int(trace.files.dev[f]))}:{int(trace.files.ino[f]):x}"
 
 
 def model_files(trace: Trace, files: np.ndarray, large_folios: bool) -> FileTable:
@@ -159,5 +182,12 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
             fault_file = a0
         handlers[op](a0, a1, a2)
     model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
-    return Validation(kernel_counts(trace, files), model, capacity_pages, len(files), faults,
-                      fault_pages, facts.large_folios)
+    k_ins, k_re = kernel_counts_by_file(trace, files)
+    by_file = [{"file": file_key(trace, f),
+                "kernel": {"insertions": int(k_ins[f]), "reinsertions": int(k_re[f])},
+                "model": {"insertions": int(pc.file_insertions[f]),
+                          "reinsertions": int(pc.file_reinsertions[f])}}
+               for f in sorted(files.tolist(), key=lambda f: (-int(k_ins[f]), f))]
+    kernel = {"insertions": int(k_ins.sum()), "reinsertions": int(k_re.sum())}
+    return Validation(kernel, model, capacity_pages, len(files), faults, fault_pages,
+                      facts.large_folios, by_file)

@@ -7,6 +7,7 @@ capture in tests/data runs everywhere; the shared sample and the captures/ folde
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,38 @@ def test_large_folios_bring_the_mmap_walk_closer():
     assert abs(large.error["reinsertions"]) < 0.7 * abs(small.error["reinsertions"]), \
         (large.to_json(), small.to_json())
     assert abs(large.error["insertions"]) <= 0.10
+
+
+def test_per_file_counts_add_up_to_the_totals(capsys):
+    """by_file splits both sides' counts per file, named as the sidecar names files; the
+    command lists the files that differ most."""
+    v = _validate(MINI, mappings=True, minus_metadata=True)
+    for side in ("kernel", "model"):
+        for k in ("insertions", "reinsertions"):
+            assert sum(r[side][k] for r in v.by_file) == getattr(v, side)[k]
+    assert len(v.by_file) == v.files
+    assert all(re.fullmatch(r"\d+:\d+:[0-9a-f]+", r["file"]) for r in v.by_file)
+    kernel_ins = [r["kernel"]["insertions"] for r in v.by_file]
+    assert kernel_ins == sorted(kernel_ins, reverse=True)
+    top = v.diverging_files(3)
+    assert 0 < len(top) <= 3
+    assert main(["validate", str(MINI), "--mappings", "--minus-metadata", "--by-file", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "files where model and kernel differ most" in out
+    assert all(r["file"] in out for r in top)
+
+
+def test_kernel_reinsertions_per_file():
+    files = FileTable.build([MKDEV_254_0, MKDEV_254_0], [0x77, 0x78], [8, 8])
+    b = TraceBuilder()
+    b.add(Op.GET_PAGES, 0, 0, 1)
+    b.add(Op.GET_PAGES, 1, 0, 1)
+    for f, i, order in ((0, 0, 2), (1, 0, 0), (0, 2, 0), (0, 0, 1), (1, 1, 0)):
+        b.add(Op.KERNEL_ADD, f, i, order)
+    v = validate_trace(b.build(files), 64, ra_pages=0)
+    assert {r["file"]: r["kernel"] for r in v.by_file} == {
+        "254:0:77": {"insertions": 7, "reinsertions": 3},
+        "254:0:78": {"insertions": 2, "reinsertions": 0}}
 
 
 @pytest.mark.parametrize("path", CENSORED, ids=lambda p: p.name.split(".")[0])

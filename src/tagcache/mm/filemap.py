@@ -133,6 +133,8 @@ class PageCache:
         self.flags = np.zeros(self.nr_slots, np.uint16)
         self.version = np.zeros(self.nr_slots, np.uint32)   # contents generation, for checks
         self.ever = np.zeros(self.nr_slots, bool)           # inserted at least once
+        self.file_insertions = np.zeros(n, np.int64)         # per file, as stats counts them
+        self.file_reinsertions = np.zeros(n, np.int64)
         self.lru = LruLists(self.nr_slots)
         self.ws = Workingset(self.nr_slots)
         self.ra = ra_mod.RaState(n, ra_pages)
@@ -239,13 +241,14 @@ class PageCache:
         st = self.stats
         st.insertions += nr
         if nr == 1:
-            if self.ever[head]:
-                st.reinsertions += 1
-            else:
-                self.ever[head] = True
+            again = int(self.ever[head])
+            self.ever[head] = True
         else:
-            st.reinsertions += int(np.count_nonzero(self.ever[head:head + nr]))
+            again = int(np.count_nonzero(self.ever[head:head + nr]))
             self.ever[head:head + nr] = True
+        st.reinsertions += again
+        self.file_insertions[f] += nr
+        self.file_reinsertions[f] += again
         if fill:
             restored = self.cleancache.restore_folio(head, nr)
             st.pages_read += nr - restored
