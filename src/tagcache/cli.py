@@ -119,8 +119,8 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
               help="With a capture sidecar: its executable and copy-on-write mappings, as "
                    "'tagcache validate --mappings'.")
 @click.option("--minus-metadata", is_flag=True, default=False,
-              help="With a capture sidecar: the default capacity less the filesystem metadata "
-                   "its cgroup held (buffers_growth_peak), as 'tagcache validate "
+              help="With a capture sidecar: the capacity less the filesystem metadata its "
+                   "cgroup held (buffers_growth_peak), as 'tagcache validate "
                    "--minus-metadata'.  [default: off]")
 @click.option("--backend", type=click.Choice(["all", *BACKEND_NAMES]), default="all",
               show_default=True, help="Which designs to run: idle, cleancache, or all of the "
@@ -180,7 +180,9 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         facts = capture_facts(trace, sidecar, mappings=mappings, minus_metadata=minus_metadata)
     cap = _capacity(capacity)
     if cap is None and sidecar is not None:
-        cap = max(1, sidecar["kernel"]["cache_peak"] // PAGE_SIZE - facts.metadata_pages)
+        cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
+    if cap is not None and facts is not None:
+        cap = max(1, cap - facts.metadata_pages)
     runs = len(scn.designs) * (1 if tagged == "trace" else len(scn.shares))
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
