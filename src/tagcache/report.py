@@ -140,7 +140,7 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
             t.add_column(col, justify="left" if col == "file" else "right")
         for r in rows:
             k, m = r["kernel"], r["model"]
-            t.add_row(r["file"], f"{k['insertions']:,}", f"{m['insertions']:,}",
+            t.add_row(r.get("path") or r["file"], f"{k['insertions']:,}", f"{m['insertions']:,}",
                       f"{k['reinsertions']:,}", f"{m['reinsertions']:,}")
         console.print(t)
     if v.censored > CENSORED_WARNING:

@@ -52,7 +52,8 @@ class Validation:
     """Whether the model gave the traced files large folios."""
     by_file: list[dict[str, Any]] = field(default_factory=list)
     """Per file with access events, most inserted by the kernel first: ``{"file": "M:m:ino",
-    "kernel": {"insertions", "reinsertions"}, "model": {...}}``."""
+    "path": the sidecar's path or None, "kernel": {"insertions", "reinsertions"},
+    "model": {...}}``."""
 
     def diverging_files(self, n: int) -> list[dict[str, Any]]:
         """The ``n`` files where model and kernel differ most (insertions + re-insertions)."""
@@ -183,7 +184,8 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
         handlers[op](a0, a1, a2)
     model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
     k_ins, k_re = kernel_counts_by_file(trace, files)
-    by_file = [{"file": file_key(trace, f),
+    paths = (meta or {}).get("paths") or {}
+    by_file = [{"file": file_key(trace, f), "path": paths.get(file_key(trace, f)),
                 "kernel": {"insertions": int(k_ins[f]), "reinsertions": int(k_re[f])},
                 "model": {"insertions": int(pc.file_insertions[f]),
                           "reinsertions": int(pc.file_reinsertions[f])}}

@@ -118,6 +118,8 @@ def check_new_fields(side: dict) -> None:
         check_runs(runs)
     growth = side.get("buffers_growth_peak", 0)
     assert type(growth) is int and growth >= 0, growth
+    for key, path in side.get("paths", {}).items():
+        assert KEY.match(key) and path.startswith("/"), (key, path)
     for order, pages in side.get("folio_orders", {}).items():
         assert order.isdigit() and int(order) <= 9 and type(pages) is int and pages > 0, \
             (order, pages)

@@ -40,7 +40,7 @@ MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
            "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings",
-           "buffers_growth_peak"}
+           "buffers_growth_peak", "paths"}
 OPTIONAL = {"folio_orders"}   # where /proc/kpageflags can be read (CONFIG_PROC_PAGE_MONITOR)
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
@@ -199,6 +199,23 @@ def test_capture_folio_orders_count_the_cgroups_page_cache_at_exit(grep_like: di
     assert set(orders) <= added, (orders, added)
     if added != {0}:
         assert set(orders) - {0}, orders
+
+
+def test_capture_paths_name_mapped_and_open_files(grep_like: dict) -> None:
+    """paths: cat's binary (mapped) and files it had open at a sample, keyed as the trace
+    names them; nothing outside CMD's processes (the recorder's python)."""
+    side = grep_like["res"].sidecar
+
+    def key(path: str) -> str:
+        st = os.stat(path)
+        return f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}"
+
+    cat = os.path.realpath(shutil.which("cat"))
+    assert side["paths"][key(cat)] == cat
+    read = {key(f): f for f in grep_like["files"]}
+    seen = {k: p for k, p in side["paths"].items() if k in read}
+    assert seen and all(os.path.samefile(p, read[k]) for k, p in seen.items())
+    assert key(os.path.realpath(sys.executable)) not in side["paths"]
 
 
 def test_record_sets_read_ahead_and_puts_it_back(tmp_path: Path, clean_machine: Path) -> None:

@@ -147,17 +147,18 @@ def test_per_file_counts_add_up_to_the_totals(capsys):
     assert all(r["file"] in out for r in top)
 
 
-def test_kernel_reinsertions_per_file():
+def test_kernel_reinsertions_per_file_and_paths_from_the_sidecar():
     files = FileTable.build([MKDEV_254_0, MKDEV_254_0], [0x77, 0x78], [8, 8])
     b = TraceBuilder()
     b.add(Op.GET_PAGES, 0, 0, 1)
     b.add(Op.GET_PAGES, 1, 0, 1)
     for f, i, order in ((0, 0, 2), (1, 0, 0), (0, 2, 0), (0, 0, 1), (1, 1, 0)):
         b.add(Op.KERNEL_ADD, f, i, order)
-    v = validate_trace(b.build(files), 64, ra_pages=0)
+    v = validate_trace(b.build(files), 64, ra_pages=0, meta={"paths": {"254:0:78": "/b"}})
     assert {r["file"]: r["kernel"] for r in v.by_file} == {
         "254:0:77": {"insertions": 7, "reinsertions": 3},
         "254:0:78": {"insertions": 2, "reinsertions": 0}}
+    assert {r["file"]: r["path"] for r in v.by_file} == {"254:0:77": None, "254:0:78": "/b"}
 
 
 @pytest.mark.parametrize("path", CENSORED, ids=lambda p: p.name.split(".")[0])

@@ -48,7 +48,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Six more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
+Seven more sidecar fields (DESIGN.md 5 allows more) say what a model replaying the access
 events cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -89,6 +89,11 @@ events cannot learn from them, and would otherwise get wrong:
     copy them on the first write (do_cow_fault(), wp_page_copy()): the page-cache folio is
     read but does not stay mapped, so reclaim finds it unreferenced, where a fault event alone
     would suggest a mapped, young page.
+
+``paths``: ``{"M:m:inohex": "/path"}``
+    The path of every regular file that CMD's processes had mapped or open at a sample
+    (/proc/PID/maps, /proc/PID/fd), so that per-file results (``tagcache validate
+    --by-file``) can name files. Files opened and closed between two samples are missed.
 
 ``buffers_growth_peak``: bytes
     The most that /proc/meminfo ``Buffers`` (nr_blockdev_pages(): the page cache of the block
@@ -404,27 +409,52 @@ def _merge_runs(runs: list[list[int]] | set[tuple[int, int]]) -> list[list[int]]
 
 class ExecMappings:
     """The executable file mappings seen in a set of processes, gathered sample by sample
-    (sidecar fields ``exec_mappings`` and ``cow_mappings``)."""
+    (sidecar fields ``exec_mappings`` and ``cow_mappings``), and the path of every file they
+    had mapped or open (``paths``)."""
 
     def __init__(self, proc: Path = PROC) -> None:
         self.proc = proc
         self.seen: dict[str, set[tuple[int, int]]] = {}
         self.where: dict[str, tuple[int, int, int, _Mapped]] = {}
+        self.paths: dict[str, str] = {}
 
     def sample(self, pids: list[int]) -> None:
         for pid in pids:
+            self._open_files(pid)
             try:
                 text = _read(self.proc / str(pid) / "maps")
             except OSError:  # exited meanwhile
                 continue
             for major, minor, ino, path, start, end, perms, offset in _file_mappings(text):
+                key = f"{major}:{minor}:{ino:x}"
+                self.paths.setdefault(key, path)
                 if "x" not in perms:
                     continue
-                key = f"{major}:{minor}:{ino:x}"
                 self.seen.setdefault(key, set()).add((offset // PAGE_SIZE,
                                                       (end - start) // PAGE_SIZE))
                 self.where.setdefault(key, (major, minor, ino,
                                             _Mapped(str(pid), start, end, path)))
+
+    def _open_files(self, pid: int) -> None:
+        """Paths of the regular files ``pid`` has open (its /proc/PID/fd links)."""
+        fd_dir = self.proc / str(pid) / "fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            return
+        for fd in fds:
+            try:
+                st = os.stat(fd_dir / fd)
+                if not S_ISREG(st.st_mode):
+                    continue
+                key = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}"
+                if key not in self.paths:
+                    self.paths[key] = os.readlink(fd_dir / fd)
+            except OSError:  # closed meanwhile
+                continue
+
+    def sorted_paths(self) -> dict[str, str]:
+        return {key: self.paths[key] for key in sorted(self.paths, key=_file_order)}
 
     def runs(self) -> dict[str, list[list[int]]]:
         """``{"M:m:inohex": [[first_page, npages], ...]}``: sorted keys, merged runs."""
@@ -1220,6 +1250,7 @@ def _run(job: _Job, sigs: _Signals) -> CaptureResult:
             "resident_at_start": resident,
             "exec_mappings": exec_seen.runs(),
             "cow_mappings": exec_seen.cow_runs(),
+            "paths": exec_seen.sorted_paths(),
             "buffers_growth_peak": int(buffers.peak),
         }
         if orders is not None:
