@@ -448,9 +448,15 @@ class ExecMappings:
                 if not S_ISREG(st.st_mode):
                     continue
                 key = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}:{st.st_ino:x}"
-                if key not in self.paths:
-                    self.paths[key] = os.readlink(fd_dir / fd)
-            except OSError:  # closed meanwhile
+                if key in self.paths:
+                    continue
+                # The fd may have been closed and reused between the stat and the readlink
+                # (cat reopens fd 3 file after file): keep the path only if it is that file.
+                path = os.readlink(fd_dir / fd)
+                again = os.stat(path)
+                if (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino):
+                    self.paths[key] = path
+            except OSError:  # closed meanwhile, or the path no longer names it
                 continue
 
     def sorted_paths(self) -> dict[str, str]:
@@ -1149,15 +1155,14 @@ class _ReadAhead:
 
     def __init__(self, kb: int, sysfs: Path = SYSFS_BDI) -> None:
         self.saved: dict[Path, str] = {}
-        for dev in bdi_read_ahead_kb(sysfs):
+        for dev, old in bdi_read_ahead_kb(sysfs).items():
             path = sysfs / dev / "read_ahead_kb"
             try:
-                old = _read(path).strip()
                 _write(path, str(kb))
             except OSError as e:
                 self.restore()
                 raise CaptureError(f"cannot set {path} to {kb}: {e.strerror}") from None
-            self.saved[path] = old
+            self.saved[path] = str(old)
 
     def restore(self) -> list[str]:
         errors = []
