@@ -182,7 +182,7 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     if cap is None and sidecar is not None:
         cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
     if cap is not None and facts is not None:
-        cap = max(1, cap - facts.metadata_pages)
+        cap = facts.data_capacity(cap)
     runs = len(scn.designs) * (1 if tagged == "trace" else len(scn.shares))
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,

@@ -162,6 +162,10 @@ class CaptureFacts:
     metadata_pages: int = 0
     """Room the filesystem metadata took in the capture's cgroup, off the capacity."""
 
+    def data_capacity(self, capacity_pages: int) -> int:
+        """The page-cache capacity left to the traced files: less the metadata's room."""
+        return max(1, capacity_pages - self.metadata_pages)
+
     def files(self, files: FileTable) -> FileTable:
         """``files`` with every mapping's large-folio support set as the capture had it."""
         return FileTable.build(files.dev, files.ino, files.size_pages, files.span_pages,

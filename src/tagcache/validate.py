@@ -152,7 +152,7 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     files = accessed_files(trace)
     facts = capture_facts(trace, meta, large_folios=large_folios, ra_pages=ra_pages,
                           mappings=mappings, minus_metadata=minus_metadata)
-    capacity_pages = max(1, capacity_pages - facts.metadata_pages)
+    capacity_pages = facts.data_capacity(capacity_pages)
     ft = model_files(trace, files, facts.large_folios)
     pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, **facts.page_cache_kwargs())
     facts.preload(pc)
@@ -185,7 +185,8 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
     k_ins, k_re = kernel_counts_by_file(trace, files)
     paths = (meta or {}).get("paths") or {}
-    by_file = [{"file": file_key(trace, f), "path": paths.get(file_key(trace, f)),
+    keys = {f: file_key(trace, f) for f in files.tolist()}
+    by_file = [{"file": keys[f], "path": paths.get(keys[f]),
                 "kernel": {"insertions": int(k_ins[f]), "reinsertions": int(k_re[f])},
                 "model": {"insertions": int(pc.file_insertions[f]),
                           "reinsertions": int(pc.file_reinsertions[f])}}
