@@ -57,6 +57,20 @@ class System:
         pc.lru.delete(lru, h, nr)
         pc.evict_folio(h)
 
+    def map_tagged(self, pfns, order: int = 0) -> None:
+        """set_ptes_at() on ``pfns``, then their tags are written, as the mm side does."""
+        pfns = np.asarray(pfns, np.int64)
+        self.tags.set_ptes_at(pfns, order)
+        if self.checker is not None:
+            self.checker.tags_written(pfns)
+
+    def unmap_tagged(self, pfns) -> None:
+        """The tagged pages ``pfns`` are freed."""
+        pfns = np.asarray(pfns, np.int64)
+        self.tags.free_tag_storage(pfns)
+        if self.checker is not None:
+            self.checker.tags_freed(pfns)
+
     def violations(self) -> dict[str, int]:
         assert self.checker is not None
         return dict(self.checker.counts)
@@ -80,14 +94,14 @@ def build_system(files: FileTable, *, layout: MachineLayout | None = None, limit
     nr_slots = PageCache.slots_needed(files)
     checker = Checker(nr_slots) if check else None
     be = TagStorageBackend(layout, nr_slots, policy) if backend else None
-    cc = Cleancache(be, checker)
-    tags = TagStorage(layout, cc, costs or CostTable(), checker)
+    cc = Cleancache(be)
+    tags = TagStorage(layout, cc, costs or CostTable())
     holder: dict[str, System] = {}
     pc = PageCache(files, cc, lambda: holder["s"].limit, ra_pages=ra_pages,
                    max_folio_order=max_folio_order, policy=pc_policy, exec_vmas=exec_vmas,
                    cow_vmas=cow_vmas)
     if checker is not None:
-        checker.pagecache = pc
+        checker.attach(pagecache=pc, cleancache=cc, tags=tags)
     s = System(layout, files, checker, be, cc, tags, pc, limit)
     holder["s"] = s
     return s

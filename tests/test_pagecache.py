@@ -261,7 +261,9 @@ def test_write_invalidates_the_stored_copy(make_system):
     assert s.walk() == clean(s)
 
 
-def test_truncate_invalidates_stored_copies_past_the_new_size(make_system):
+def test_truncate_invalidates_every_stored_copy_of_the_inode(make_system):
+    """truncate_inode_pages_range() ends in cleancache_invalidate_inode(): copies below the
+    new size go too."""
     s = make_system()
     pc, cc = s.pc, s.cc.stats
     for i in range(8, 16):
@@ -274,7 +276,7 @@ def test_truncate_invalidates_stored_copies_past_the_new_size(make_system):
     s.cc.store_folio(keep, 0, dirty=False)             # a copy below the new size
     assert cc.stored == 9
     pc.truncate(0, 8)
-    assert cc.invalidated == 8 and s.cc.cached == 1
+    assert cc.invalidated == 9 and s.cc.cached == 0
     assert pc.nr_pages == 0 and pc.isize_pages(0) == 8
     assert pc.stats.evictions == 8                     # truncation is not eviction
     assert (pc.ws.shadow[s.slot(0, 8):s.slot(0, 96)] == -1).all()
@@ -308,3 +310,27 @@ def test_unlink_and_unmount_invalidate(make_system):
     s.pc.unlink(0)
     assert s.cc.stats.invalidated == 8 and s.cc.cached == 0
     assert s.walk() == clean(s)
+
+
+def test_a_readahead_window_is_one_disk_request(make_system):
+    s = make_system()
+    pc = s.pc
+    pc.read(0, 0, 4)                                   # the initial window: one request
+    assert pc.stats.read_requests == pc.stats.read_requests_without_cleancache == 1
+    pc.read(0, 40, 1)                                  # a random read of one page: one more
+    assert pc.stats.read_requests == 2 and pc.stats.pages_read == pc.nr_pages
+
+
+def test_a_restored_folio_splits_a_request_and_avoids_pages(make_system):
+    s = make_system(limit=64)
+    pc = s.pc
+    pc.read(0, 10, 1)                                  # page 10 alone
+    s.evict(0, 10)                                     # ... stored
+    assert s.cc.cached == 1
+    read0, req0 = pc.stats.pages_read, pc.stats.read_requests
+    pc.read(0, 0, 16)                                  # window [0, 16): 10 comes from the copy
+    assert s.cc.stats.restored == 1
+    assert pc.stats.pages_read - read0 == pc.nr_pages - 1
+    # Without cleancache: one request; with it: [0, 10) and [11, ...) are two.
+    assert pc.stats.read_requests - req0 == 2
+    assert pc.stats.read_requests_without_cleancache == 2   # page 10 alone, then the window

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from tagcache.cli import main
+from tagcache.costs import CostTable
 from tagcache.errors import ScenarioError
 from tagcache.invariants import RULES
+from tagcache.replay import CLEANCACHE_DEPENDENT
 from tagcache.scenario import load_scenario
 
 MACHINE = """\
@@ -91,9 +93,8 @@ def test_small_scenario_loads(small):
     assert scn.shares == [0.05]
     assert [(d.backend, d.policy) for d in scn.designs] == [
         ("idle", "whole"), ("cleancache", "whole"), ("cleancache", "split")]
-    # The tagged share comes out of the anonymous memory.
-    cfg = scn.machine_for(0.05)
-    assert cfg.anon_untagged_pages == 60 * 256 - round(0.05 * 16384)
+    # The tagged share comes out of the anonymous memory, which the generator fills whole.
+    assert scn.tagged.anon_pages == 60 * 256 and scn.tagged.process_pages == 256
 
 
 def test_explicit_regions_load(tmp_path):
@@ -201,13 +202,18 @@ def test_cli_help_and_version(capsys):
     assert "0.1.0" in capsys.readouterr().out
 
 
-PAGE_CACHE = {"accesses", "hits", "misses", "insertions", "refaults", "evictions"}
+PAGE_CACHE = {"accesses", "hits", "misses", "insertions", "refaults", "evictions",
+              "cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging"}
 CLEANCACHE = {"stored", "skipped", "restored", "missed", "invalidated", "reclaimed", "cached",
-              "collateral", "hit_ratio"}
-TAG_STORAGE = {"total_tag_pages", "reserved_now", "reserved_peak", "cache_pages_now",
-               "cache_pages_peak", "reservations", "reservation_failures", "reservation_work",
-               "reservation_latency_ns", "cmo_pages", "metadata_bytes_per_tag_page"}
-IO = {"pages_read", "reads_avoided", "io_time_saved_ns"}
+              "collateral", "evicted", "hit_ratio", "restored_per_stored"}
+TAG_STORAGE = {"total_tag_pages", "reserved_now", "reserved_peak", "reserved_avg",
+               "cache_pages_now", "cache_pages_peak", "cache_mib_avg", "cache_mib_peak",
+               "achieved_tagged_share", "reservations", "reservation_failures",
+               "reservation_latency_ns", "dropped_per_claim", "cmo_pages",
+               "metadata_bytes_per_tag_page", "simulator_bytes_per_tag_page"}
+IO = {"read_requests", "pages_read", "requests_avoided", "reads_avoided", "read_time_ns",
+      "write_time_ns", "io_time_saved_ns", "cleancache_cost_ns", "net_time_saved_ns",
+      "oom_events", "extra_pages_read_vs_untagged"}
 
 
 @pytest.fixture
@@ -225,7 +231,10 @@ def test_cli_json_to_stdout(small_json):
     results = d["results"]
     assert [(r["backend"], r["policy"]["large_folio"]) for r in results] == [
         ("idle", None), ("cleancache", "whole"), ("cleancache", "split")]
-    assert d["perf"]["events"] == sum(r["perf"]["events"] for r in results) > 0
+    baselines = d["baselines"]                       # every design at 0% tagged, not rows
+    assert [(r["backend"], r["tagged_share"]) for r in baselines] == [
+        ("idle", 0.0), ("cleancache", 0.0), ("cleancache", 0.0)]
+    assert d["perf"]["events"] == sum(r["perf"]["events"] for r in results + baselines) > 0
     for r in results:
         assert {"backend", "policy", "tagged_share", "page_cache", "cleancache", "tag_storage",
                 "io", "invariants"} <= set(r)
@@ -233,7 +242,9 @@ def test_cli_json_to_stdout(small_json):
         assert PAGE_CACHE <= set(r["page_cache"])
         assert CLEANCACHE <= set(r["cleancache"])
         assert TAG_STORAGE <= set(r["tag_storage"])
-        assert set(r["tag_storage"]["reservation_latency_ns"]) == {"p50", "p99", "max"}
+        lat = r["tag_storage"]["reservation_latency_ns"]
+        assert set(lat) == {"all", "claiming"}
+        assert set(lat["claiming"]) == {"calls", "p50", "p99", "p99.9", "max"}
         assert IO <= set(r["io"])
         assert r["invariants"] == dict.fromkeys(RULES, 0)
         assert r["tag_storage"]["total_tag_pages"] == 512
@@ -242,8 +253,12 @@ def test_cli_json_to_stdout(small_json):
 
 def test_cli_json_numbers_agree(small_json):
     idle, whole, split = small_json["results"]
-    # Cleancache never changes what the page cache does, only where misses are served from.
-    assert idle["page_cache"] == whole["page_cache"] == split["page_cache"]
+    # Cleancache never changes what the page cache does, only where misses are served from
+    # (the hits lost to tagging count cleancache restores too).
+    def pc(r):
+        return {k: v for k, v in r["page_cache"].items() if k not in CLEANCACHE_DEPENDENT}
+
+    assert pc(idle) == pc(whole) == pc(split)
     assert idle["page_cache"]["evictions"] > 0
     for r in (whole, split):
         cc, io = r["cleancache"], r["io"]
@@ -251,7 +266,12 @@ def test_cli_json_numbers_agree(small_json):
         assert cc["restored"] > 0
         assert io["reads_avoided"] == cc["restored"]
         assert io["pages_read"] + cc["restored"] == idle["io"]["pages_read"]
-        assert io["io_time_saved_ns"] == cc["restored"] * (60_000.0 - 300.0)
+        c = CostTable()
+        assert io["io_time_saved_ns"] == (io["requests_avoided"] * c.disk_read_request
+                                          + cc["restored"] * c.disk_read_page)
+        assert io["cleancache_cost_ns"] == ((cc["stored"] + cc["restored"]) * c.page_copy
+                                            + r["tag_storage"]["cmo_pages"] * c.cmo_page
+                                            + cc["reclaimed"] * c.cleancache_drop)
         assert cc["hit_ratio"] == pytest.approx(cc["restored"] / (cc["restored"]
                                                                    + cc["missed"]))
         assert cc["cached"] == r["tag_storage"]["cache_pages_now"]

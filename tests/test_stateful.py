@@ -89,7 +89,8 @@ class TagCacheMachine(RuleBasedStateMachine):
         # back during the write, and then the copy is fresh.
         rng = slice(b + index, b + index + nr)
         stored = self.s.backend.slot_tp[rng] >= 0
-        assert (self.s.checker.copy_version[rng][stored] == pc.version[rng][stored]).all()
+        ck = self.s.checker
+        assert (ck.copy[rng][stored] == ck.version[rng][stored]).all()
 
     @rule(f=FILE, new=st.integers(0, 48))
     def truncate(self, f, new):
@@ -98,7 +99,8 @@ class TagCacheMachine(RuleBasedStateMachine):
         new = min(new, SPANS[f])
         self.isize[f] = min(self.isize[f], new)
         b = self.s.slot(f, 0)
-        assert not (self.s.backend.slot_tp[b + new:b + SPANS[f]] >= 0).any()
+        # cleancache_invalidate_inode(): no copy of the file survives, before EOF or past it
+        assert not (self.s.backend.slot_tp[b:b + SPANS[f]] >= 0).any()
 
     @rule(f=FILE)
     def fsync(self, f):
@@ -139,7 +141,7 @@ class TagCacheMachine(RuleBasedStateMachine):
         if not new:
             return
         self._tick()
-        self.s.tags.set_ptes_at(np.array(new) + self.layout.pfn_base, order)
+        self.s.map_tagged(np.array(new) + self.layout.pfn_base, order)
         self.tagged.update(new)
         refs = self.s.tags.refs
         blocks = self.layout.pfn_to_block[np.array(new)]
@@ -151,7 +153,7 @@ class TagCacheMachine(RuleBasedStateMachine):
         pages = data.draw(st.lists(st.sampled_from(sorted(self.tagged)), min_size=1,
                                    max_size=8, unique=True))
         self._tick()
-        self.s.tags.free_tag_storage(np.array(pages) + self.layout.pfn_base)
+        self.s.unmap_tagged(np.array(pages) + self.layout.pfn_base)
         self.tagged.difference_update(pages)
 
     # -- checks after every step ------------------------------------------------------------
@@ -176,7 +178,8 @@ class TagCacheMachine(RuleBasedStateMachine):
         reserved = np.flatnonzero(refs > 0)
         assert s.tags.stats.reserved_pages == int(layout.block_tag_pages[reserved].sum())
         # No tag page of a reserved block holds cached data.
-        assert s.backend.cache_pages_on_blocks(reserved) == 0
+        on_reserved = np.isin(layout.tag_page_block, reserved)
+        assert not (s.backend.tp_state[on_reserved] == TP_CACHE).any()
         assert s.cc.cached <= layout.nr_tag_pages - s.tags.stats.reserved_pages
 
     @invariant()
@@ -192,9 +195,12 @@ class TagCacheMachine(RuleBasedStateMachine):
             assert cc.collateral == 0
         # Exclusive: a page is in the page cache or in cleancache, never both.
         assert not (s.pc.head[stored] >= 0).any()
-        # Every inserted page that had to be read came from the disk or from cleancache.
+        # Every inserted page that had to be read came from the disk or from cleancache,
+        # a whole folio from one or the other.
         assert s.pc.stats.pages_read + cc.restored == self.filled
         assert cc.restored + cc.missed == self.filled
+        assert s.pc.stats.read_requests <= s.pc.stats.read_requests_without_cleancache + \
+            cc.restored
 
     @invariant()
     def page_cache_matches_the_reference(self):

@@ -11,9 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagcache.errors import TagcacheError
-from tagcache.experiment import TAGGED_SOURCES, plan_size, run_scenario, run_trace, scenario_trace
+from tagcache.experiment import (
+    TAGGED_SOURCES,
+    plan_size,
+    run_scenario,
+    run_shares,
+    run_trace,
+    scenario_traces,
+)
 from tagcache.replay import BACKEND_NAMES, Design
-from tagcache.report import print_report, print_validation, write_json
+from tagcache.report import print_report, print_validation, share_warnings, write_json
 from tagcache.scenario import load_scenario
 from tagcache.sidecar import capture_facts, load_sidecar, read_ahead_pages, sidecar_for
 from tagcache.traces import READERS, read_trace
@@ -79,6 +86,8 @@ def _check_json_path(json_path: str | None) -> None:
 def _finish(exp, json_path: str | None) -> None:
     if json_path != "-":
         print_report(exp)
+    for w in share_warnings(exp):
+        print(f"tagcache: warning: {w}", file=sys.stderr)
     if json_path is not None:
         write_json(exp.to_json(), json_path)
 
@@ -163,7 +172,7 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                 raise TagcacheError(f"{opt} needs --trace")
         if policy != "kernel" or tagged != "generator":
             raise TagcacheError("--policy and --tagged need --trace")
-        traces = {s: scenario_trace(scn, s) for s in scn.shares}
+        traces = scenario_traces(scn)          # the baselines' 0% share included
         with _progress_bar(plan_size(scn, traces), progress) as tick:
             exp = run_scenario(scn, check=check, traces=traces, progress=tick)
         _finish(exp, json_path)
@@ -183,7 +192,7 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
     if cap is not None and facts is not None:
         cap = facts.data_capacity(cap)
-    runs = len(scn.designs) * (1 if tagged == "trace" else len(scn.shares))
+    runs = len(scn.designs) * (1 if tagged == "trace" else len(run_shares(scn)))
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
                         tag_comms=list(tag_comm) or None, check=check, progress=tick,

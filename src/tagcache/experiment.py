@@ -1,24 +1,36 @@
-"""A scenario's full set of runs: every design at every tagged share, on the same file work.
+"""A scenario's full set of runs: every design at every tagged share, on the same work.
 
 The library entry point a notebook calls: ``run_scenario(load_scenario())``. Each run is
 independent (fresh machine, same seeded trace per share), so the list could be farmed out.
+
+Runs are like for like. At one share every design replays the identical trace (its digest,
+:func:`trace_digest`, is checked after each run and kept in ``perf["trace_digest"]``). Across
+shares the file work and the anonymous memory's size and churn are identical; only which
+anonymous pages carry PROT_MTE changes. Each design also runs at 0% tagged (the *baselines*;
+when 0.0 is one of the shares, its rows are the baselines), and each result carries its losses
+against the baseline of the same design: ``page_cache["hits_lost_to_tagging"]`` (page-cache hits
+plus cleancache restores at 0% minus at its share) and ``io["extra_pages_read_vs_untagged"]``
+(pages read from disk at its share minus at 0%).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
-from tagcache.replay import RunResult, replay
+from tagcache.replay import Design, MachineConfig, RunResult, replay
 from tagcache.scenario import Scenario
 from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import Op, Trace
 from tagcache.workloads.generators import generate
+
+BASELINE_SHARE = 0.0
 
 
 @dataclass
@@ -27,19 +39,33 @@ class Experiment:
     results: list[RunResult]
     wall_s: float
     note: str = ""          # what was replayed, when it was not the scenario's workload
+    baselines: list[RunResult] = field(default_factory=list)   # every design at 0% tagged
 
     @property
     def events(self) -> int:
-        return sum(r.perf["events"] for r in self.results)
+        """Events replayed, baseline runs included (those not already among the results)."""
+        extra = [b for b in self.baselines if not any(b is r for r in self.results)]
+        return sum(r.perf["events"] for r in self.results + extra)
 
     def to_json(self) -> dict:
         return {
             "scenario": self.scenario.to_json(),
             "results": [r.to_json() for r in self.results],
+            "baselines": [r.to_json() for r in self.baselines],
             "note": self.note,
             "perf": {"events": self.events, "wall_s": self.wall_s,
                      "events_per_s": self.events / self.wall_s if self.wall_s else 0.0},
         }
+
+
+def trace_digest(trace: Trace) -> str:
+    """BLAKE2b of the event columns (op, arg0, arg1, arg2), fixed widths: equal digests mean
+    the same events in the same order."""
+    h = hashlib.blake2b(digest_size=16)
+    for col, dt in ((trace.op, np.uint8), (trace.arg0, np.int64), (trace.arg1, np.int64),
+                    (trace.arg2, np.int64)):
+        h.update(np.ascontiguousarray(col, dtype=dt).tobytes())
+    return h.hexdigest()
 
 
 def scenario_trace(scn: Scenario, share: float) -> Trace:
@@ -49,23 +75,72 @@ def scenario_trace(scn: Scenario, share: float) -> Trace:
                     name=f"{scn.name}@{share:g}")
 
 
+def run_shares(scn: Scenario) -> list[float]:
+    """The shares replayed: the scenario's, and 0% for the baselines if it is not one."""
+    return scn.shares + ([] if BASELINE_SHARE in scn.shares else [BASELINE_SHARE])
+
+
+def scenario_traces(scn: Scenario) -> dict[float, Trace]:
+    """The trace of every share replayed (:func:`run_shares`)."""
+    return {s: scenario_trace(scn, s) for s in run_shares(scn)}
+
+
 def plan_size(scn: Scenario, traces: dict[float, Trace]) -> int:
-    return sum(len(traces[s]) for s in scn.shares) * len(scn.designs)
+    """Events :func:`run_scenario` replays, baseline runs included. A share missing from
+    ``traces`` counts as long as the others: every share's trace has the same events."""
+    n = len(next(iter(traces.values())))
+    return sum(len(traces[s]) if s in traces else n for s in run_shares(scn)) * len(scn.designs)
+
+
+def _replay_all(cfg: MachineConfig, designs: list[Design], trace: Trace, share: float,
+                **kw) -> list[RunResult]:
+    """Every design on one trace; asserts that each replayed the identical events."""
+    digest = trace_digest(trace)
+    out = []
+    for design in designs:
+        r = replay(cfg, design, trace, tagged_share=share, **kw)
+        got = trace_digest(trace)
+        assert got == digest, f"{design.label} at {share:g} replayed a changed trace"
+        r.perf["trace_digest"] = got
+        out.append(r)
+    return out
+
+
+def _against_baselines(results: list[RunResult], baselines: list[RunResult]) -> None:
+    """Add each result's losses against the 0%-tagged run of the same design."""
+    base = {(b.backend, b.policy.get("large_folio")): b for b in baselines}
+    for r in results:
+        b = base[r.backend, r.policy.get("large_folio")]
+        served = r.page_cache["hits"] + r.cleancache["restored"]
+        served0 = b.page_cache["hits"] + b.cleancache["restored"]
+        r.page_cache["hits_lost_to_tagging"] = served0 - served
+        r.io["extra_pages_read_vs_untagged"] = r.io["pages_read"] - b.io["pages_read"]
+
+
+def _split(scn: Scenario, runs: dict[float, list[RunResult]], wall: float, note: str = ""
+           ) -> Experiment:
+    baselines = runs[BASELINE_SHARE]
+    results = [r for s in scn.shares for r in runs[s]]
+    _against_baselines(results, baselines)
+    if BASELINE_SHARE not in scn.shares:
+        _against_baselines(baselines, baselines)
+    return Experiment(scn, results, wall, note, baselines)
 
 
 def run_scenario(scn: Scenario, *, check: bool = True,
                  progress: Callable[[int], None] | None = None,
                  traces: dict[float, Trace] | None = None) -> Experiment:
-    """Replay every design at every share; ``progress(n)`` hears of events as they go."""
+    """Replay every design at every share, and at 0% tagged for the baselines;
+    ``progress(n)`` hears of events as they go."""
     t0 = time.perf_counter()
-    traces = traces or {s: scenario_trace(scn, s) for s in scn.shares}
-    results = []
-    for share in scn.shares:
-        cfg = scn.machine_for(share)
-        for design in scn.designs:
-            results.append(replay(cfg, design, traces[share], tagged_share=share, check=check,
-                                  progress=progress))
-    return Experiment(scn, results, time.perf_counter() - t0)
+    traces = dict(traces or {})
+    runs = {}
+    for share in run_shares(scn):
+        if share not in traces:
+            traces[share] = scenario_trace(scn, share)
+        runs[share] = _replay_all(scn.machine, scn.designs, traces[share], share, check=check,
+                                  progress=progress)
+    return _split(scn, runs, time.perf_counter() - t0)
 
 
 TAGGED_SOURCES = ("generator", "trace")
@@ -86,18 +161,18 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
               facts: CaptureFacts | None = None) -> Experiment:
     """Replay a real trace through every design of ``scn``.
 
-    Tagged memory comes from the scenario's generator (one set of runs per tagged share,
-    its events spread over the trace), or from the trace's own kmem events: the user
-    anonymous pages of the tasks named in ``tag_comms``, at their real PFNs. With ``facts``
+    Tagged memory comes from the scenario's generator (one set of runs per tagged share, and
+    one at 0% for the baselines, its events spread over the trace), or from the trace's own
+    kmem events: the user anonymous pages of the tasks named in ``tag_comms``, at their real
+    PFNs. With ``facts``
     (a capture's sidecar, sidecar.capture_facts()) the page cache is the one ``tagcache
     validate`` checks against the kernel: the capture's readahead window, folio sizes,
     resident pages and mappings instead of the scenario's.
     """
     from tagcache.hw.layout import simple_layout
-    from tagcache.workloads.generators import merge, tagged_events
+    from tagcache.workloads.generators import anon_events, merge
 
     t0 = time.perf_counter()
-    results = []
     page_cache = {"page_cache_limit_pages": capacity_pages, "page_cache_policy": policy}
     if facts is not None and policy == "kernel":
         trace = replace(trace, files=facts.files(trace.files))
@@ -107,36 +182,35 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
         facts = None
     base = replace(scn.machine, **page_cache)
     if tagged == "trace":
+        # No 0%-tagged baseline here: the captured tasks' anonymous pages exist in the model
+        # only as PROT_MTE pages at their real PFNs, so a run without tagging would also
+        # remove them from memory, which is not the same work.
         tasks = trace_tasks(trace, tag_comms or ["all"])
         pfns = trace.arg0[np.isin(trace.op, [Op.PAGE_ALLOC, Op.PAGE_FREE])]
         top = int(pfns.max()) + 1 if len(pfns) else 0
         mem = max(base.layout.data_pages, -(-top // 32) * 32) * PAGE_SIZE
-        cfg = replace(base, layout=simple_layout(mem, base.layout.regions[0].block_size, 0),
-                      anon_untagged_pages=0)
-        share = 0.0
-        for design in scn.designs:
-            results.append(replay(cfg, design, trace, tagged_share=share, check=check,
-                                  progress=progress, tag_tasks=tasks, facts=facts))
+        cfg = replace(base, layout=simple_layout(mem, base.layout.regions[0].block_size, 0))
+        results = _replay_all(cfg, scn.designs, trace, 0.0, check=check, progress=progress,
+                              tag_tasks=tasks, facts=facts)
         return Experiment(scn, results, time.perf_counter() - t0,
                           _trace_note(trace, capacity_pages, policy, cfg, facts) +
                           f"; tagged: user anonymous pages of {len(tasks)} captured tasks")
-    for share in scn.shares:
-        cfg = replace(scn.machine_for(share), **page_cache)
+    cols = np.stack([trace.op.astype(np.int64), trace.arg0, trace.arg1, trace.arg2], axis=1)
+    runs = {}
+    for share in run_shares(scn):
         tw = replace(scn.tagged, share=share)
-        tev, at = tagged_events(tw, cfg.layout.data_pages, len(trace), scn.seed)
+        tev, at = anon_events(tw, base.layout.data_pages, len(trace), scn.seed)
         if len(tev):
-            m = merge(np.stack([trace.op.astype(np.int64), trace.arg0, trace.arg1, trace.arg2],
-                               axis=1), tev, at)
+            m = merge(cols, tev, at)
             tr = Trace(m[:, 0].astype(np.uint8), m[:, 1].copy(), m[:, 2].copy(),
                        m[:, 3].copy(), trace.files, trace.name, trace.tasks)
         else:
             tr = trace
-        for design in scn.designs:
-            results.append(replay(cfg, design, tr, tagged_share=share, check=check,
-                                  progress=progress, facts=facts))
-    return Experiment(scn, results, time.perf_counter() - t0,
-                      _trace_note(trace, capacity_pages, policy, base, facts) +
-                      "; tagged: the scenario's generator")
+        runs[share] = _replay_all(base, scn.designs, tr, share, check=check,
+                                  progress=progress, facts=facts)
+    return _split(scn, runs, time.perf_counter() - t0,
+                  _trace_note(trace, capacity_pages, policy, base, facts) +
+                  "; tagged: the scenario's generator")
 
 
 def _trace_note(trace: Trace, capacity: int | None, policy: str, cfg,

@@ -13,20 +13,24 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tagcache import invariants
 from tagcache.cleancache.backends import BACKENDS
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.costs import CostTable
 from tagcache.hw.layout import MachineLayout
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
-from tagcache.mm.anon import TaggedAnon
+from tagcache.mm.anon import AnonMemory
 from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
-from tagcache.mte import TagStorage
+from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
 from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
 BACKEND_NAMES = ("idle", *BACKENDS)
+CLEANCACHE_DEPENDENT = ("cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging")
+JSON_EVENTS = 100
+"""Event numbers of breaches written per rule in the JSON (all are counted)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,6 @@ class MachineConfig:
     """Everything about the machine that is not the workload."""
 
     layout: MachineLayout
-    anon_untagged_pages: int = 0
     min_free_pages: int = 4096
     memory_limit_pages: int | None = None      # memory cgroup limit on page cache + anon
     page_cache_limit_pages: int | None = None  # a fixed page-cache capacity (trace replays)
@@ -73,11 +76,20 @@ class RunResult:
     invariants: dict
     perf: dict
     violations: list = field(default_factory=list)
+    invariant_events: dict = field(default_factory=dict)   # rule -> event of every breach
+
+    def page_cache_alone(self) -> dict:
+        """The page-cache counts, less those that depend on what cleancache served
+        (identical across designs on the same trace: cleancache never changes the page
+        cache's own decisions)."""
+        return {k: v for k, v in self.page_cache.items() if k not in CLEANCACHE_DEPENDENT}
 
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("violations")
         d["invariant_reports"] = [asdict(v) for v in self.violations]
+        d["invariant_events"] = {k: v[:JSON_EVENTS] for k, v in self.invariant_events.items()
+                                 if v}
         return d
 
 
@@ -93,12 +105,10 @@ class Machine:
         backend = None
         if design.backend != "idle":
             backend = BACKENDS[design.backend](layout, probe, design.policy)
-        self.cleancache = Cleancache(backend, self.checker)
+        self.cleancache = Cleancache(backend)
         self.alloc = PageAllocator(layout, cfg.alloc_policy, cfg.alloc_chunk_pages, cfg.seed)
-        self.tags = TagStorage(layout, self.cleancache, cfg.costs, self.checker)
+        self.tags = TagStorage(layout, self.cleancache, cfg.costs)
         self.alloc.block_refs = self.tags.refs
-        if cfg.anon_untagged_pages:
-            self.alloc.alloc(cfg.anon_untagged_pages, tagged=False)
         self.pc = PageCache(trace.files, self.cleancache, self.page_cache_limit,
                             ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order,
                             policy=cfg.page_cache_policy,
@@ -106,10 +116,11 @@ class Machine:
                             cow_vmas=facts.cow_vmas if facts else None)
         if facts is not None:
             facts.preload(self.pc)
-        if self.checker is not None:
-            self.checker.pagecache = self.pc
-        self.anon = TaggedAnon(self.alloc, self.tags, self.make_room, cfg.anon_folio_order)
+        self.anon = AnonMemory(self.alloc, self.tags, self.make_room, cfg.anon_folio_order)
         self.oom_events = 0
+        if self.checker is not None:
+            self.checker.attach(pagecache=self.pc, cleancache=self.cleancache, tags=self.tags,
+                                anon=self.anon)
 
     def page_cache_limit(self) -> int:
         """Pages the page cache may hold now: a fixed capacity when one is given (a trace
@@ -118,8 +129,7 @@ class Machine:
             return self.cfg.page_cache_limit_pages
         free = self.alloc.nr_free - self.cfg.min_free_pages
         if self.cfg.memory_limit_pages is not None:
-            anon = self.anon.nr_pages + self.cfg.anon_untagged_pages
-            free = min(free, self.cfg.memory_limit_pages - anon)
+            free = min(free, self.cfg.memory_limit_pages - self.anon.nr_pages)
         return max(0, free)
 
     def make_room(self, n: int) -> None:
@@ -158,7 +168,7 @@ def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
         Op.UNLINK: lambda f, _a, _b: pc.unlink(f),
         Op.FSYNC: lambda f, _a, _b: pc.fsync(f),
         Op.UNMOUNT: lambda d, _a, _b: pc.unmount(d),
-        Op.MTE_MAP: lambda p, n, _: anon.mte_map(p, n),
+        Op.MTE_MAP: anon.mte_map,                  # process, pages, PROT_MTE pages
         Op.MTE_FORK: lambda p, c, _: anon.fork(p, c),
         Op.MTE_COW: lambda p, n, _: anon.cow(p, n),
         Op.MTE_SWAP_OUT: lambda p, n, _: anon.swap_out(p, n),
@@ -195,7 +205,10 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                        trace.arg2.tolist())
     checker = m.checker
+    anon, tags, cc = m.anon, m.tags.stats, m.cleancache
     step = 4096
+    every = invariants.CONSERVATION_INTERVAL
+    tagged_sum = reserved_sum = cached_sum = 0
     for i, op in enumerate(ops):
         if checker is not None:
             checker.event = i
@@ -203,62 +216,117 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
             table[op](a0[i], a1[i], a2[i])
         except OutOfMemory:
             m.oom_events += 1
+        tagged_sum += anon.nr_tagged
+        reserved_sum += tags.reserved_pages
+        if cc.backend is not None:
+            cached_sum += cc.backend.cached_pages
         if progress is not None and (i + 1) % step == 0:
             progress(step)
+        if checker is not None and (i + 1) % every == 0:
+            checker.check_conservation()
     if progress is not None:
         progress(len(ops) % step)
     if checker is not None:
         checker.event = len(ops)
         checker.walk(m.tags, m.alloc.tagged)
     wall = time.perf_counter() - t0
-    if tag_tasks:        # the share is what the captured tasks actually tagged, at peak
-        tagged_share = m.anon.peak_pages / cfg.layout.data_pages
+    n = max(1, len(ops))
+    m.averages = {"tagged_pages": tagged_sum / n, "reserved_pages": reserved_sum / n,
+                  "cached_pages": cached_sum / n}
+    if tag_tasks:        # nothing was requested: the share is what the tasks tagged, at peak
+        tagged_share = m.anon.peak_tagged / cfg.layout.data_pages
     return collect(m, design, tagged_share, len(ops), wall)
 
 
-def _percentiles(parts: list[np.ndarray]) -> dict[str, float]:
-    x = np.concatenate(parts) if parts else np.zeros(0)
+def _percentiles(x: np.ndarray) -> dict[str, float]:
     if not len(x):
-        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
-    p50, p99 = np.percentile(x, [50, 99])
-    return {"p50": float(p50), "p99": float(p99), "max": float(x.max())}
+        return {"calls": 0, "p50": 0.0, "p99": 0.0, "p99.9": 0.0, "max": 0.0}
+    p50, p99, p999 = np.percentile(x, [50, 99, 99.9])
+    return {"calls": int(len(x)), "p50": float(p50), "p99": float(p99), "p99.9": float(p999),
+            "max": float(x.max())}
+
+
+def _buckets(x: np.ndarray) -> dict[str, int]:
+    """Histogram over DROP_BUCKETS, labelled "0", "1", "2", "3-4", ..., "65+"."""
+    edges = list(DROP_BUCKETS)
+    counts = np.bincount(np.searchsorted(edges, x, side="right") - 1, minlength=len(edges))
+    out = {}
+    for k, lo in enumerate(edges):
+        hi = edges[k + 1] - 1 if k + 1 < len(edges) else None
+        label = f"{lo}+" if hi is None else (str(lo) if hi == lo else f"{lo}-{hi}")
+        out[label] = int(counts[k])
+    return out
+
+
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def collect(m: Machine, design: Design, share: float, events: int, wall: float) -> RunResult:
-    pcs, ccs, ts, costs = m.pc.stats, m.cleancache.stats, m.tags.stats, m.cfg.costs
+    pcs, ccs, ts, c = m.pc.stats, m.cleancache.stats, m.tags.stats, m.cfg.costs
+    layout = m.cfg.layout
     backend = m.cleancache.backend
-    ccs.evicted = getattr(backend, "evicted", 0)
-    page_cache = {k: v for k, v in asdict(pcs).items() if k not in ("pages_read",
-                                                                     "pages_written")}
+    avg = m.averages
+    page_cache = {k: v for k, v in asdict(pcs).items()
+                  if k not in ("pages_read", "pages_written", "read_requests",
+                               "read_requests_without_cleancache")}
     page_cache["hit_ratio"] = pcs.hits / pcs.accesses if pcs.accesses else 0.0
+    page_cache["effective_hit_ratio"] = ((pcs.hits + pcs.cleancache_hits) / pcs.accesses
+                                         if pcs.accesses else 0.0)
     looked_up = ccs.restored + ccs.missed
     cleancache = asdict(ccs) | {
+        "evicted": m.cleancache.evicted,
         "cached": m.cleancache.cached,
         "hit_ratio": ccs.restored / looked_up if looked_up else 0.0,
+        "restored_per_stored": ccs.restored / ccs.stored if ccs.stored else 0.0,
     }
-    work = np.concatenate(ts.work) if ts.work else np.zeros(0)
+    latency = _cat(ts.latency, np.float64)
+    claimed = _cat(ts.claimed, bool)
+    dropped = _cat(ts.dropped, np.int32)
+    mib = 4096 / (1 << 20)
     tag_storage = {
-        "total_tag_pages": m.cfg.layout.nr_tag_pages,
+        "total_tag_pages": layout.nr_tag_pages,
         "reserved_now": ts.reserved_pages,
         "reserved_peak": ts.reserved_peak,
+        "reserved_avg": avg["reserved_pages"],
         "cache_pages_now": m.cleancache.cached,
-        "cache_pages_peak": getattr(backend, "peak_cached", m.cleancache.cached),
+        "cache_pages_peak": getattr(backend, "peak_cached", 0),
+        "cache_pages_avg": avg["cached_pages"],
+        "cache_mib_avg": avg["cached_pages"] * mib,
+        "cache_mib_peak": getattr(backend, "peak_cached", 0) * mib,
+        "achieved_tagged_share": {
+            "peak": m.anon.peak_tagged / layout.data_pages,
+            "mean": avg["tagged_pages"] / layout.data_pages},
         "reservations": ts.reservations,
         "reservation_failures": ts.reservation_failures,
-        "reservation_work": {"total": int(work.sum()), "max": int(work.max()) if len(work)
-                             else 0},
-        "reservation_latency_ns": _percentiles(ts.latency),
+        "blocks_claimed": ts.blocks_claimed,
+        "unbalanced_releases": ts.unbalanced_releases,
+        "reservation_latency_ns": {"all": _percentiles(latency),
+                                   "claiming": _percentiles(latency[claimed])},
+        "dropped_per_claim": _buckets(dropped[claimed]),
         "cmo_pages": ts.cmo_pages,
         "metadata_bytes_per_tag_page": (backend.metadata_bytes_per_tag_page()
                                         if backend is not None else 0.0),
+        "simulator_bytes_per_tag_page": (backend.simulator_bytes_per_tag_page()
+                                         if backend is not None else 0.0),
         "tag_copies": m.anon.copies,
     }
-    saved = ccs.restored * (costs.disk_read_4k - costs.page_copy)
+    avoided_requests = pcs.read_requests_without_cleancache - pcs.read_requests
+    saved = avoided_requests * c.disk_read_request + ccs.restored * c.disk_read_page
+    cc_cost = ((ccs.stored + ccs.restored) * c.page_copy + ts.cmo_pages * c.cmo_page
+               + ccs.reclaimed * c.cleancache_drop)
     io = {
+        "read_requests": pcs.read_requests,
         "pages_read": pcs.pages_read,
         "pages_written": pcs.pages_written,
+        "requests_avoided": avoided_requests,
         "reads_avoided": ccs.restored,
+        "read_time_ns": pcs.read_requests * c.disk_read_request + pcs.pages_read
+        * c.disk_read_page,
+        "write_time_ns": pcs.pages_written * c.disk_write_page,
         "io_time_saved_ns": float(saved),
+        "cleancache_cost_ns": float(cc_cost),
+        "net_time_saved_ns": float(saved - cc_cost),
         "oom_events": m.oom_events,
     }
     invariants = m.checker.to_json() if m.checker else {}
@@ -274,4 +342,6 @@ def collect(m: Machine, design: Design, share: float, events: int, wall: float) 
         invariants=invariants,
         perf={"events": events, "wall_s": wall, "events_per_s": events / wall if wall else 0},
         violations=list(m.checker.reports) if m.checker else [],
+        invariant_events={k: list(v) for k, v in m.checker.events.items()} if m.checker
+        else {},
     )

@@ -26,51 +26,109 @@ def _us(ns: float) -> str:
     return f"{ns / 1000:.2f}" if ns else "0"
 
 
+def _share(x: float) -> str:
+    return f"{100 * x:.1f}%" if x < 0.1 else f"{100 * x:.0f}%"
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:,}"
+
+
 SHORT = {("idle", None): "idle (static carve-out)",
          ("cleancache", "whole"): "cleancache, whole folio",
          ("cleancache", "split"): "cleancache, split folio"}
 
+SHARE_SHORTFALL = 0.10
+"""Warn when the achieved tagged share is more than this far below the requested one."""
 
-def comparison_table(exp: Experiment) -> Table:
+
+def _table(title: str, cols: tuple[tuple[str, str], ...]) -> Table:
+    t = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    for col, just in cols:
+        t.add_column(col, justify=just)
+    return t
+
+
+def _rows(exp: Experiment):
+    """(share cell, design cell, result, new section?) for each result, in order."""
+    last = None
+    for r in exp.results:
+        yield (_share(r.tagged_share), SHORT.get((r.backend, r.policy["large_folio"]),
+                                                  r.backend), r,
+               last is not None and r.tagged_share != last)
+        last = r.tagged_share
+
+
+def io_table(exp: Experiment) -> Table:
+    """What each design does for the file workload: hits, disk reads, time."""
+    scn = exp.scenario
+    t = _table(f"tagcache: {scn.name} — page cache and I/O",
+               (("tagged", "right"), ("design", "left"), ("eff. hit\n%", "right"),
+                ("read\nrequests", "right"), ("pages\nfrom disk", "right"),
+                ("cc\nrestores", "right"), ("restored\n/stored", "right"),
+                ("hits lost\nvs 0%", "right"), ("extra reads\nvs 0%", "right"),
+                ("net saved\nms", "right"), ("OOM", "right"), ("viola-\ntions", "right")))
+    for share, design, r, section in _rows(exp):
+        if section:
+            t.add_section()
+        pc, cc, io = r.page_cache, r.cleancache, r.io
+        idle = r.backend == "idle"
+        viol = sum(r.invariants.values()) if r.invariants else "-"
+        t.add_row(share, design, f"{100 * pc['effective_hit_ratio']:.2f}",
+                  f"{io['read_requests']:,}", f"{io['pages_read']:,}",
+                  "-" if idle else f"{cc['restored']:,}",
+                  "-" if idle else f"{100 * cc['restored_per_stored']:.1f}%",
+                  _num(pc.get("hits_lost_to_tagging")),
+                  _num(io.get("extra_pages_read_vs_untagged")),
+                  "-" if idle else f"{io['net_time_saved_ns'] / 1e6:,.1f}",
+                  f"{io['oom_events']:,}", str(viol))
+    return t
+
+
+def tag_table(exp: Experiment) -> Table:
+    """What each design does with tag storage: tags, cached data, claims and their cost."""
     scn = exp.scenario
     layout = scn.machine.layout
-    t = Table(title=f"tagcache: {scn.name} — {layout.describe()}", title_justify="left",
-              show_lines=False, header_style="bold")
-    for col, just in (("tagged", "right"), ("design", "left"), ("pc hit %", "right"),
-                      ("disk reads", "right"), ("cc hits", "right"), ("cc hit %", "right"),
-                      ("tag pages\nreserved peak", "right"), ("dropped\nfor tags", "right"),
-                      ("collat-\neral", "right"), ("reserve µs\np50/p99/max", "right"),
-                      ("meta B\n/tag pg", "right"), ("viola-\ntions", "right")):
-        t.add_column(col, justify=just)
-    last_share = None
-    for r in exp.results:
-        ts, cc, pc = r.tag_storage, r.cleancache, r.page_cache
-        lat = ts["reservation_latency_ns"]
-        viol = sum(r.invariants.values()) if r.invariants else "-"
-        if last_share is not None and r.tagged_share != last_share:
+    t = _table(f"tag storage — {layout.describe()}",
+               (("tagged", "right"), ("design", "left"), ("achieved\nmean/peak", "right"),
+                ("reserved tag pages\navg/peak", "right"), ("cache MiB\navg/peak", "right"),
+                ("dropped\nfor tags", "right"), ("collat-\neral", "right"),
+                ("claim µs\np50/p99/max", "right"), ("meta B\n/tag pg", "right")))
+    for share, design, r, section in _rows(exp):
+        if section:
             t.add_section()
-        last_share = r.tagged_share
+        ts, cc = r.tag_storage, r.cleancache
         idle = r.backend == "idle"
-        t.add_row(
-            f"{r.tagged_share:.1%}" if r.tagged_share < 0.01 else f"{r.tagged_share:.0%}",
-            SHORT[(r.backend, r.policy["large_folio"])],
-            f"{100 * pc['hit_ratio']:.2f}",
-            f"{r.io['pages_read']:,}",
-            "-" if idle else f"{cc['restored']:,}",
-            "-" if idle else f"{100 * cc['hit_ratio']:.1f}",
-            f"{ts['reserved_peak']:,}/{ts['total_tag_pages']:,}",
-            "-" if idle else f"{cc['reclaimed']:,}",
-            "-" if idle else f"{cc['collateral']:,}",
-            f"{_us(lat['p50'])}/{_us(lat['p99'])}/{_us(lat['max'])}",
-            "-" if idle else f"{ts['metadata_bytes_per_tag_page']:.1f}",
-            str(viol),
-        )
+        ach = ts["achieved_tagged_share"]
+        lat = ts["reservation_latency_ns"]["claiming"]
+        t.add_row(share, design, f"{_share(ach['mean'])}/{_share(ach['peak'])}",
+                  f"{ts['reserved_avg']:,.0f}/{ts['reserved_peak']:,}",
+                  "-" if idle else f"{ts['cache_mib_avg']:.1f}/{ts['cache_mib_peak']:.1f}",
+                  "-" if idle else f"{cc['reclaimed']:,}",
+                  "-" if idle else f"{cc['collateral']:,}",
+                  f"{_us(lat['p50'])}/{_us(lat['p99'])}/{_us(lat['max'])}",
+                  "-" if idle else f"{ts['metadata_bytes_per_tag_page']:.0f}")
     return t
+
+
+def share_warnings(exp: Experiment) -> list[str]:
+    """One line per run whose achieved tagged share (mean over events) is more than
+    SHARE_SHORTFALL below the requested one."""
+    out = []
+    for r in exp.results:
+        want = r.tagged_share
+        got = r.tag_storage["achieved_tagged_share"]["mean"]
+        if want > 0 and got < want * (1 - SHARE_SHORTFALL):
+            out.append(f"{SHORT.get((r.backend, r.policy['large_folio']), r.backend)} at "
+                       f"{_share(want)} tagged: only {100 * got:.2f}% of memory was tagged on "
+                       f"average ({r.io['oom_events']:,} allocations failed)")
+    return out
 
 
 def print_report(exp: Experiment, console: Console | None = None) -> None:
     console = console or wide_console()
-    console.print(comparison_table(exp))
+    console.print(io_table(exp))
+    console.print(tag_table(exp))
     scn = exp.scenario
     what = exp.note or (f"{format_bytes(scn.machine.layout.data_pages * PAGE_SIZE)} data "
                         f"memory, {format_bytes(scn.anon_pages * PAGE_SIZE)} of it anonymous "
@@ -79,8 +137,11 @@ def print_report(exp: Experiment, console: Console | None = None) -> None:
         f"[dim]{what}; "
         f"{exp.events:,} events replayed in {exp.wall_s:.1f} s "
         f"({exp.events / exp.wall_s if exp.wall_s else 0:,.0f}/s). "
-        "Latency is modelled from the cost table; 'tag pages peak' counts reserved tag pages."
-        "[/dim]")
+        "eff. hit = page-cache hits + cleancache restores over accesses; net saved = disk "
+        "time avoided by restores less the cleancache's copies, drops and cache maintenance; "
+        "claim µs = modelled latency of reservation calls that claimed a tag block; meta B = "
+        "the per-tag-page record a kernel would keep. Times are sums of the cost table "
+        "(src/tagcache/costs.py).[/dim]")
     for r in exp.results:
         for v in r.violations[:5]:
             console.print(f"[red]invariant {v.rule} broken at event {v.event}: {v.detail}[/red]")

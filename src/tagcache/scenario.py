@@ -3,12 +3,17 @@
 Every key is documented in ``examples/scenario.toml``; :data:`DEFAULT_TOML` is the embedded
 default that ``tagcache run`` uses without ``--config``. Loading validates everything and
 raises :class:`ScenarioError` with one line naming the file, the key and the bad value.
+
+Defaults live in one place: a key left out takes the field default of the dataclass that holds
+it (:class:`MachineConfig`, :class:`FileWorkload`, :class:`TaggedWorkload`, :class:`CostTable`),
+or, for the keys no dataclass holds, :data:`SCENARIO_DEFAULTS`. :data:`DEFAULT_TOML` spells the
+same values out (tests check that it, an empty file and ``examples/scenario.toml`` load alike).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,14 @@ from tagcache.workloads.generators import (
     FileWorkload,
     TaggedWorkload,
 )
+
+SCENARIO_DEFAULTS: dict[str, Any] = {
+    "seed": 1,
+    "machine": {"memory": "4GiB", "block_size": "4KiB", "anon": "3.5GiB"},
+    "designs": {"backends": ["idle", "cleancache"], "policies": ["whole", "split"]},
+    "tagged": {"shares": [0.01, 0.10, 0.30]},
+}
+"""Defaults of the keys that no dataclass field holds."""
 
 DEFAULT_TOML = """\
 # The embedded default: a 4 GiB arm64 machine with its 128 MiB of tag storage.
@@ -79,11 +92,6 @@ class Scenario:
     tagged: TaggedWorkload
     source: str = "<default>"
     raw: dict[str, Any] = field(default_factory=dict)
-
-    def machine_for(self, share: float) -> MachineConfig:
-        """The machine at one tagged share: the untagged part of ``anon`` is what is left."""
-        tagged = int(round(share * self.machine.layout.data_pages))
-        return replace(self.machine, anon_untagged_pages=max(0, self.anon_pages - tagged))
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, **self.raw}
@@ -150,8 +158,8 @@ class _Reader:
 
 def _layout(m: _Reader) -> MachineLayout:
     if "regions" not in m.data:
-        mem = m.size("memory", "4GiB")
-        bs = m.size("block_size", "4KiB")
+        mem = m.size("memory", SCENARIO_DEFAULTS["machine"]["memory"])
+        bs = m.size("block_size", SCENARIO_DEFAULTS["machine"]["block_size"])
         if mem <= 0 or mem % (32 * PAGE_SIZE):
             raise m.bad("memory", m.get("memory", ""), "must be a non-zero multiple of 128 KiB")
         if bs <= 0 or bs % PAGE_SIZE:
@@ -212,34 +220,35 @@ def _mix(r: _Reader, key: str, default: tuple[tuple[str, float], ...], keys: tup
 
 
 def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
+    sd, mc, fwd, twd = SCENARIO_DEFAULTS, MachineConfig, FileWorkload, TaggedWorkload
     top = _Reader(data, source)
     name = str(top.get("name", Path(source).stem))
-    seed = int(top.number("seed", 1, 0, 2**32 - 1, integer=True))
+    seed = int(top.number("seed", sd["seed"], 0, 2**32 - 1, integer=True))
 
     m = top.table("machine")
     layout = _layout(m)
     data_pages = layout.data_pages
-    anon_pages = m.pages("anon", "3.5GiB")
-    min_free = m.pages("min_free", "16MiB")
+    anon_pages = m.pages("anon", sd["machine"]["anon"])
+    min_free = m.pages("min_free", mc.min_free_pages * PAGE_SIZE)
     limit = m.get("memory_limit", None)
-    limit_pages = None
+    limit_pages = mc.memory_limit_pages
     if limit is not None:
         limit_pages = m.pages("memory_limit", limit)
-    alloc_policy = m.choice("alloc_policy", "random", ALLOC_POLICIES)
-    chunk = m.pages("alloc_chunk", "64KiB")
-    anon_order = int(m.number("anon_folio_order", 0, 0, 9, integer=True))
+    alloc_policy = m.choice("alloc_policy", mc.alloc_policy, ALLOC_POLICIES)
+    chunk = m.pages("alloc_chunk", mc.alloc_chunk_pages * PAGE_SIZE)
+    anon_order = int(m.number("anon_folio_order", mc.anon_folio_order, 0, 9, integer=True))
     m.check_unknown()
     if anon_pages + min_free >= data_pages:
         raise m.bad("anon", m.get("anon", ""), "leaves no memory for the page cache")
 
     p = top.table("page_cache")
-    ra_pages = p.pages("read_ahead", "128KiB")
-    max_order = int(p.number("max_folio_order", 4, 0, 9, integer=True))
+    ra_pages = p.pages("read_ahead", mc.ra_pages * PAGE_SIZE)
+    max_order = int(p.number("max_folio_order", mc.max_folio_order, 0, 9, integer=True))
     p.check_unknown()
 
     d = top.table("designs")
-    backends = d.get("backends", ["idle", "cleancache"])
-    policies = d.get("policies", ["whole", "split"])
+    backends = d.get("backends", sd["designs"]["backends"])
+    policies = d.get("policies", sd["designs"]["policies"])
     for key, vals, allowed in (("backends", backends, BACKEND_NAMES),
                                ("policies", policies, POLICIES)):
         if not isinstance(vals, list) or not vals or any(v not in allowed for v in vals):
@@ -253,7 +262,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
             designs += [Design(b, pol) for pol in policies]
 
     t = top.table("tagged")
-    shares = t.get("shares", [0.01, 0.10, 0.30])
+    shares = t.get("shares", sd["tagged"]["shares"])
     if (not isinstance(shares, list) or not shares
             or any(isinstance(s, bool) or not isinstance(s, int | float) or not 0 <= s < 1
                    for s in shares)):
@@ -263,24 +272,25 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         raise t.bad("shares", shares, f"share {too_big[0]} is more than machine.anon holds")
     tw = TaggedWorkload(
         share=0.0,
-        process_pages=max(1, t.pages("process_size", "64MiB")),
-        churn_events=int(t.number("churn_events", 120, 0, 10**7, integer=True)),
-        mix=_mix(t, "mix", TaggedWorkload.mix, TAGGED_MIX_KEYS),
+        process_pages=max(1, t.pages("process_size", twd.process_pages * PAGE_SIZE)),
+        churn_events=int(t.number("churn_events", twd.churn_events, 0, 10**7, integer=True)),
+        anon_pages=anon_pages,
+        mix=_mix(t, "mix", twd.mix, TAGGED_MIX_KEYS),
     )
     t.check_unknown()
 
     f = top.table("files")
     w = top.table("workload")
-    read_pages = max(1, w.pages("read_size", "64KiB"))
+    read_pages = max(1, w.pages("read_size", fwd.read_pages * PAGE_SIZE))
     fw = FileWorkload(
-        files=int(f.number("count", 128, 1, 10**7, integer=True)),
-        file_size_pages=max(1, f.pages("mean_size", "8MiB")),
-        large_folio_share=float(f.number("large_folio_share", 0.5, 0, 1)),
-        events=int(w.number("events", 6000, 1, 10**9, integer=True)),
+        files=int(f.number("count", fwd.files, 1, 10**7, integer=True)),
+        file_size_pages=max(1, f.pages("mean_size", fwd.file_size_pages * PAGE_SIZE)),
+        large_folio_share=float(f.number("large_folio_share", fwd.large_folio_share, 0, 1)),
+        events=int(w.number("events", fwd.events, 1, 10**9, integer=True)),
         read_pages=read_pages,
-        scan_read_pages=ra_pages or 32,
-        zipf_alpha=float(w.number("zipf_alpha", 0.9, 0, 5)),
-        mix=_mix(w, "mix", FileWorkload.mix, FILE_MIX_KEYS),
+        scan_read_pages=ra_pages or fwd.scan_read_pages,
+        zipf_alpha=float(w.number("zipf_alpha", fwd.zipf_alpha, 0, 5)),
+        mix=_mix(w, "mix", fwd.mix, FILE_MIX_KEYS),
     )
     f.check_unknown()
     w.check_unknown()

@@ -4,9 +4,10 @@ Semantics are the kernel's historical ones, which the 2025 revival keeps for sto
 
 * **store** when reclaim evicts a folio: an up-to-date, clean folio is stored; anything else
   is invalidated, so no stale copy can outlive the page.
-* **restore** before I/O when a folio is read in: exclusive, a hit removes the copy (the
-  historical non-shared pool; the 2025 series keeps the copy instead).
-* **invalidate** on write, truncate, inode eviction and unmount.
+* **restore** before I/O when a folio is read in: all or nothing per folio, and exclusive, a
+  hit removes the copy (the historical non-shared pool; the 2025 series keeps the copy).
+* **invalidate** on write; on truncate, inode eviction and unmount the whole inode
+  (truncate_inode_pages_range() ends in cleancache_invalidate_inode(); docs/semantics.md).
 
 Counters, as in /sys/kernel/mm/cleancache, all in pages: ``stored``, ``skipped`` (offered but
 not kept), ``restored``, ``missed`` (looked up, absent), ``invalidated``, ``reclaimed``
@@ -21,12 +22,10 @@ With no backend the hooks return at once and count nothing, as the kernel's did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from tagcache.cleancache.backend import CleancacheBackend, ReserveWork
+import numpy as np
 
-if TYPE_CHECKING:
-    from tagcache.invariants import Checker
+from tagcache.cleancache.backend import CleancacheBackend
 
 
 @dataclass
@@ -38,16 +37,18 @@ class CleancacheStats:
     invalidated: int = 0
     reclaimed: int = 0
     collateral: int = 0
-    evicted: int = 0
 
 
 class Cleancache:
-    """Frontend over at most one backend (``None``: cleancache disabled)."""
+    """Frontend over at most one backend (``None``: cleancache disabled).
 
-    def __init__(self, backend: CleancacheBackend | None, checker: Checker | None = None
-                 ) -> None:
+    ``observer`` (the invariant checker, wired by the engine) hears of every store, restore
+    and invalidation after the backend has done it.
+    """
+
+    def __init__(self, backend: CleancacheBackend | None) -> None:
         self.backend = backend
-        self.checker = checker
+        self.observer = None
         self.stats = CleancacheStats()
 
     @property
@@ -63,37 +64,51 @@ class Cleancache:
             # An up-to-date page is stored, anything else is invalidated.
             self.invalidate_range(head, head + nr)
             return
-        self._store(head, order, nr)
-
-    def _store(self, head: int, order: int, nr: int) -> None:
-        if self.checker is not None:
-            self.checker.on_store(head, nr)
+        if (self.backend.locate(slice(head, head + nr)) >= 0).any():
+            self.invalidate_range(head, head + nr)     # never keep two copies of a page
         if self.backend.store_folio(head, order):
             self.stats.stored += nr
+            if self.observer is not None:
+                self.observer.stored(head, nr)
         else:
             self.stats.skipped += nr
 
-    def restore_folio(self, head: int, nr: int) -> int:
-        """A folio is being read in: take whatever pages the backend has; return the count."""
+    def restore_folio(self, head: int, nr: int) -> bool:
+        """A folio is being read in: restore it whole, or not at all (the kernel reads the
+        whole folio when any page is missing). Copies of a folio that cannot be restored
+        whole are invalidated, since the folio is read from disk. True if restored."""
         if self.backend is None:
-            return 0
+            return False
+        where = self.backend.locate(slice(head, head + nr))
+        present = int(np.count_nonzero(where >= 0))
+        if present < nr:
+            if present:
+                self.invalidate_range(head, head + nr)
+            self.stats.missed += nr
+            return False
         slots = self.backend.restore_range(head, head + nr)
-        n = 0 if slots is None else len(slots)
-        if n and self.checker is not None:
-            self.checker.on_restore(slots)
-        self.stats.restored += n
-        self.stats.missed += nr - n
-        return n
+        if self.observer is not None:
+            self.observer.restored(slots)
+        self.stats.restored += nr
+        return True
 
     def invalidate_range(self, first: int, end: int) -> None:
         if self.backend is None:
             return
         self.stats.invalidated += self.backend.invalidate_range(first, end)
+        if self.observer is not None:
+            self.observer.invalidated(first, end)
 
-    def account_reserve(self, work: ReserveWork) -> None:
-        self.stats.reclaimed += work.dropped
-        self.stats.collateral += work.collateral
+    def account_reserve(self, dropped: int, collateral: int) -> None:
+        """A tag claim dropped ``dropped`` stored pages (measured by the caller), of which
+        ``collateral`` lay outside the claimed tag pages."""
+        self.stats.reclaimed += dropped
+        self.stats.collateral += collateral
 
     @property
     def cached(self) -> int:
         return 0 if self.backend is None else self.backend.cached_pages
+
+    @property
+    def evicted(self) -> int:
+        return 0 if self.backend is None else self.backend.evicted

@@ -37,6 +37,7 @@ from tagcache.mm.page_flags import (
     PG_MAPPED,
     PG_READAHEAD,
     PG_REFERENCED,
+    PG_RESTORED,
     PG_WORKINGSET,
     PTE_YOUNG,
     VM_EXEC_MAPPED,
@@ -92,9 +93,12 @@ class PageCacheStats:
     insertions: int = 0
     reinsertions: int = 0     # insertions of a page that had been inserted before
     refaults: int = 0
+    cleancache_hits: int = 0  # accessed pages that missed and came back from cleancache
     evictions: int = 0
     pages_read: int = 0       # pgpgin, in pages: reads that went to the disk
     pages_written: int = 0    # pgpgout, in pages: writeback
+    read_requests: int = 0    # requests sent to the disk: runs of contiguous folios read
+    read_requests_without_cleancache: int = 0   # the runs had no folio been restored
 
 
 class PageCache:
@@ -131,7 +135,6 @@ class PageCache:
         self.head = np.full(self.nr_slots, -1, np.int32)
         self.order = np.zeros(self.nr_slots, np.int8)
         self.flags = np.zeros(self.nr_slots, np.uint16)
-        self.version = np.zeros(self.nr_slots, np.uint32)   # contents generation, for checks
         self.ever = np.zeros(self.nr_slots, bool)           # inserted at least once
         self.file_insertions = np.zeros(n, np.int64)         # per file, as stats counts them
         self.file_reinsertions = np.zeros(n, np.int64)
@@ -146,6 +149,8 @@ class PageCache:
         self.pinned: set[int] = set()    # heads held by a running fault or read (vmscan.py)
         self.locked: set[int] = set()    # heads of a readahead window being read (readahead.py)
         self.stats = PageCacheStats()
+        self.observer = None             # hears of writes, writeback, truncation (checker)
+        self.io_batch: list[tuple[int, int, bool]] | None = None   # see begin_read()
         # File -> sorted, disjoint [start, end) page ranges mapped by VM_EXEC VMAs, and
         # mapped private and writable (copied on write, not left mapped).
         self.exec_vmas = _ranges(exec_vmas)
@@ -250,9 +255,45 @@ class PageCache:
         self.file_insertions[f] += nr
         self.file_reinsertions[f] += again
         if fill:
-            restored = self.cleancache.restore_folio(head, nr)
-            st.pages_read += nr - restored
+            from_disk = not self.cleancache.restore_folio(head, nr)
+            if from_disk:
+                st.pages_read += nr
+            else:
+                self.flags[head] = fl | PG_RESTORED
+            if self.io_batch is not None:
+                self.io_batch.append((head, nr, from_disk))
+            else:
+                self._account_requests([(head, nr, from_disk)])
         return head
+
+    def begin_read(self) -> bool:
+        """Start collecting the folios a readahead window reads, to count its disk requests
+        as read_pages() submits them: a run of contiguous folios is one request. False when
+        a window is already collecting (an inner call joins it)."""
+        if self.io_batch is not None:
+            return False
+        self.io_batch = []
+        return True
+
+    def end_read(self) -> None:
+        batch, self.io_batch = self.io_batch, None
+        if batch:
+            self._account_requests(batch)
+
+    def _account_requests(self, batch: list[tuple[int, int, bool]]) -> None:
+        """Requests for one batch: runs of contiguous folios read from disk, and the runs
+        there would have been with no folio restored from cleancache (a restored folio in
+        the middle of a run splits it in two)."""
+        batch.sort()
+        st = self.stats
+        prev_end, prev_disk = -1, False
+        for head, nr, disk in batch:
+            joined = head == prev_end
+            if not joined:
+                st.read_requests_without_cleancache += 1
+            if disk and not (joined and prev_disk):
+                st.read_requests += 1
+            prev_end, prev_disk = head + nr, disk
 
     def charge(self, nr: int, retries: int = MAX_RECLAIM_RETRIES) -> bool:
         """try_charge_memcg(): reclaim until ``nr`` more pages fit under the limit, at most
@@ -312,6 +353,8 @@ class PageCache:
     def writeback(self, head: int, nr: int) -> None:
         self.stats.pages_written += nr
         self.nr_dirty -= nr
+        if self.observer is not None:
+            self.observer.pages_cleaned(head, nr)
 
     def preload_foreign(self, f: int, first: int, nr: int) -> None:
         """Pages ``[first, first + nr)`` of file ``f`` are resident before the trace and
@@ -347,14 +390,31 @@ class PageCache:
 
     # -- the system calls ------------------------------------------------------------------
 
-    def _count_access(self, f: int, index: int, end: int) -> None:
+    def _present(self, f: int, index: int, end: int) -> np.ndarray:
+        """Which pages of ``[index, end)`` are cached now (taken before an access)."""
         b = int(self.base[f])
+        return self.head[b + index:b + end] >= 0
+
+    def _count_access(self, f: int, index: int, end: int,
+                      present: np.ndarray | None = None) -> None:
+        """Count an access of ``[index, end)``: hits are the pages ``present`` before it
+        (default: now), and a missed page now in a folio restored from cleancache was served
+        without I/O (``cleancache_hits``)."""
+        b = int(self.base[f])
+        seg = self.head[b + index:b + end]
+        if present is None:
+            present = seg >= 0
         n = end - index
-        hits = int(np.count_nonzero(self.head[b + index:b + end] >= 0))
+        hits = int(np.count_nonzero(present))
         st = self.stats
         st.accesses += n
         st.hits += hits
         st.misses += n - hits
+        if hits < n:
+            got = seg[~present]
+            got = got[got >= 0]
+            if len(got):
+                st.cleancache_hits += int(np.count_nonzero(self.flags[got] & PG_RESTORED))
 
     def read(self, f: int, index: int, nr: int) -> None:
         """filemap_read() of pages ``[index, index + nr)``; the range may pass EOF.
@@ -365,10 +425,11 @@ class PageCache:
         end = self._read_end(f, index, nr)
         if end is None:
             return
-        self._count_access(f, index, end)
+        present = self._present(f, index, end)
         pos = index
         while pos < end:
             pos = self._get_pages_batch(f, pos, index + nr)
+        self._count_access(f, index, end, present)
 
     def get_pages(self, f: int, index: int, nr: int) -> None:
         """One filemap_get_pages() call and the copy of its batch, as a tracepoint reports
@@ -376,8 +437,10 @@ class PageCache:
         end = self._read_end(f, index, nr)
         if end is None:
             return
+        present = self._present(f, index, end)
         nxt = self._get_pages_batch(f, index, index + nr)
-        self._count_access(f, index, min(nxt, end))
+        last = max(index, min(nxt, end))
+        self._count_access(f, index, last, present[:last - index])
 
     def _read_end(self, f: int, index: int, nr: int) -> int | None:
         """End of a read clipped to EOF, or None when there is nothing (more) to do: past
@@ -468,7 +531,7 @@ class PageCache:
         if self.policy == "lru":
             self._lru_access(f, index, index + 1)
             return
-        self._count_access(f, index, index + 1)
+        present = self._present(f, index, index + 1)
         vma = self.exec_vma(f, index)
         h = self.folio_at(f, index)
         if h >= 0:
@@ -485,6 +548,7 @@ class PageCache:
             if h < 0:
                 h = self.add_folio(f, index, 0)
         self.flags[h] = int(self.flags[h]) | self.mapped_flags(f, index)
+        self._count_access(f, index, index + 1, present)
 
     def map_pages(self, f: int, index: int, nr: int) -> None:
         """filemap_map_pages(): fault-around maps cached, up-to-date folios without I/O.
@@ -541,7 +605,8 @@ class PageCache:
             # dirty: drop any stale copy of the pages written and only then change them.
             lo, hi = max(h, b + index), min(h + (1 << int(self.order[h])), b + end)
             self.cleancache.invalidate_range(lo, hi)
-            self.version[lo:hi] += 1
+            if self.observer is not None:
+                self.observer.pages_written(lo, hi)
             fl = int(self.flags[h])
             if not fl & PG_DIRTY:
                 self.flags[h] = fl | PG_DIRTY
@@ -562,8 +627,10 @@ class PageCache:
 
     def truncate(self, f: int, new_size: int) -> None:
         """truncate_inode_pages_range() from ``new_size``: folios wholly past it are deleted
-        (no shadow), stored copies invalidated, and the file size set. A folio straddling the
-        new EOF stays (its tail is zeroed in the kernel)."""
+        (no shadow) and the file size set. A folio straddling the new EOF stays (its tail is
+        zeroed in the kernel). Every stored copy of the inode is invalidated, before and past
+        ``new_size`` alike: the function ends in cleancache_invalidate_inode() (Linux 3.0 to
+        5.16, docs/semantics.md)."""
         b = int(self.base[f])
         old = int(self.span[f])
         new_size = max(0, min(new_size, old))
@@ -577,8 +644,9 @@ class PageCache:
                 self.nr_dirty -= nr       # truncated dirty data is discarded, by definition
             self._free(h, nr)
         self.ws.forget(b + new_size, b + old)
-        self.cleancache.invalidate_range(b + new_size, b + old)
-        self.version[b + new_size:b + old] += 1
+        self.cleancache.invalidate_range(b, b + old)
+        if self.observer is not None:
+            self.observer.pages_truncated(b + new_size, b + old)
         self.isize[f] = min(int(self.isize[f]), new_size)
 
     def unlink(self, f: int) -> None:

@@ -21,3 +21,6 @@ PG_MAPPED = 32
 PTE_YOUNG = 64
 PG_FOREIGN = 128
 VM_EXEC_MAPPED = 256
+PG_RESTORED = 512
+"""The folio's data came from cleancache, not the disk (accounting only: which missed accesses
+were served without I/O)."""

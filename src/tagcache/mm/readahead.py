@@ -181,6 +181,7 @@ def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
     max_order = pc.max_folio_order(f)
     index = start
     locked: list[int] = []
+    batch = pc.begin_read()
     try:
         if max_order == 0:
             ra.order[f] = 0
@@ -207,6 +208,8 @@ def page_cache_ra_order(pc: PageCache, f: int, start: int) -> None:
             do_page_cache_ra(pc, f, index, size - (index - start), async_size)
     finally:
         pc.locked.difference_update(locked)
+        if batch:
+            pc.end_read()
 
 
 def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
@@ -220,12 +223,15 @@ def do_page_cache_ra(pc: PageCache, f: int, index: int, nr_to_read: int,
         nr_to_read = end_index - index + 1
     mark = index + nr_to_read - lookahead_size
     locked: list[int] = []
+    batch = pc.begin_read()
     try:
         for i in range(index, index + nr_to_read):
             if pc.folio_at(f, i) < 0 and not _add_locked(pc, f, i, 0, i == mark, locked):
                 break
     finally:
         pc.locked.difference_update(locked)
+        if batch:
+            pc.end_read()
 
 
 def do_sync_mmap_readahead(pc: PageCache, f: int, index: int,

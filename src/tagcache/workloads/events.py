@@ -16,7 +16,7 @@ TRUNCATE              file     new size pages  -               truncate_inode_pa
 UNLINK                file     -               -               evict() of an unlinked inode
 FSYNC                 file     -               -               file_write_and_wait_range()
 UNMOUNT               device   -               -               kill_block_super()
-MTE_MAP               process  pages           -               set_ptes_at() with PROT_MTE
+MTE_MAP               process  pages           PROT_MTE pages  mmap + touch; set_ptes_at()
 MTE_FORK              parent   child           -               dup_mmap(), CoW sharing
 MTE_COW               process  pages           -               wp fault -> copy_highpage()
 MTE_SWAP_OUT          process  pages           -               mte_save_tags(), page freed
@@ -28,6 +28,9 @@ KERNEL_DELETE         file     page            order           what the kernel d
 PAGE_ALLOC            pfn      order           task<<8 | gfp   kmem mm_page_alloc
 PAGE_FREE             pfn      order           task<<8         kmem mm_page_free
 ====================  =======  ==============  ==============  ===============================
+
+The MTE_* rows are anonymous memory of processes, tagged or not: a process's first ``arg2``
+pages are PROT_MTE, and only those reach the MTE hooks (mm/anon.py).
 
 The KERNEL_* rows come from captures (mm_filemap_add_to_page_cache and
 mm_filemap_delete_from_page_cache): they are the kernel's answer, never replayed; validation

@@ -1,4 +1,4 @@
-"""Synthetic workloads: a file workload and a tagged-memory workload, merged into one trace.
+"""Synthetic workloads: a file workload and an anonymous-memory workload, merged into one trace.
 
 File workload (one trace shared by every design, so comparisons are like for like):
 
@@ -10,11 +10,15 @@ File workload (one trace shared by every design, so comparisons are like for lik
 * ``truncate``: a file truncated to half and rewritten (log rotation, a rewritten artifact).
 * ``mmap``: a page fault at a Zipf-chosen chunk plus the fault-around mapping of its 16 pages.
 
-Tagged workload, for a tagged share *s* of data memory: ``ceil(s * data / process_size)``
-processes map PROT_MTE memory at the start; then ``churn_events`` operations are spread evenly
-over the file events: a process restarts (exit, then a new one maps as much), forks with its
-child writing a quarter of its pages (CoW) and exiting later, swaps an eighth out and back in
-later, or has a sixteenth migrated by compaction.
+Anonymous workload (the same at every tagged share; only which pages carry PROT_MTE changes):
+processes of ``process_pages`` (the last one smaller) cover ``anon_pages`` at the start; then
+``churn_events`` operations, drawn with a random generator that does not depend on the share,
+are spread evenly over the file events: a process restarts (exit, then a new one maps as much,
+as many of its pages PROT_MTE as before), forks with its child writing a quarter of its pages
+(CoW) and exiting later, swaps an eighth out and back in later, or has a sixteenth migrated by
+compaction. At tagged share *s*, ``round(s * data_pages)`` PROT_MTE pages go to the processes in
+order: process 0 fully tagged, then 1, and so on, the one that reaches the total partly (its
+first pages); ``MTE_MAP``'s arg2 says how many.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ TAGGED_MIX_KEYS = ("restart", "fork", "swap", "migrate")
 
 @dataclass(frozen=True)
 class FileWorkload:
-    files: int = 256
-    file_size_pages: int = 3072          # mean; sizes are log-normal around it
+    """The file workload; the defaults are the embedded default scenario's (scenario.py)."""
+
+    files: int = 128
+    file_size_pages: int = 2048          # mean; sizes are log-normal around it
     large_folio_share: float = 0.5
-    events: int = 40_000
+    events: int = 3500
     read_pages: int = 16
     scan_read_pages: int = 32
     zipf_alpha: float = 0.9
@@ -46,9 +52,17 @@ class FileWorkload:
 
 @dataclass(frozen=True)
 class TaggedWorkload:
+    """The anonymous memory of the running processes, ``share`` of data memory PROT_MTE.
+
+    ``anon_pages``: all anonymous memory, tagged or not (scenario key ``machine.anon``); 0
+    means only the tagged share, in fully tagged processes, so that the event stream then
+    depends on the share.
+    """
+
     share: float = 0.01
     process_pages: int = 16384           # 64 MiB
-    churn_events: int = 200
+    churn_events: int = 80
+    anon_pages: int = 0
     mix: tuple[tuple[str, float], ...] = (("restart", 0.4), ("fork", 0.2), ("swap", 0.25),
                                           ("migrate", 0.15))
 
@@ -108,21 +122,27 @@ def file_events(w: FileWorkload, files: FileTable, seed: int) -> np.ndarray:
     return np.array(rows, np.int64).reshape(-1, 4)
 
 
-def tagged_events(w: TaggedWorkload, data_pages: int, n_file_events: int, seed: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Tagged events and, for each, the file-event index it goes before."""
+def anon_events(w: TaggedWorkload, data_pages: int, n_file_events: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Anonymous-memory events and, for each, the file-event index it goes before.
+
+    Everything but arg2 of ``MTE_MAP`` (PROT_MTE pages among the mapped ones) is the same at
+    every ``w.share`` as long as ``w.anon_pages`` covers the tagged pages.
+    """
     rng = np.random.default_rng(seed + 1)
-    total = int(round(w.share * data_pages))
+    tagged = int(round(w.share * data_pages))
+    total = max(w.anon_pages, tagged)
     if total <= 0:
         return np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
     nproc = max(1, math.ceil(total / w.process_pages))
     sizes = [w.process_pages] * (nproc - 1) + [total - w.process_pages * (nproc - 1)]
+    prot = np.clip(tagged - np.concatenate([[0], np.cumsum(sizes)[:-1]]), 0, sizes).tolist()
     rows: list[tuple[int, int, int, int]] = []
     at: list[int] = []
-    for pid, n in enumerate(sizes):
-        rows.append((Op.MTE_MAP, pid, n, 0))
+    for pid, (n, k) in enumerate(zip(sizes, prot, strict=True)):
+        rows.append((Op.MTE_MAP, pid, n, k))
         at.append(0)
-    live = dict(enumerate(sizes))
+    live = {pid: (n, k) for pid, (n, k) in enumerate(zip(sizes, prot, strict=True))}
     next_pid = nproc
     names = [k for k, _ in w.mix]
     probs = np.array([v for _, v in w.mix], float)
@@ -131,14 +151,14 @@ def tagged_events(w: TaggedWorkload, data_pages: int, n_file_events: int, seed: 
     for t, kind in zip(when.tolist(), rng.choice(len(names), size=w.churn_events,
                                                   p=probs / probs.sum()).tolist(), strict=True):
         pid = int(rng.choice(list(live)))
-        n = live[pid]
+        n, k = live[pid]
         later = min(n_file_events, t + gap)
         name = names[kind]
         if name == "restart":
-            rows += [(Op.MTE_EXIT, pid, 0, 0), (Op.MTE_MAP, next_pid, n, 0)]
+            rows += [(Op.MTE_EXIT, pid, 0, 0), (Op.MTE_MAP, next_pid, n, k)]
             at += [t, t]
             del live[pid]
-            live[next_pid] = n
+            live[next_pid] = (n, k)
             next_pid += 1
         elif name == "fork":
             child = next_pid
@@ -160,7 +180,7 @@ def tagged_events(w: TaggedWorkload, data_pages: int, n_file_events: int, seed: 
 
 
 def merge(file_ev: np.ndarray, tag_ev: np.ndarray, tag_at: np.ndarray) -> np.ndarray:
-    """Insert tagged events before the file events they are scheduled at."""
+    """Insert anonymous-memory events before the file events they are scheduled at."""
     if not len(tag_ev):
         return file_ev
     return np.insert(file_ev, np.clip(tag_at, 0, len(file_ev)), tag_ev, axis=0)
@@ -172,7 +192,7 @@ def generate(fw: FileWorkload, tw: TaggedWorkload, data_pages: int, seed: int,
     rng = np.random.default_rng(seed)
     files = make_files(fw, rng)
     fev = file_events(fw, files, seed)
-    tev, at = tagged_events(tw, data_pages, len(fev), seed)
+    tev, at = anon_events(tw, data_pages, len(fev), seed)
     b = TraceBuilder()
     b.extend(merge(fev, tev, at))
     return b.build(files, name)

@@ -34,13 +34,31 @@ threaded through two int32 arrays, oldest evicted first. Per tag page, in arrays
 Stored folios are found again from their slots (``slot_tp``), the backend's index (the
 kernel's per-inode xarray); it is sized by the page-cache slots, not by tag storage, and is
 not counted as tag-page metadata.
+
+What a kernel implementation keeps per tag page is :data:`TAG_PAGE_RECORD`, 12 bytes packed
+(XNU's vm_mteinfo cell is 12 bytes too)::
+
+    byte  0      state (2 bits: FREE, CACHE, TAGS) | folio order (4 bits) | 2 spare
+    bytes 1-3    prev   24-bit tag-page index in the store-order list
+    bytes 4-6    next   24-bit tag-page index (16M tag pages: 64 GiB of tag storage, 2 TiB data)
+    byte  7      tagged how many of the 32 data pages this tag page covers are tagged (0..32);
+                        a block's reservation refcount is the sum over its tag pages
+    bytes 8-11   key    the stored page's key in the backend's index ((inode, index) <-> key)
+
+It is enough because every transition reads only these: a claim needs the state (free page or
+stored page), the key (to erase the page from the index) and the order (to find the rest of a
+whole folio through the index); eviction walks the list from its oldest end; a release needs
+the tagged count. The free-page stack is a search structure, rebuilt from the states (no
+field); the simulator's own arrays (``simulator_bytes_per_tag_page()``) are reported apart.
+:meth:`TagStorageBackend.pack_records` packs the live state into records and the tests unpack
+them back unchanged.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tagcache.cleancache.backend import ReserveWork
+from tagcache.cleancache.backend import USE_CACHE, USE_FREE, USE_TAGS, ReserveWork
 from tagcache.hw.layout import MachineLayout
 
 TP_FREE, TP_CACHE, TP_TAGS = 0, 1, 2
@@ -51,6 +69,13 @@ _ALLOWED = {            # new state -> states it may be entered from
     TP_TAGS: (TP_FREE, TP_CACHE),
 }
 POLICIES = ("whole", "split")
+
+assert (TP_FREE, TP_CACHE, TP_TAGS) == (USE_FREE, USE_CACHE, USE_TAGS)   # tag_page_use()
+
+TAG_PAGE_RECORD = np.dtype([("state_order", np.uint8), ("prev", np.uint8, 3),
+                            ("next", np.uint8, 3), ("tagged", np.uint8), ("key", "<u4")])
+assert TAG_PAGE_RECORD.itemsize == 12, "the per-tag-page record must stay 12 bytes"
+LINK_NONE = (1 << 24) - 1      # a 24-bit link with no page behind it
 
 
 class TagStorageBackend:
@@ -147,8 +172,7 @@ class TagStorageBackend:
         nr = 1 << order
         if nr > self.nr_free + self.nr_cached:
             return False
-        if (self.slot_tp[head:head + nr] >= 0).any():
-            self.invalidate_range(head, head + nr)     # never keep two copies of a page
+        assert not (self.slot_tp[head:head + nr] >= 0).any(), "the frontend stores a page twice"
         while self.nr_free < nr:                        # edge E: drop the oldest stored folio
             oldest = int(self.tp_next[self.nr_tag_pages])
             for tp in self._folio_pages(oldest):
@@ -217,16 +241,17 @@ class TagStorageBackend:
         for tp in self._block_pages(block):             # edge F
             self._set_state(tp, TP_FREE)
 
-    def stored_pages_bound(self, block: int) -> int:
-        seen: set[int] = set()
-        for tp in self._block_pages(block):
-            if self.tp_state[tp] == TP_CACHE:
-                seen.update(self._folio_pages(tp) if self.policy == "whole" else [tp])
-        return len(seen)
+    # -- what the checker may look at ------------------------------------------------------
 
-    def cache_pages_on_blocks(self, blocks: np.ndarray) -> int:
-        mask = np.isin(self.layout.tag_page_block, blocks)
-        return int(np.count_nonzero(self.tp_state[mask] == TP_CACHE))
+    def tag_page_use(self, tps: np.ndarray | range) -> np.ndarray:
+        """USE_FREE, USE_CACHE or USE_TAGS for each tag page of ``tps`` (the states)."""
+        if isinstance(tps, range):
+            return self.tp_state[tps.start:tps.stop]
+        return self.tp_state[tps]
+
+    def locate(self, slots: np.ndarray) -> np.ndarray:
+        """The tag page holding each slot's stored copy, -1 where none is stored."""
+        return self.slot_tp[slots]
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -235,12 +260,46 @@ class TagStorageBackend:
         return self.nr_cached
 
     def metadata_bytes_per_tag_page(self) -> float:
+        """Bytes a kernel implementation keeps per tag page: :data:`TAG_PAGE_RECORD`."""
+        return float(TAG_PAGE_RECORD.itemsize)
+
+    def simulator_bytes_per_tag_page(self) -> float:
+        """What this simulator's arrays take per tag page (not a kernel figure)."""
         t = self.nr_tag_pages
         per_page = (self.tp_state.nbytes + self.tp_order.nbytes + self.tp_slot.nbytes
                     + self.tp_prev.nbytes + self.tp_next.nbytes + self.free_stack.nbytes
                     + self.in_stack.nbytes)
         refcount = 4 * self.layout.nr_tag_blocks          # mte.py's int32 per tag block
         return (per_page + refcount) / t
+
+    def pack_records(self, tagged_per_tag_page: np.ndarray) -> np.ndarray:
+        """The live state as :data:`TAG_PAGE_RECORD` records (``tagged_per_tag_page``: the
+        tagged data pages each tag page covers, from the memmap)."""
+        t = self.nr_tag_pages
+        if t >= LINK_NONE:
+            raise ValueError(f"{t} tag pages do not fit 24-bit links")
+        rec = np.zeros(t, TAG_PAGE_RECORD)
+        rec["state_order"] = self.tp_state | (self.tp_order << 2)
+        for name, arr in (("prev", self.tp_prev[:t]), ("next", self.tp_next[:t])):
+            v = np.where(arr < 0, LINK_NONE, np.where(arr == t, LINK_NONE - 1, arr))
+            v = v.astype(np.uint32)
+            rec[name] = np.stack([v & 0xFF, (v >> 8) & 0xFF, v >> 16], axis=1)
+        rec["tagged"] = tagged_per_tag_page
+        rec["key"] = np.where(self.tp_slot < 0, 0xFFFFFFFF, self.tp_slot).astype(np.uint32)
+        return rec
+
+    @staticmethod
+    def unpack_records(rec: np.ndarray) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`pack_records`: state, order, prev, next (the list's head and
+        tail link to -2), tagged and slot, as arrays."""
+        def link(name: str) -> np.ndarray:
+            b = rec[name].astype(np.int64)
+            v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+            return np.where(v == LINK_NONE, -1, np.where(v == LINK_NONE - 1, -2, v))
+        key = rec["key"].astype(np.int64)
+        return {"state": rec["state_order"] & 3, "order": rec["state_order"] >> 2,
+                "prev": link("prev"), "next": link("next"), "tagged": rec["tagged"],
+                "slot": np.where(key == 0xFFFFFFFF, -1, key)}
 
     def verify(self) -> list[str]:
         errs = []

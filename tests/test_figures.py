@@ -1,0 +1,149 @@
+"""Reported figures are evidence: every cost entry moves some figure, reservation latency is
+measured per call, the per-tag-page metadata record holds the backend's whole state."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tagcache.cleancache.backends.tagstore import TAG_PAGE_RECORD, TagStorageBackend
+from tagcache.costs import SOURCES, CostTable
+from tagcache.experiment import run_scenario
+from tagcache.scenario import parse_scenario
+
+SMALL = """
+name = "small"
+seed = 5
+[machine]
+memory = "64MiB"
+anon = "44MiB"
+min_free = "1MiB"
+alloc_chunk = "64KiB"
+[page_cache]
+read_ahead = "128KiB"
+max_folio_order = 4
+[designs]
+backends = ["cleancache"]
+policies = ["whole", "split"]
+[tagged]
+shares = [0.2]
+process_size = "4MiB"
+churn_events = 80
+[files]
+count = 32
+mean_size = "1MiB"
+large_folio_share = 0.8
+[workload]
+events = 800
+read_size = "64KiB"
+mix = { zipf = 0.75, scan = 0.05, loop = 0.05, write = 0.1, truncate = 0.02, mmap = 0.03 }
+"""
+
+
+def small(costs: CostTable | None = None):
+    scn = parse_scenario(tomllib.loads(SMALL), "<small>")
+    if costs is not None:
+        scn = replace(scn, machine=replace(scn.machine, costs=costs))
+    return scn
+
+
+def _flat(obj, prefix="") -> dict[str, float]:
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out |= _flat(v, f"{prefix}{k}.")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out |= _flat(v, f"{prefix}{i}.")
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        out[prefix[:-1]] = float(obj)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base():
+    exp = run_scenario(small())
+    return _flat([r.to_json() for r in exp.results])
+
+
+def _without_perf(flat: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in flat.items() if ".perf." not in f".{k}"}
+
+
+def test_the_small_run_exercises_every_cost(base):
+    for i in (0, 1):
+        assert base[f"{i}.cleancache.stored"] > 0 and base[f"{i}.cleancache.restored"] > 0
+        assert base[f"{i}.cleancache.reclaimed"] > 0 and base[f"{i}.io.pages_written"] > 0
+        assert base[f"{i}.tag_storage.cmo_pages"] > 0
+        assert sum(v for k, v in base.items() if k.startswith(f"{i}.invariants.")) == 0
+
+
+@pytest.mark.parametrize("entry", CostTable.keys())
+def test_every_cost_entry_moves_a_figure(base, entry):
+    assert entry in SOURCES                           # and says where its default came from
+    costs = replace(CostTable(), **{entry: getattr(CostTable(), entry) * 3 + 7})
+    exp = run_scenario(small(costs))
+    moved = {k for k, v in _without_perf(_flat([r.to_json() for r in exp.results])).items()
+             if base.get(k) != v}
+    assert moved, f"cost entry {entry} changes no reported figure"
+    # Costs change modelled times only, never what the model did.
+    assert all(("_ns" in k) or k.endswith(".p50") or k.endswith(".p99") or k.endswith(
+        ".p99.9") or k.endswith(".max") for k in moved), sorted(moved)
+
+
+def test_claim_latency_is_measured_and_differs_by_folio_policy(base):
+    whole = {k[2:]: v for k, v in base.items() if k.startswith("0.")}
+    split = {k[2:]: v for k, v in base.items() if k.startswith("1.")}
+    lat = "tag_storage.reservation_latency_ns.claiming."
+    assert whole[lat + "p50"] > 0 and split[lat + "p50"] > 0
+    assert whole[lat + "max"] > split[lat + "max"]           # a whole folio drops more pages
+    drops_w = {k: v for k, v in whole.items() if k.startswith("tag_storage.dropped_per_claim")}
+    drops_s = {k: v for k, v in split.items() if k.startswith("tag_storage.dropped_per_claim")}
+    assert drops_w != drops_s
+    # split drops at most the block's own tag page; whole drops whole folios
+    assert sum(v for k, v in drops_s.items() if not k.endswith((".0", ".1"))) == 0
+    assert sum(v for k, v in drops_w.items() if not k.endswith((".0", ".1"))) > 0
+
+
+def test_net_time_saved_is_avoided_io_less_cleancache_cost(base):
+    for i in (0, 1):
+        io = {k.split(".", 2)[2]: v for k, v in base.items() if k.startswith(f"{i}.io.")}
+        assert io["net_time_saved_ns"] == pytest.approx(io["io_time_saved_ns"]
+                                                        - io["cleancache_cost_ns"])
+        assert io["cleancache_cost_ns"] > 0
+
+
+def test_metadata_record_is_twelve_bytes_and_holds_the_backend_state():
+    assert TAG_PAGE_RECORD.itemsize == 12
+    scn = small()
+    exp = run_scenario(scn)
+    assert {r.tag_storage["metadata_bytes_per_tag_page"] for r in exp.results} == {12.0}
+    assert all(r.tag_storage["simulator_bytes_per_tag_page"] > 12 for r in exp.results)
+
+
+def test_records_round_trip_a_live_backend(make_system):
+    s = make_system(limit=16, policy="split")
+    for i in range(0, 60, 3):
+        s.pc.read(0, i, 2)
+    s.pc.read(1, 0, 32)
+    s.map_tagged(s.S + 32 * np.arange(3))
+    be: TagStorageBackend = s.backend
+    assert be.nr_cached > 4
+    tagged = np.zeros(be.nr_tag_pages, np.int64)
+    tagged[:3] = 1
+    u = TagStorageBackend.unpack_records(be.pack_records(tagged))
+    t = be.nr_tag_pages
+    assert (u["state"] == be.tp_state).all() and (u["order"] == be.tp_order).all()
+    assert (u["slot"] == be.tp_slot).all() and (u["tagged"] == tagged).all()
+    for name, arr in (("prev", be.tp_prev[:t]), ("next", be.tp_next[:t])):
+        assert (u[name] == np.where(arr == t, -2, arr)).all()
+
+
+def test_machine_reports_no_backend_metadata_for_idle():
+    scn = small()
+    scn = replace(scn, designs=[replace(scn.designs[0], backend="idle")])
+    exp = run_scenario(scn)
+    assert all(r.tag_storage["metadata_bytes_per_tag_page"] == 0 for r in exp.results)
