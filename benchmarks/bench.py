@@ -83,7 +83,7 @@ def bench_lru(tmp: Path) -> dict:
 def bench_model() -> dict:
     scn = load_scenario()
     tr = scenario_trace(scn, 0.10)
-    cfg = scn.machine_for(0.10)
+    cfg = scn.machine
     res, secs = timed(lambda: replay(cfg, Design("cleancache", "whole"), tr))
     return {"events": len(tr), "seconds": secs, "events_per_s": len(tr) / secs,
             "invariants_checked": False, "cleancache_restored": res.cleancache["restored"]}
@@ -93,7 +93,7 @@ def bench_memory() -> dict:
     scn = load_scenario()
     tr = scenario_trace(scn, 0.01)
     gc.collect()
-    m = Machine(scn.machine_for(0.01), Design("cleancache", "whole"), tr, check=False)
+    m = Machine(scn.machine, Design("cleancache", "whole"), tr, check=False)
     seen: set[int] = set()
     total = 0
     stack = [m]
