@@ -147,3 +147,20 @@ def test_machine_reports_no_backend_metadata_for_idle():
     scn = replace(scn, designs=[replace(scn.designs[0], backend="idle")])
     exp = run_scenario(scn)
     assert all(r.tag_storage["metadata_bytes_per_tag_page"] == 0 for r in exp.results)
+
+
+def test_achieved_share_is_reported_and_a_shortfall_warned(capsys):
+    from tagcache.cli import _finish
+    from tagcache.report import share_warnings
+
+    exp = run_scenario(small())
+    for r in exp.results:
+        ach = r.tag_storage["achieved_tagged_share"]
+        assert ach["peak"] >= ach["mean"] >= 0.9 * r.tagged_share      # really tagged
+    assert share_warnings(exp) == []
+    short = exp.results[0]
+    short.tag_storage["achieved_tagged_share"]["mean"] = 0.85 * short.tagged_share
+    (w,) = share_warnings(exp)
+    assert "20% tagged" in w and "17.00%" in w
+    _finish(exp, None)
+    assert "warning: cleancache, whole folio at 20% tagged" in capsys.readouterr().err

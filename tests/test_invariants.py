@@ -216,7 +216,28 @@ def test_reservation_that_drops_more_than_its_block_holds(make_system, monkeypat
     s.cc.store_folio(s.slot(0, 2), 0, dirty=False)     # tag page 1
     s.map_tagged([s.S])
     assert s.violations() == only("reserve_bounded", 1 if broken else 0)
+    if broken:
+        assert "dropped 2 pages, only 1" in s.checker.reports[0].detail
     assert s.cc.stats.reclaimed == (2 if broken else 1)
+
+
+@BROKEN
+def test_reservation_that_takes_more_tag_pages_than_its_block(make_system, monkeypatch, broken):
+    """The backend quietly takes two free tag pages of other blocks for tags: nothing cached
+    is dropped, but the claim changed more tag pages than it may."""
+    s = make_system()
+    if broken:
+        orig = TagStorageBackend.reserve_block
+
+        def grabby(self, block):
+            w = orig(self, block)
+            for tp in (100, 101):
+                self._set_state(tp, 2)
+            return w
+
+        monkeypatch.setattr(TagStorageBackend, "reserve_block", grabby)
+    s.map_tagged([s.S])
+    assert s.violations() == only("reserve_bounded", 1 if broken else 0)
 
 
 def test_whole_folio_drop_is_within_the_bound(make_system):

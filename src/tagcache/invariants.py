@@ -13,6 +13,8 @@
 5. ``no_dirty_store``: data not yet on disk never goes to cleancache. One breach per page.
 6. ``conservation``: stored - restored - invalidated - reclaimed - evicted == cached, checked
    every :data:`CONSERVATION_INTERVAL` events and at the end. One breach per failed check.
+   (The tag-storage backend has no other way to lose a page; a backend that has one adds its
+   counter here.)
 
 The checker trusts nothing it checks. It keeps its own ground truth, fed by observation calls
 that the model makes at the boundary of each layer (the engine wires them with
@@ -26,7 +28,8 @@ that the model makes at the boundary of each layer (the engine wires them with
   generic mm side (``tags_written``, ``tags_freed``), not from the reservation refcounts;
 * reservations: the backend's cached-page count before and after each claim, against a bound
   it derives from the layout (the tag pages of the claimed block) and its own record of which
-  folio was stored on each tag page, never from what the backend says it did.
+  folio was stored on each tag page, and the tag pages whose use changed against the block's
+  own plus those stored pages; never from what the backend says it did.
 
 It reads the backend's state only through ``tag_page_use()`` (what each tag page holds),
 ``locate()`` (where a slot's copy is) and ``cached_pages``. :meth:`Checker.walk` adds a full
@@ -84,7 +87,7 @@ class Checker:
         self.tags: TagStorage | None = None
         self.cleancache: Cleancache | None = None
         self.backend: Any = None
-        self._claim: tuple[int, int, int] | None = None   # block, cached before, bound
+        self._claim: tuple | None = None   # block, cached before, bound, tag-page use before
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class Checker:
             self.reports.append(Violation(rule, self.event, detail))
 
     def _block_pages(self, block: int) -> range:
+        """The tag pages of ``block``, from the layout."""
         layout = self.tags.layout
         first = int(layout.block_first_tag_page[block])
         return range(first, first + int(layout.block_tag_pages[block]))
@@ -235,16 +239,22 @@ class Checker:
         if want:
             cand = np.fromiter(want, np.int64, len(want))
             bound = int(np.count_nonzero(np.asarray(backend.locate(cand)) >= 0))
-        self._claim = (block, backend.cached_pages, bound)
+        use = np.array(backend.tag_page_use(range(0, self.tags.layout.nr_tag_pages)))
+        self._claim = (block, backend.cached_pages, bound, use)
 
     def reserve_end(self, block: int, work: Any) -> None:
-        b, before, bound = self._claim
+        b, before, bound, use = self._claim
         assert b == block
         self._claim = None
         dropped = before - self.backend.cached_pages
+        touched = int(np.count_nonzero(np.asarray(self.backend.tag_page_use(
+            range(0, len(use)))) != use))
         problems = []
         if dropped > bound:
             problems.append(f"dropped {dropped} pages, only {bound} were stored on it")
+        if touched > len(self._block_pages(block)) + bound:
+            problems.append(f"changed {touched} tag pages, more than its block and the "
+                            f"{bound} stored pages")
         if getattr(work, "failed", False) or getattr(work, "slept", False) or getattr(
                 work, "copied", 0):
             problems.append(f"failed={work.failed} slept={work.slept} copied={work.copied}")
