@@ -19,6 +19,7 @@ from tagcache.experiment import (
     run_trace,
     scenario_traces,
 )
+from tagcache.outputs import check_output
 from tagcache.replay import BACKEND_NAMES, Design
 from tagcache.report import print_report, print_validation, share_warnings, write_json
 from tagcache.scenario import load_scenario
@@ -77,10 +78,7 @@ def _sidecar(trace_path: Path, meta: Path | None, *, required: bool) -> dict | N
 
 
 def _check_json_path(json_path: str | None) -> None:
-    if json_path not in (None, "-"):
-        parent = Path(json_path).parent
-        if not parent.is_dir():
-            raise TagcacheError(f"--json {json_path}: directory {parent} does not exist")
+    check_output(json_path, "--json")
 
 
 def _finish(exp, json_path: str | None) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from tagcache.experiment import Experiment
+from tagcache.outputs import open_output
 from tagcache.units import PAGE_SIZE, format_bytes
 
 
@@ -148,23 +145,12 @@ def print_report(exp: Experiment, console: Console | None = None) -> None:
 
 
 def write_json(obj: Any, path: str) -> None:
-    """Write JSON to ``path`` ('-' is standard output) atomically: temp file, then rename."""
+    """Write JSON to ``path`` ('-' is standard output) without destroying anything: a regular
+    file is replaced atomically, a device, FIFO or symlink target is written as it is
+    (outputs.py)."""
     text = json.dumps(obj, indent=1, sort_keys=False)
-    if path == "-":
-        sys.stdout.write(text + "\n")
-        return
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent or Path("."))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)        # as open() would have made it, not mkstemp's 0600
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_output(path) as fh:
+        fh.write(text + "\n")
 
 
 CENSORED_WARNING = 0.15

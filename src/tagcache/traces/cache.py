@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tagcache.outputs import Output
 from tagcache.workloads.events import FileTable, Trace
 
 READER_VERSION = 2
@@ -91,16 +91,16 @@ def store(key: str, trace: Trace, fmt: str) -> Path | None:
                       "arg1": trace.arg1, "arg2": trace.arg2})
     table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     path = entry_path(key)
-    tmp = None
+    out = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        pq.write_table(table, tmp, compression="zstd")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        out = Output(path)
+        if out.in_place:                  # not ours: a device or FIFO put there; leave it
+            return None
+        pq.write_table(table, out.path, compression="zstd")
+        out.commit()
         return path
     except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if out is not None:
+            out.abort()
         return None
