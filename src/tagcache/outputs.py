@@ -9,7 +9,8 @@ A path a user names may be a regular file, nothing yet, a symlink, a character d
     a symlink                    followed: its target is treated as above (dangling: the
                                  target is created)
     a device, FIFO or socket,    opened and written in place: renaming over it would replace
-    /dev/stdout, /proc/self/fd/N the node itself
+    /dev/stdout, /proc/self/fd/N the node itself (or, for an open file, leave the writer on
+    (or a link to one)           an unlinked inode)
     a directory, ""              refused
 
 :func:`check_output` says before a long run whether the path can be written at all (one line,
@@ -37,18 +38,42 @@ class OutputError(TagcacheError):
     """An output path cannot be written: names the option or file and why."""
 
 
+def _through_fd(path: Path) -> bool:
+    """Does ``path`` name an open file descriptor (/dev/stdout, /dev/fd/N, /proc/PID/fd/N,
+    or a symlink chain through one)? Such a file is written in place, whatever it is."""
+    p = os.path.abspath(path)
+    for _ in range(40):
+        parts = Path(p).parts
+        if (len(parts) >= 4 and parts[1] == "proc" and parts[3] == "fd") or \
+                p.startswith("/dev/fd/") or p in ("/dev/stdout", "/dev/stderr"):
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.join(os.path.dirname(p), os.readlink(p))
+        p = os.path.abspath(p)
+    return False
+
+
 def _target(path: Path) -> tuple[Path, os.stat_result | None]:
-    """Where writing ``path`` lands, and its stat (following symlinks), None if missing."""
+    """Where writing ``path`` lands (symlinks resolved), and its stat, None if missing."""
     try:
-        return path, os.stat(path)
+        st = os.stat(path)
     except FileNotFoundError:
         return Path(os.path.realpath(path)), None
+    if stat.S_ISREG(st.st_mode) and not _through_fd(path):
+        return Path(os.path.realpath(path)), st
+    return path, st
+
+
+def _in_place(path: Path, st: os.stat_result | None) -> bool:
+    return st is not None and (not stat.S_ISREG(st.st_mode) or _through_fd(path))
 
 
 def writes_in_place(path: str | os.PathLike) -> bool:
     """True when ``path`` is a device, FIFO or socket (or a link to one): written directly."""
-    _, st = _target(Path(path))
-    return st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode)
+    p = Path(path)
+    _, st = _target(p)
+    return _in_place(p, st) and not stat.S_ISDIR(st.st_mode)
 
 
 def check_output(path: str | os.PathLike | None, what: str) -> None:
@@ -62,7 +87,7 @@ def check_output(path: str | os.PathLike | None, what: str) -> None:
     real, st = _target(p)
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{what} {p}: is a directory")
-    if st is not None and not stat.S_ISREG(st.st_mode):
+    if _in_place(p, st):
         if not os.access(p, os.W_OK):
             raise OutputError(f"{what} {p}: not writable")
         return
@@ -85,9 +110,9 @@ class Output:
     def __init__(self, path: str | os.PathLike) -> None:
         self.requested = Path(path)
         real, st = _target(self.requested)
-        self.in_place = st is not None and not stat.S_ISREG(st.st_mode)
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"{self.requested}: is a directory")
+        self.in_place = _in_place(self.requested, st)
         self.final = self.requested if self.in_place else real
         self._mode = None if st is None else stat.S_IMODE(st.st_mode)
         if self.in_place:
@@ -122,6 +147,8 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         yield sys.stdout.buffer if "b" in mode else sys.stdout
         return
     out = Output(path)
+    if out.in_place:          # appended: /dev/stdout may be a file already holding output
+        mode = mode.replace("w", "a")
     try:
         with open(out.path, mode) as fh:
             yield fh

@@ -1,0 +1,5 @@
+"""python -m tagcache: the command line."""
+
+from tagcache.cli import main
+
+raise SystemExit(main())
