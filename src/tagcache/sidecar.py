@@ -1,16 +1,23 @@
 """What a capture's sidecar tells a model of the page cache it ran on (DESIGN.md 5).
 
 The sidecar NAME.json beside NAME.trace.zst has the fields of DESIGN.md 5 and the ones
-``tagcache record`` adds (workloads/capture.py documents each). This module reads them and
+``tagcache record`` adds (record/schema.py documents each). This module reads them and
 turns them into a :class:`CaptureFacts`: the readahead window, whether the files have large
 folios, the pages resident before the command (charged elsewhere), its executable and
 copy-on-write mappings, and the room filesystem metadata took. ``tagcache validate`` and
 ``tagcache run --trace`` build the page cache the same way from it.
+
+Every field read is checked first (:func:`check_sidecar`): a sidecar that is not UTF-8, not
+JSON, or has a field of the wrong type is a :class:`TraceError` naming the file, the key and
+the value. Page runs are in the file's own page numbers and are mapped to the trace's
+compacted ones (``Trace.extents``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,30 +35,139 @@ SIDECAR_FIELDS = ("name", "limit_mib", "seconds", "trace_overrun_events", "comma
 KERNEL_FIELDS = ("workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
                  "inactive_file", "active_file", "cache_peak")
 ACCESS_OPS = (Op.GET_PAGES, Op.READ, Op.MAP_PAGES, Op.FAULT)
+MAX_FILE_PAGES = 1 << 51
+"""Pages of the largest file Linux allows (MAX_LFS_FILESIZE, 2**63 - 1 bytes)."""
+MAX_READ_AHEAD_KB = 1 << 32
+"""A read_ahead_kb beyond this (4 TiB) is not a device's setting but a corrupt value."""
+_DEVICE = re.compile(r"\d+:\d+")
+_FILE = re.compile(r"\d+:\d+:[0-9a-f]+")
 
 
 def load_sidecar(path: str | Path) -> dict[str, Any]:
-    """Read a capture sidecar; every field of the schema must be there (more may be)."""
+    """Read a capture sidecar; every field of the schema must be there (more may be), and
+    every field this module reads must have its type (:func:`check_sidecar`)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        raw = p.read_bytes()
     except OSError as e:
         raise TraceError(f"{p}: cannot read capture sidecar: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{p}: not UTF-8 text: byte {e.start} is 0x{raw[e.start]:02x} "
+                         "(a capture sidecar is JSON)") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise TraceError(f"{p}: line {e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise TraceError(f"{p}: expected a JSON object with fields {', '.join(SIDECAR_FIELDS)}")
-    for k in SIDECAR_FIELDS:
-        if k not in data:
-            raise TraceError(f"{p}: missing field {k!r}")
-    kern = data["kernel"]
-    if not isinstance(kern, dict):
-        raise TraceError(f"{p}: field 'kernel' must be an object")
-    for k in KERNEL_FIELDS:
-        v = kern.get(k)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise TraceError(f"{p}: kernel.{k} = {v!r}: expected a byte or event count >= 0")
+    except RecursionError:
+        raise TraceError(f"{p}: not a capture sidecar: JSON nested too deeply") from None
+    except ValueError as e:        # NaN, Infinity, integers of more than 4300 digits
+        raise TraceError(f"{p}: not valid JSON: {e}") from None
+    check_sidecar(data, str(p))
     return data
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _show(value: Any) -> str:
+    s = repr(value)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _bad(source: str, key: str, value: Any, expected: str) -> TraceError:
+    return TraceError(f"{source}: {key} = {_show(value)}: expected {expected}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63
+
+
+def _is_count(v: Any) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def _is_number(v: Any) -> bool:
+    return _is_int(v) or (isinstance(v, float) and math.isfinite(v))
+
+
+def check_sidecar(data: Any, source: str, required: bool = True) -> None:
+    """:class:`TraceError` naming ``source``, the key and its value unless ``data`` is a
+    sidecar: an object with the fields of DESIGN.md 5 (when ``required``) and, for the
+    optional fields that tagcache reads, their types."""
+    if not isinstance(data, dict):
+        raise TraceError(f"{source}: expected a JSON object with fields "
+                         f"{', '.join(SIDECAR_FIELDS)}, got {type(data).__name__}")
+    if required:
+        for k in SIDECAR_FIELDS:
+            if k not in data:
+                raise TraceError(f"{source}: missing field {k!r}")
+        checks = {"name": (lambda v: isinstance(v, str), "a string"),
+                  "limit_mib": (lambda v: _is_number(v) and v > 0, "MiB > 0"),
+                  "seconds": (lambda v: _is_number(v) and v >= 0, "seconds >= 0"),
+                  "trace_overrun_events": (_is_count, "an event count >= 0"),
+                  "command": (lambda v: isinstance(v, str), "a string"),
+                  "exit_code": (_is_int, "an integer")}
+        for k, (ok, expected) in checks.items():
+            if not ok(data[k]):
+                raise _bad(source, k, data[k], expected)
+        kern = data["kernel"]
+        if not isinstance(kern, dict):
+            raise _bad(source, "kernel", kern, "an object of " + ", ".join(KERNEL_FIELDS))
+        for k in KERNEL_FIELDS:
+            v = kern.get(k)
+            if not _is_count(v):
+                raise _bad(source, f"kernel.{k}", v, "a byte or event count >= 0")
+    _check_optional(data, source)
+
+
+def _check_optional(data: dict[str, Any], source: str) -> None:
+    """The optional fields tagcache reads, where present (tagcache record writes them)."""
+    if "buffers_growth_peak" in data:
+        v = data["buffers_growth_peak"]
+        if not _is_count(v):
+            raise _bad(source, "buffers_growth_peak", v, "bytes >= 0")
+    ra = _object(data, "read_ahead_kb", source)
+    for k, v in ra.items():
+        if not _DEVICE.fullmatch(k):
+            raise _bad(source, "read_ahead_kb key", k, "'M:m', a device number")
+        if not _is_int(v) or not 0 <= v < MAX_READ_AHEAD_KB:
+            raise _bad(source, f"read_ahead_kb[{k!r}]", v,
+                       f"KiB from 0 to {MAX_READ_AHEAD_KB - 1}")
+    orders = _object(data, "folio_orders", source)
+    for k, v in orders.items():
+        if not k.isdigit() or int(k) > 63:
+            raise _bad(source, "folio_orders key", k, "a folio order, '0' to '63'")
+        if not _is_count(v):
+            raise _bad(source, f"folio_orders[{k!r}]", v, "a page count >= 0")
+    for field in ("resident_at_start", "exec_mappings", "cow_mappings"):
+        for k, runs in _object(data, field, source).items():
+            if not _FILE.fullmatch(k):
+                raise _bad(source, f"{field} key", k, "'M:m:inohex', a file")
+            if not isinstance(runs, list) or not all(
+                    isinstance(r, list) and len(r) == 2 and all(_is_count(x) for x in r)
+                    and r[0] + r[1] <= MAX_FILE_PAGES for r in runs):
+                raise _bad(source, f"{field}[{k!r}]", runs,
+                           "[[first_page, npages], ...] of integers >= 0 within a file")
+    for k, v in _object(data, "paths", source).items():
+        if not isinstance(v, str):
+            raise _bad(source, f"paths[{k!r}]", v, "a path string")
+
+
+def _object(data: dict[str, Any], field: str, source: str) -> dict[str, Any]:
+    v = data.get(field)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _bad(source, field, v, "an object")
+    return v
+
+
+def _source(meta: dict[str, Any]) -> str:
+    name = meta.get("name")
+    return f"sidecar of {name}" if isinstance(name, str) else "capture sidecar"
 
 
 def sidecar_for(trace_path: str | Path) -> Path:
@@ -84,7 +200,9 @@ def read_ahead_pages(trace: Trace, meta: dict[str, Any] | None,
     """ra_pages for the replay, and where it came from: the sidecar's read_ahead_kb of the
     main device, else this machine's bdi of the same number, else the kernel default."""
     key = device_key(main_device(trace))
-    if meta and isinstance(meta.get("read_ahead_kb"), dict) and key in meta["read_ahead_kb"]:
+    if meta:
+        check_sidecar(meta, _source(meta), required=False)
+    if meta and key in (meta.get("read_ahead_kb") or {}):
         return int(meta["read_ahead_kb"][key]) // 4, f"sidecar read_ahead_kb[{key}]"
     try:
         return int((sysfs / key / "read_ahead_kb").read_text()) // 4, f"{sysfs}/{key}"
@@ -95,24 +213,25 @@ def read_ahead_pages(trace: Trace, meta: dict[str, Any] | None,
 def sidecar_page_runs(trace: Trace, meta: dict[str, Any] | None,
                       field: str) -> dict[int, list[tuple[int, int]]]:
     """A sidecar field of the shape ``{"M:m:inohex": [[first_page, npages], ...]}`` as
-    ``{file id: [(first, npages), ...]}``, for the files of ``trace`` (others left out)."""
-    runs = (meta or {}).get(field)
-    if not isinstance(runs, dict):
+    ``{file id: [(first, npages), ...]}``, for the files of ``trace`` (others left out), in
+    the trace's page indexes (``Trace.extents``: parts no event comes near are left out)."""
+    if not meta:
         return {}
+    check_sidecar(meta, _source(meta), required=False)
+    runs = meta.get(field) or {}
     ft = trace.files
-    index = {(device_key(int(d)), int(i)): f for f, (d, i) in enumerate(zip(ft.dev, ft.ino,
-                                                                          strict=True))}
+    index = {(device_key(int(d)), int(i) & (2**64 - 1)): f
+             for f, (d, i) in enumerate(zip(ft.dev, ft.ino, strict=True))}
     out: dict[int, list[tuple[int, int]]] = {}
     for key, spans in runs.items():
-        try:
-            maj_min, ino = key.rsplit(":", 1)
-            f = index.get((maj_min, int(ino, 16)))
-            pairs = [(int(first), int(nr)) for first, nr in spans]
-        except (ValueError, TypeError):
-            raise TraceError(f"{field}: bad entry {key!r}: {spans!r} (want 'M:m:inohex': "
-                             f"[[first_page, npages], ...])") from None
-        if f is not None:
-            out[f] = pairs
+        maj_min, ino = key.rsplit(":", 1)
+        f = index.get((maj_min, int(ino, 16)))
+        if f is None:
+            continue
+        pairs = [(int(first), int(nr)) for first, nr in spans]
+        if trace.extents is not None:
+            pairs = [piece for first, nr in pairs for piece in trace.extents.runs(f, first, nr)]
+        out[f] = pairs
     return out
 
 
@@ -130,16 +249,18 @@ def metadata_pages(meta: dict[str, Any] | None) -> int:
     ``buffers_growth_peak`` (block-device page cache gained while CMD ran, sampled by
     ``tagcache record``; not derived from the trace's add events)."""
     v = (meta or {}).get("buffers_growth_peak")
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+    if not _is_count(v):
         name = (meta or {}).get("name", "the capture")
-        raise TraceError(f"sidecar of {name}: buffers_growth_peak = {v!r}: expected bytes >= 0 "
-                         f"(--minus-metadata needs a capture recorded by this version)")
+        raise TraceError(f"sidecar of {name}: buffers_growth_peak = {_show(v)}: expected bytes "
+                         ">= 0 (--minus-metadata needs a capture recorded by this version)")
     return v // PAGE_SIZE
 
 
 def sidecar_large_folios(meta: dict[str, Any] | None) -> bool:
     """Whether the capture's page cache held large folios (sidecar ``folio_orders``, measured
     by ``tagcache record`` when the command exited): the traced filesystem supports them."""
+    if meta:
+        check_sidecar(meta, _source(meta), required=False)
     orders = (meta or {}).get("folio_orders") or {}
     return any(str(k) != "0" and v for k, v in orders.items())
 

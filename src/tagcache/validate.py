@@ -122,7 +122,7 @@ def kernel_counts(trace: Trace, files: np.ndarray) -> dict[str, int]:
 
 def file_key(trace: Trace, f: int) -> str:
     """A file as the sidecar names it: 'M:m:inohex'."""
-    return f"{device_key(int(trace.files.dev[f]))}:{int(trace.files.ino[f]):x}"
+    return f"{device_key(int(trace.files.dev[f]))}:{int(trace.files.ino[f]) & (2**64 - 1):x}"
 
 
 def model_files(trace: Trace, files: np.ndarray, large_folios: bool) -> FileTable:

@@ -36,14 +36,18 @@ def write(tmp_path, name, text):
 
 def test_blkparse_queue_actions_and_devices(tmp_path):
     trace = read_trace(write(tmp_path, "t.blkparse", BLK), use_cache=False)
+    # page 475361 of sda is in 2 MiB extent 928; extents 0 (pages 0, 1) and 928 are used, the
+    # gap between them keeps 4 + 4 extents: 928 becomes extent 9, offset 225 kept
+    far = 9 * 512 + (3802888 * 512 >> 12) % 512
     assert list(zip(trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                     trace.arg2.tolist(), strict=True)) == [
-        (Op.WRITE, 0, 3802888 * 512 >> 12, 1),
+        (Op.WRITE, 0, far, 1),
         (Op.READ, 1, 2, 2),
         (Op.READ, 0, 0, 2),                # sectors 7..8 cross a page boundary
     ]
     assert trace.files.dev.tolist() == [8 << 20, (8 << 20) | 16]
-    assert trace.files.span_pages.tolist() == [(3802888 * 512 >> 12) + 1, 4]
+    assert trace.files.span_pages.tolist() == [far + 1, 4]
+    assert trace.extents.runs(0, 3802888 * 512 >> 12, 1) == [(far, 1)]
 
 
 def test_blkparse_without_queue_uses_dispatch_then_complete(tmp_path):

@@ -57,13 +57,22 @@ def reference(text: str):
 
 
 def check_against_reference(trace, text):
+    """The reader's rows are the reference's, once the reference's page offsets go through the
+    trace's extent map (files are compacted in 2 MiB extents)."""
     rows, files, size, span = reference(text)
+
+    def page(f, p):
+        (first, nr), = trace.extents.runs(f, p, 1)
+        return first
+
+    rows = [(op, f, page(f, p), a2) for op, f, p, a2 in rows]
     got = list(zip(trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                    trace.arg2.tolist(), strict=True))
     assert got == rows
     assert list(zip(trace.files.dev.tolist(), trace.files.ino.tolist(), strict=True)) == files
-    assert trace.files.size_pages.tolist() == size
-    assert trace.files.span_pages.tolist() == span
+    assert trace.files.size_pages.tolist() == [page(f, s - 1) + 1 if s else 0
+                                               for f, s in enumerate(size)]
+    assert trace.files.span_pages.tolist() == [page(f, s - 1) + 1 for f, s in enumerate(span)]
 
 
 def test_real_sample_counts_match_its_event_lines():
@@ -174,20 +183,62 @@ def test_skip_bad_lines_counts_them(tmp_path):
     assert len(trace) == 8
 
 
-@pytest.mark.parametrize("tail", [
-    "dev=254:0 ino=52db4 ofs=8192-4094",           # negative length
-    "dev=254:0 ino=52db4 ofs=0-4095 extra=1",
-    "dev=254:0 ino=52db4",
-    "dev=254 ino=52db4 ofs=0-4095",
-    "dev=254:0 ino= ofs=0-4095",
-    "dev=254:0 ino=52db4 ofs=99999999999999999999-4095",
+EXPECTED_GET_PAGES = "expected mm_filemap_get_pages"
+
+
+@pytest.mark.parametrize("tail, message", [
+    ("dev=254:0 ino=52db4 ofs=8192-4094", "the range 8192-4094 ends before it starts"),
+    ("dev=254:0 ino=52db4 ofs=0-4095 extra=1", EXPECTED_GET_PAGES),
+    ("dev=254:0 ino=52db4", EXPECTED_GET_PAGES),
+    ("dev=254 ino=52db4 ofs=0-4095", EXPECTED_GET_PAGES),
+    ("dev=254:0 ino= ofs=0-4095", EXPECTED_GET_PAGES),
+    ("dev=254:0 ino=52db4 ofs=99999999999999999999-4095", "a number does not fit 64 bits"),
+    # issue 9: a negative offset was read as positive
+    ("dev=254:0 ino=52db4 ofs=-585728-651263", EXPECTED_GET_PAGES),
+    ("dev=254:0 ino=52db4 ofs=585728--651263", EXPECTED_GET_PAGES),
+    ("dev=254:0 ino=52db4 ofs=0-4095-8191", EXPECTED_GET_PAGES),
+    ("dev=254:0 ino=52db4 ofs=0-1099511627775",
+     "the range 0-1099511627775 is more than one request can move"),
+    ("dev=4096:0 ino=52db4 ofs=0-4095", "dev 4096:0 is not a device number"),
 ])
-def test_bad_fields(tmp_path, tail):
+def test_bad_fields(tmp_path, tail, message):
     path = tmp_path / "one.trace"
     path.write_text(f"            bash-1   [001] .....  1.000001: mm_filemap_get_pages: {tail}\n"
                     "            bash-1   [001] .....  1.000002: mm_filemap_fault: "
                     "dev=254:0 ino=52db4 ofs=0\n")
-    with pytest.raises(TraceError, match=r"one\.trace:1: expected mm_filemap_get_pages"):
+    with pytest.raises(TraceError, match=rf"one\.trace:1: {re.escape(message)}") as e:
+        ftrace.parse(path)
+    assert "\n" not in str(e.value) and tail[-10:] in str(e.value)
+
+
+def test_negative_offsets_among_good_lines_are_refused(tmp_path):
+    """The vectorised path sees the whole chunk: one line of '-A-B' among good ones is not
+    read as A-B (issue 9)."""
+    good = ("            bash-1   [001] .....  1.000001: mm_filemap_get_pages: "
+            "dev=254:0 ino=52db4 ofs=0-4095\n")
+    path = tmp_path / "neg.trace"
+    path.write_text(good * 3 + good.replace("ofs=0-4095", "ofs=-585728-651263") + good)
+    with pytest.raises(TraceError, match=r"neg\.trace:4: expected mm_filemap_get_pages"):
+        ftrace.parse(path)
+    trace = ftrace.parse(path, skip_bad_lines=True)
+    assert len(trace) == 4 and trace.skipped_lines == 1 and (trace.arg1 >= 0).all()
+
+
+@pytest.mark.parametrize("tail", [
+    "dev 254:0 ino 52db4 pfn=0x1 ofs=12e3 order=0",
+    "dev 254:0 ino 52db4 pfn=0x1 ofs=4096 order=1 2",
+    "dev 254:0 ino 52db4 pfn=0x1 ofs=-4096 order=0",
+    "dev 254:0 ino 52db4 pfn=0x1 ofs=4096 order=32",
+])
+def test_bad_cache_lines_among_good_ones(tmp_path, tail):
+    """Fields are counted per line: a line with a number too many next to one with a number
+    too few is not read as two good lines."""
+    good = ("            bash-1   [001] .....  1.000001: mm_filemap_add_to_page_cache: "
+            "dev 254:0 ino 52db4 pfn=0x1 ofs=4096 order=0\n")
+    path = tmp_path / "cache.trace"
+    path.write_text(good + good.replace("dev 254:0 ino 52db4 pfn=0x1 ofs=4096 order=0", tail)
+                    + good)
+    with pytest.raises(TraceError, match=r"cache\.trace:2: "):
         ftrace.parse(path)
 
 
@@ -207,7 +258,7 @@ def test_chunks_keep_line_numbers(tmp_path, monkeypatch):
     path = tmp_path / "long.trace"
     path.write_text(good * 500 + good.replace("ofs=4096", "ofs=x") + good * 10)
     real = _common.iter_line_chunks
-    monkeypatch.setattr(ftrace, "iter_line_chunks", lambda f: real(f, 1000))
+    monkeypatch.setattr(ftrace, "iter_line_chunks", lambda f, bad=None: real(f, 1000, bad))
     with pytest.raises(TraceError, match=r"long\.trace:501: "):
         ftrace.parse(path)
     trace = ftrace.parse(path, skip_bad_lines=True)

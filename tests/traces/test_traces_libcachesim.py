@@ -25,7 +25,8 @@ def test_spec_like_libcachesim():
 
 @pytest.mark.parametrize("spec, message", [
     ("time-col=1", "obj-id-col is required"),
-    ("obj-id-col=0", "obj-id-col must be an integer >= 1"),
+    ("obj-id-col=0", "obj-id-col must be an integer from 1 to 65536"),
+    ("obj-id-col=1,block-size=8589934592", "block-size must be an integer from 1 to"),
     ("obj-id-col=x", "must be an integer"),
     ("obj-id-col=1,colour=red", "unknown key 'colour'"),
     ("obj-id-col=1,has-header=maybe", "true or false"),
@@ -52,11 +53,16 @@ def test_cloudphysics_real_trace():
     assert len(trace) == 113872
     assert int((trace.op == Op.READ).sum()) == 46974
     assert int((trace.op == Op.WRITE).sum()) == 66898
-    # first rows: 1,5633898,2a,512,42932745 and 1,5633898,2a,6656,40409911 (4th)
-    assert (trace.op[0], trace.arg1[0], trace.arg2[0]) == (Op.WRITE, 42932745 * 512 >> 12, 1)
+    # first rows: 1,5633898,2a,512,42932745 and 1,5633898,2a,6656,40409911 (4th); lbns are
+    # addresses, compacted in 2 MiB extents (offsets within an extent kept)
+    page0 = trace.extents.runs(0, 42932745 * 512 >> 12, 1)[0][0]
+    assert (trace.op[0], trace.arg1[0], trace.arg2[0]) == (Op.WRITE, page0, 1)
+    assert page0 % 512 == (42932745 * 512 >> 12) % 512
     first, last = 40409911 * 512 >> 12, (40409911 * 512 + 6656 - 1) >> 12
-    assert (trace.arg1[3], trace.arg2[3]) == (first, last - first + 1)
+    assert [(trace.arg1[3], trace.arg2[3])] == trace.extents.runs(0, first, last - first + 1)
     assert trace.files.span_pages[0] == int((trace.arg1 + trace.arg2).max())
+    top = int(trace.extents.hi.max() + 1) * 512                        # pages the lbns span
+    assert trace.files.span_pages[0] < top // 2
     explicit = read_trace(path, csv_spec="time-col=2,op-col=3,obj-size-col=4,obj-id-col=5,"
                           "has-header=true,delimiter=,,block-size=512", use_cache=False)
     assert np.array_equal(explicit.arg1, trace.arg1) and np.array_equal(explicit.op, trace.op)
@@ -82,13 +88,13 @@ def test_csv_string_ids_get_dense_ids(tmp_path):
 def test_csv_without_header_and_hex_ids(tmp_path):
     path = write(tmp_path, "t.csv", "1,10\n2,0x20\n3,10\n")
     trace = read_trace(path, csv_spec="time-col=1,obj-id-col=2", use_cache=False)
-    assert trace.arg1.tolist() == [10, 32, 10]
+    assert trace.arg1.tolist() == [0, 2, 0]       # ids 10 and 32: dense, a gap of one page
 
 
 def test_csv_quoted_fields(tmp_path):
     path = write(tmp_path, "t.csv", 'id,name\n1,"a, b"\n2,c\n')
     trace = read_trace(path, csv_spec="obj-id-col=1,has-header=true", use_cache=False)
-    assert trace.arg1.tolist() == [1, 2]
+    assert trace.arg1.tolist() == [0, 1]
 
 
 def test_csv_bad_line_and_skip(tmp_path):
@@ -96,7 +102,7 @@ def test_csv_bad_line_and_skip(tmp_path):
     with pytest.raises(TraceError, match=r"t\.csv:3: expected 3\+ fields"):
         read_trace(path, use_cache=False)
     trace = read_trace(path, skip_bad_lines=True, use_cache=False)
-    assert trace.arg1.tolist() == [5, 7] and trace.skipped_lines == 2
+    assert trace.arg1.tolist() == [0, 2] and trace.skipped_lines == 2
 
 
 def test_csv_needs_a_spec_without_named_header(tmp_path):
@@ -114,7 +120,7 @@ def test_txt_string_ids_and_bad_lines(tmp_path):
     with pytest.raises(TraceError, match=r"n\.txt:3: expected one obj id per line"):
         read_trace(path, "txt", use_cache=False)
     trace = read_trace(path, "txt", skip_bad_lines=True, use_cache=False)
-    assert trace.arg1.tolist() == [1, 2, 5] and trace.skipped_lines == 1
+    assert trace.arg1.tolist() == [0, 1, 3] and trace.skipped_lines == 1
 
 
 def test_oracle_general_layout_and_zero_sizes(tmp_path):
@@ -124,8 +130,8 @@ def test_oracle_general_layout_and_zero_sizes(tmp_path):
     assert libcachesim.ORACLE_GENERAL.itemsize == 24
     assert detect_format(path) == "oracleGeneral"
     trace = read_trace(path, use_cache=False)
-    assert trace.arg1.tolist() == [7, 7]
-    assert trace.files.span_pages.tolist() == [8]
+    assert trace.arg1.tolist() == [0, 0]
+    assert trace.files.span_pages.tolist() == [1]
 
 
 def test_oracle_general_cut_record(tmp_path):
@@ -135,11 +141,14 @@ def test_oracle_general_cut_record(tmp_path):
         read_trace(path, use_cache=False)
 
 
-def test_oracle_general_id_too_large(tmp_path):
+def test_oracle_general_hashed_64_bit_ids(tmp_path):
+    """Published oracleGeneral traces hash their ids over all 64 bits: half are >= 2**63."""
     path = tmp_path / "x.oracleGeneral"
-    path.write_bytes(struct.pack("<IQIq", 1, 1, 1, -1) + struct.pack("<IQIq", 1, 2**63, 1, -1))
-    with pytest.raises(TraceError, match="record 2 .*does not fit"):
-        read_trace(path, use_cache=False)
+    ids = [1, 2**63, 2**64 - 1, 2**63, 2, 1]
+    path.write_bytes(b"".join(struct.pack("<IQIq", 1, i, 1, -1) for i in ids))
+    trace = read_trace(path, use_cache=False)
+    assert trace.arg1.tolist() == [0, 3, 5, 3, 1, 0]
+    assert trace.files.span_pages.tolist() == [6]
 
 
 def test_undetectable_file_names_the_formats_tried(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,3 +50,22 @@ def test_line_chunks_keep_every_byte(pieces, size):
     assert all(c.endswith(b"\n") for c in chunks)
     joined = b"".join(chunks)
     assert joined == (data if not data or data.endswith(b"\n") else data + b"\n")
+
+
+@given(st.lists(st.one_of(st.integers(0, 2**64 + 10**6), st.integers(2**64 - 10**6, 2**64 + 10),
+                          st.integers(10**19 - 5, 10**19 + 5), st.integers(0, 10**20)),
+                min_size=1, max_size=30))
+def test_unsigned_parse_takes_every_64_bit_value(values):
+    """Hashed 64-bit ids: 20-digit decimals up to 2**64 - 1, nothing above."""
+    got = parse_column([str(v).encode() for v in values], unsigned=True)
+    if all(v < 2**64 for v in values):
+        assert got is not None and got.dtype == np.uint64 and got.tolist() == values
+    else:
+        assert got is None
+
+
+def test_unsigned_bounds():
+    assert parse_column([b"18446744073709551615"], unsigned=True).tolist() == [2**64 - 1]
+    assert parse_column([b"18446744073709551616"], unsigned=True) is None
+    assert parse_column([b"28446744073709551615"], unsigned=True) is None
+    assert parse_column([b"18446744073709551615"]) is None          # signed: int64 only

@@ -6,7 +6,7 @@ One module per format, one registry (:data:`READERS`) from format name to reader
 its magic bytes, and a truncated stream is an error, never a short trace.
 
 Formats, and how :func:`detect_format` recognises them in the first 64 KiB of decompressed
-content (tried in this order):
+content (``.oracleGeneral`` in the name first, libCacheSim's rule; then tried in this order):
 
 - ``ftrace`` (:mod:`~tagcache.traces.ftrace`): a ``# tracer:`` header, or a
   ``SECONDS: mm_filemap_*:`` / ``mm_page_alloc:`` / ``mm_page_free:`` event line.
@@ -16,8 +16,15 @@ content (tried in this order):
 - ``csv`` (:mod:`~tagcache.traces.libcachesim`): a header naming an obj id column (``lbn``,
   ``lba``, ``obj_id``, ``id``, ``key``); other csv traces need ``csv_spec``.
 - ``txt`` (:mod:`~tagcache.traces.libcachesim`): one integer per line.
-- ``oracleGeneral`` (:mod:`~tagcache.traces.libcachesim`): ``.oracleGeneral`` in the file
-  name (libCacheSim's rule), or binary content.
+- ``oracleGeneral`` (:mod:`~tagcache.traces.libcachesim`): binary records whose
+  next_access_vtime are request numbers or -1 (a NUL byte alone does not make a file binary).
+
+Each format's ``objection`` says why a head is not of that format (None: it is); a file no
+format takes is an error listing every objection, and an error reading a file whose format
+was detected says what it was read as and why.
+
+Page indexes are dense (``_common.compact_extents`` for addresses, ``dense_object_ids`` for
+libCacheSim's object ids): memory follows what the trace touches, not its largest address.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from tagcache.traces import blkparse, cache, ftrace, libcachesim, msr
 from tagcache.traces._common import open_binary, open_text, read_head
 from tagcache.workloads.events import Trace
 
-__all__ = ["READERS", "Reader", "detect_format", "open_binary", "open_text", "read_trace"]
+__all__ = ["READERS", "Reader", "detect", "detect_format", "open_binary", "open_text",
+           "read_trace"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Reader:
     name: str
     module: ModuleType
     parse_fn: str = "parse"
-    sniff_fn: str = "sniff"
+    objection_fn: str = "objection"
     uses_csv_spec: bool = False
 
     def parse(self, path: str | os.PathLike, *, skip_bad_lines: bool = False,
@@ -53,19 +61,29 @@ class Reader:
         return getattr(self.module, self.parse_fn)(path, skip_bad_lines=skip_bad_lines,
                                                    csv_spec=csv_spec)
 
+    def objection(self, head: bytes, path: str | os.PathLike) -> str | None:
+        """Why ``head`` is not of this format; None when it is."""
+        return getattr(self.module, self.objection_fn)(head, path)
+
     def sniff(self, head: bytes, path: str | os.PathLike) -> bool:
-        return bool(getattr(self.module, self.sniff_fn)(head, path))
+        return self.objection(head, path) is None
 
 
 READERS: dict[str, Reader] = {r.name: r for r in (
     Reader("ftrace", ftrace),
     Reader("blkparse", blkparse),
     Reader("msr", msr),
-    Reader("csv", libcachesim, "parse_csv", "sniff_csv", uses_csv_spec=True),
-    Reader("txt", libcachesim, "parse_txt", "sniff_txt"),
-    Reader("oracleGeneral", libcachesim, "parse_oracle_general", "sniff_oracle_general"),
+    Reader("csv", libcachesim, "parse_csv", "csv_objection", uses_csv_spec=True),
+    Reader("txt", libcachesim, "parse_txt", "txt_objection"),
+    Reader("oracleGeneral", libcachesim, "parse_oracle_general", "oracle_general_objection"),
 )}
 _NAMES = {name.lower(): name for name in READERS} | {"oraclegeneralbin": "oracleGeneral"}
+_WHY = {"ftrace": "a '# tracer:' header or an mm_filemap_*/mm_page_* event line",
+        "blkparse": "a first line 'M,m CPU SEQ TIME PID ACTION'",
+        "msr": "a first data line of 7 comma fields with Read or Write as the 4th",
+        "csv": "a header naming an obj id column",
+        "txt": "one integer per line",
+        "oracleGeneral": "binary records with plausible next_access_vtime"}
 
 
 def format_name(fmt: str) -> str:
@@ -76,14 +94,27 @@ def format_name(fmt: str) -> str:
     return name
 
 
+def detect(path: str | os.PathLike) -> tuple[str, str]:
+    """The format of a trace and why: from its name (``.oracleGeneral``) or its decompressed
+    content. :class:`TraceError` names what every format objected to when none fits."""
+    if ".oraclegeneral" in Path(path).name.lower():
+        return "oracleGeneral", "'.oracleGeneral' in the name"
+    head = read_head(path)
+    if not head:
+        raise TraceError(f"{path}: cannot tell the trace format: the file is empty")
+    objections = []
+    for name, reader in READERS.items():
+        why_not = reader.objection(head, path)
+        if why_not is None:
+            return name, _WHY[name]
+        objections.append(f"{name}: {why_not}")
+    raise TraceError(f"{path}: cannot tell the trace format (tried {', '.join(READERS)}): "
+                     + "; ".join(objections) + "; give it explicitly")
+
+
 def detect_format(path: str | os.PathLike) -> str:
     """The format of a trace, from its decompressed content (and the oracleGeneral suffix)."""
-    head = read_head(path)
-    for name, reader in READERS.items():
-        if reader.sniff(head, path):
-            return name
-    raise TraceError(f"{path}: cannot tell the trace format (tried {', '.join(READERS)}); "
-                     "give it explicitly")
+    return detect(path)[0]
 
 
 def read_trace(path: str | os.PathLike, fmt: str | None = None, *, skip_bad_lines: bool = False,
@@ -98,8 +129,12 @@ def read_trace(path: str | os.PathLike, fmt: str | None = None, *, skip_bad_line
     p = Path(path)
     if not p.is_file():
         raise TraceError(f"{p}: no such trace file")
+    detected = None
     if fmt is None:
-        fmt = "csv" if csv_spec is not None else detect_format(p)
+        if csv_spec is not None:
+            fmt = "csv"
+        else:
+            fmt, detected = detect(p)
     reader = READERS[format_name(fmt)]
     if csv_spec is not None and not reader.uses_csv_spec:
         raise TraceError(f"{p}: a csv spec was given but the format is {reader.name}, not csv")
@@ -108,7 +143,13 @@ def read_trace(path: str | os.PathLike, fmt: str | None = None, *, skip_bad_line
         hit = cache.load(key)
         if hit is not None:
             return hit
-    trace = reader.parse(p, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
+    try:
+        trace = reader.parse(p, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
+    except TraceError as e:
+        if detected is None:
+            raise
+        raise TraceError(f"{e} (read as {reader.name}, detected by {detected}; give the format "
+                      "if it is another)") from None
     if key is not None:
         cache.store(key, trace, reader.name)
     return trace

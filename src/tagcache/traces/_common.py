@@ -1,8 +1,12 @@
-"""Shared by the format readers: transparent decompression, line chunks, vectorised integers.
+"""Shared by the format readers: transparent decompression, line chunks, vectorised integers,
+bad lines, and dense page indexes.
 
 Readers never loop over lines in Python where a whole chunk can be handled at once: text is read
 in chunks of whole lines, and integer fields are parsed by :func:`parse_words` with numpy (one
-pass over the bytes, no Python object per number).
+pass over the bytes, no Python object per number). A trace's pages are made dense before it is
+returned, so that memory follows what it touches, not its largest address or id:
+:func:`compact_extents` for addresses (2 MiB extents, order and nearby distances kept),
+:func:`dense_object_ids` for libCacheSim's object ids.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import functools
 import gzip
 import io
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +25,14 @@ import numpy as np
 import zstandard
 
 from tagcache.errors import TraceError
-from tagcache.workloads.events import FileTable, Trace
+from tagcache.workloads.events import ExtentMap, FileTable, Trace
+
+MAX_REQUEST_BYTES = 1 << 32
+"""The most bytes one request of a trace may move: more is a bad line, not a long replay.
+Linux moves at most MAX_RW_COUNT (INT_MAX rounded down to a page, 2 GiB - 4 KiB) in one
+read or write call, so an ftrace get_pages range is never longer, and a bio's size is a
+32-bit count of bytes (bi_size), so neither is a block request; a 1 TiB "request" is a
+corrupt line, and replaying it would walk 2**28 pages."""
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -157,9 +169,17 @@ def read_head(path: PathLike, n: int = 1 << 16) -> bytes:
         return f.read(n)
 
 
-def iter_line_chunks(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Yield chunks of whole lines, each ending with a newline (one is added at EOF)."""
+def iter_line_chunks(stream: BinaryIO, size: int = CHUNK_BYTES,
+                     bad: BadLines | None = None) -> Iterator[bytes]:
+    """Yield chunks of whole lines, each ending with a newline.
+
+    A file whose last line has no newline was cut in the middle of that line (every tool
+    that writes these traces ends its lines): with ``bad`` that line is a bad line (an error,
+    or skipped and counted), without it the line is yielded with a newline added. A last
+    line of blanks only is ignored.
+    """
     rest = b""
+    lines = 0
     while True:
         data = stream.read(size)
         if not data:
@@ -170,9 +190,16 @@ def iter_line_chunks(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[byte
             rest = data
             continue
         rest = data[cut:]
+        lines += data.count(b"\n", 0, cut)
         yield data[:cut]
-    if rest:
+    if not rest.strip():
+        return
+    if bad is None:
         yield rest + b"\n"
+        return
+    bad.add(lines + 1, "a whole line", rest,
+            problem="the file ends in the middle of this line (no newline: cut short?)")
+    bad.flush()
 
 
 # --------------------------------------------------------------------------- errors
@@ -195,16 +222,20 @@ class BadLines:
         self.name = name
         self.skip = skip
         self.count = 0
-        self._pending: list[tuple[int, str, bytes | str]] = []
+        self._pending: list[tuple[int, str, bytes | str, str | None]] = []
 
-    def add(self, lineno: int, expected: str, line: bytes | str) -> None:
-        self._pending.append((lineno, expected, line))
+    def add(self, lineno: int, expected: str, line: bytes | str,
+            problem: str | None = None) -> None:
+        """A bad line: what was expected, or (``problem``) what is wrong with it."""
+        self._pending.append((lineno, expected, line, problem))
 
     def flush(self) -> None:
         if not self._pending:
             return
         if not self.skip:
-            lineno, expected, line = min(self._pending, key=lambda t: t[0])
+            lineno, expected, line, problem = min(self._pending, key=lambda t: t[0])
+            if problem is not None:
+                raise TraceError(f"{self.name}:{lineno}: {problem}: {snippet(line)}")
             raise TraceError(f"{self.name}:{lineno}: expected {expected}, got {snippet(line)}")
         self.count += len(self._pending)
         self._pending.clear()
@@ -212,9 +243,11 @@ class BadLines:
 
 # --------------------------------------------------------------------------- integers
 
-_MAXLEN = {10: 19, 16: 16}                 # digits that fit an unsigned 64-bit value
+_MAXLEN = {10: 20, 16: 16}                 # digits of the largest unsigned 64-bit value
 _INT64_MAX = np.uint64(2**63 - 1)
+_U64_TOP = np.uint64(2**64 - 1 - 10**19)    # the most 19 digits under a leading 1 may hold
 _POW = {b: [np.uint64(b ** i) for i in range(_MAXLEN[b])] for b in (10, 16)}
+U64_MAX = 2**64 - 1
 
 
 @functools.lru_cache(maxsize=8)
@@ -238,7 +271,7 @@ class Words:
     def __init__(self, buf: np.ndarray, seps: bytes) -> None:
         digit, word = _tables(seps)
         self.buf = buf
-        self.digit = digit[buf]
+        self.digit = digit                  # looked up at the words' bytes only
         edge = np.flatnonzero(np.diff(word[buf].view(np.int8), prepend=np.int8(0),
                                       append=np.int8(0)))
         self.start = edge[0::2]
@@ -247,36 +280,43 @@ class Words:
     def __len__(self) -> int:
         return len(self.start)
 
-    def numbers(self, s: np.ndarray, e: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    def numbers(self, s: np.ndarray, e: np.ndarray, base: int,
+                unsigned: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Values of the words [s, e] in ``base`` (10 or 16) and which are not such numbers.
 
         Base 0 takes hexadecimal for words starting with 0x and decimal for the others.
-        Decimal values must fit int64; 16-digit hexadecimal ones may wrap to negative.
+        Decimal values must fit int64 (``unsigned``: uint64, and the values are uint64);
+        16-digit hexadecimal ones may wrap to negative.
         """
         if base == 0:
             pre = (e - s > 1) & (self.buf[s] == 48) & ((self.buf[np.minimum(s + 1, e)] | 32) == 120)
-            hv, hb = self.numbers(s + 2 * pre, e, 16)
-            dv, db = self.numbers(s, e, 10)
+            hv, hb = self.numbers(s + 2 * pre, e, 16, unsigned)
+            dv, db = self.numbers(s, e, 10, unsigned)
             return np.where(pre, hv, dv), np.where(pre, hb, db)
         n = len(s)
         length = e - s + 1
         if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0, bool)
+            return np.zeros(0, np.uint64 if unsigned else np.int64), np.zeros(0, bool)
         acc = np.zeros(n, np.uint64)
         bad = length > _MAXLEN[base]
         for r in range(min(int(length.max()), _MAXLEN[base])):
-            d = self.digit[e - r]
+            d = self.digit[self.buf[e - r]]
             if r:
                 d = np.where(r < length, d, 0)
             bad |= (d < 0) | (d >= base)
+            if r == 19:                    # a 20th decimal digit: only 1, and not past 2**64
+                bad |= (d > 1) | ((d == 1) & (acc > _U64_TOP))
+                d = np.where(bad, 0, d)
             acc += d.astype(np.uint64) * _POW[base][r]
-        if base == 10:
+        if base == 10 and not unsigned:
             bad |= acc > _INT64_MAX
-        return acc.view(np.int64), bad
+        return (acc if unsigned else acc.view(np.int64)), bad
 
 
-def parse_words(blob: bytes, n: int, bases: tuple[int, ...]) -> np.ndarray | None:
-    """Parse ``n`` lines of ``len(bases)`` integer words each into an (n, k) int64 array.
+def parse_words(blob: bytes, n: int, bases: tuple[int, ...],
+                unsigned: bool = False) -> np.ndarray | None:
+    """Parse ``n`` lines of ``len(bases)`` integer words each into an (n, k) int64 array
+    (``unsigned``: uint64, decimal words up to 2**64 - 1).
 
     Words are separated by spaces or tabs, lines end with a newline; ``bases[j]`` (10, 16, or 0
     for 0x-prefixed hexadecimal or decimal) is the base of column j. Returns None when anything
@@ -284,8 +324,9 @@ def parse_words(blob: bytes, n: int, bases: tuple[int, ...]) -> np.ndarray | Non
     parses line by line to name the bad line.
     """
     k = len(bases)
+    dtype = np.uint64 if unsigned else np.int64
     if n == 0:
-        return np.zeros((0, k), np.int64)
+        return np.zeros((0, k), dtype)
     buf = np.frombuffer(blob, np.uint8)
     w = Words(buf, b" \t\r")
     nls = np.flatnonzero(buf == 10)
@@ -293,19 +334,41 @@ def parse_words(blob: bytes, n: int, bases: tuple[int, ...]) -> np.ndarray | Non
             np.searchsorted(w.start, nls), k * np.arange(1, n + 1)):
         return None
     s, e = w.start.reshape(n, k), w.end.reshape(n, k)
-    out = np.empty((n, k), np.int64)
+    out = np.empty((n, k), dtype)
     for j, base in enumerate(bases):
-        vals, bad = w.numbers(s[:, j], e[:, j], base)
+        vals, bad = w.numbers(s[:, j], e[:, j], base, unsigned)
         if bad.any():
             return None
         out[:, j] = vals
     return out
 
 
-def parse_column(words: list[bytes], base: int = 10) -> np.ndarray | None:
-    """Parse one column of integer words (bytes); None when any word is not an integer."""
-    out = parse_words(b"\n".join(words) + b"\n", len(words), (base,))
+def parse_column(words: list[bytes], base: int = 10, unsigned: bool = False) -> np.ndarray | None:
+    """Parse one column of integer words (bytes); None when any word is not an integer
+    (``unsigned``: uint64 values, up to 2**64 - 1)."""
+    out = parse_words(b"\n".join(words) + b"\n", len(words), (base,), unsigned)
     return None if out is None else out[:, 0]
+
+
+_INT_WORD = re.compile(rb"\s*(?:([0-9]+)|0[xX]([0-9a-fA-F]+))\s*")
+
+
+def int_word(word: bytes, limit: int = U64_MAX) -> int | None:
+    """A decimal or 0x-hexadecimal integer word (blanks around it) in [0, limit], or None."""
+    m = _INT_WORD.fullmatch(word)
+    if m is None:
+        return None
+    v = int(m.group(1)) if m.group(1) is not None else int(m.group(2), 16)
+    return v if v <= limit else None
+
+
+def overflow(word: bytes, what: str, limit: int = U64_MAX) -> str | None:
+    """``'WHAT N does not fit 64 bits'`` when ``word`` is a decimal number above ``limit``
+    (a problem for :meth:`BadLines.add`), else None."""
+    w = word.strip()
+    if w.isdigit() and int(w) > limit:
+        return f"{what} {w.decode()} does not fit {'64' if limit == U64_MAX else '63'} bits"
+    return None
 
 
 # --------------------------------------------------------------------------- building
@@ -320,19 +383,166 @@ def trace_name(path: PathLike) -> str:
 
 
 def single_file_trace(op: np.ndarray, first: np.ndarray, pages: np.ndarray, name: str,
-                      skipped: int, dev: int = 0, ino: int = 0) -> Trace:
-    """A trace of READ/WRITE events on one file (dev, ino) sized by the highest page named."""
+                      skipped: int, dev: int = 0, ino: int = 0,
+                      extents: ExtentMap | None = None) -> Trace:
+    """A trace of READ/WRITE events on one file (dev, ino) sized by the highest page named.
+    The pages must be dense already (:func:`compact_extents`, :func:`dense_object_ids`)."""
     n = len(op)
     span = int((first + pages).max()) if n else 0
     files = FileTable.build([dev], [ino], [span], [span], [False])
     return Trace(np.asarray(op, np.uint8), np.zeros(n, np.int64), np.asarray(first, np.int64),
-                 np.asarray(pages, np.int64), files, name, [], skipped)
+                 np.asarray(pages, np.int64), files, name, [], skipped, extents)
 
 
 def byte_range_pages(offset: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First 4 KiB page and number of pages touched by byte ranges [offset, offset + size)."""
-    first = offset >> 12
-    return first, ((offset + size - 1) >> 12) - first + 1
+    """First 4 KiB page and number of pages touched by byte ranges [offset, offset + size)
+    (uint64 offsets, sizes 1..MAX_REQUEST_BYTES, not passing 2**64: :func:`bad_byte_ranges`)."""
+    offset = np.asarray(offset, np.uint64)
+    last = offset + (np.asarray(size, np.int64) - 1).astype(np.uint64)
+    first = (offset >> np.uint64(12)).astype(np.int64)
+    return first, (last >> np.uint64(12)).astype(np.int64) - first + 1
+
+
+def bad_byte_ranges(offset: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Which byte ranges [offset, offset + size) (uint64 offsets) are longer than
+    :data:`MAX_REQUEST_BYTES` or pass the end of the 64-bit address space."""
+    size = np.asarray(size, np.int64)
+    room = np.uint64(U64_MAX) - np.asarray(offset, np.uint64)
+    return (size > MAX_REQUEST_BYTES) | (size < 0) | (
+        np.maximum(size - 1, 0).astype(np.uint64) > room)
+
+
+def range_problem(offset: int, size: int, what: str = "Size") -> str | None:
+    """Why the byte range [offset, offset + size) cannot be a request, or None."""
+    if size > MAX_REQUEST_BYTES:
+        return (f"{what} {size} is more than one request can move ({MAX_REQUEST_BYTES} bytes,"
+                " MAX_REQUEST_BYTES)")
+    if offset + max(size, 1) - 1 > U64_MAX:
+        return f"the request at {offset} of {size} bytes passes the end of 64-bit addresses"
+    return None
+
+
+# --------------------------------------------------------------------------- dense ids
+
+EXTENT_SHIFT = 9
+"""Address traces are compacted in extents of 512 pages (2 MiB): offsets within an extent are
+kept, so a folio (order <= 9) is aligned as it was, and so is fault-around's window."""
+EXTENT_KEEP = 4
+"""Unused extents kept on each side of a run of used ones (8 MiB): readahead windows up to
+8 MiB (the read_ahead_kb of the machine of captures/) and mmap read-around before a fault
+read the pages they would have read without compaction (pages no event names)."""
+
+
+def compact_extents(fid: np.ndarray, first: np.ndarray, last: np.ndarray,
+                    shift: int = EXTENT_SHIFT, keep: int = EXTENT_KEEP
+                    ) -> tuple[np.ndarray, ExtentMap]:
+    """Dense page indexes for an address trace: each event's pages [first, last] of file
+    ``fid`` become [first - delta, last - delta]; returns delta per event and the map.
+
+    The address space of each file is cut into extents of ``1 << shift`` pages. Extents that
+    events touch form runs; a gap of at most ``2 * keep`` unused extents between two runs is
+    kept, a longer one keeps its first and last ``keep`` extents, a leading one its last
+    ``keep``. So order, offsets within runs and every distance up to ``keep`` extents are
+    kept (a sequential scan stays sequential, readahead reads the same pages), and a file
+    spans at most ``2 * keep + 1`` extents per run of used extents, whatever its addresses.
+    File ids are dense (0 to the number of files - 1); pages are in [0, 2**62).
+    """
+    n = len(fid)
+    if n == 0:
+        z = np.zeros(0, np.int64)
+        return z, ExtentMap(shift, keep, z, z, z, z)
+    fid = np.asarray(fid, np.int64)
+    lo = np.asarray(first, np.int64) >> shift
+    hi = np.asarray(last, np.int64) >> shift
+    top = np.zeros(int(fid.max()) + 1, np.int64)
+    np.maximum.at(top, fid, hi)
+    small = 4 * n + (1 << 16)
+    table = int(top.max()) < small and int((top + 1).sum()) < small
+    if table:
+        # Extents over every file's range are few: mark the ones events cover in one table
+        # (no sort of the events), then take its used extents in order.
+        base = np.zeros(len(top) + 1, np.int64)
+        np.cumsum(top + 1, out=base[1:])
+        at_lo, at_hi = base[fid] + lo, base[fid] + hi + 1
+        total = int(base[-1])
+        cover = np.cumsum(np.bincount(at_lo, minlength=total + 1)
+                          - np.bincount(at_hi, minlength=total + 1))[:total]
+        used = np.flatnonzero(cover > 0)
+        f_s = np.searchsorted(base, used, "right") - 1
+        lo_s = reach = used - base[f_s]
+    else:
+        bits = int(top.max()).bit_length()
+        if len(top) <= 1 << (63 - bits):        # (file, extent) in one int64 key: one sort
+            order = np.argsort((fid << bits) | lo)
+            f_s, lo_s, hi_s = fid[order], lo[order], hi[order]
+            reach = np.maximum.accumulate((f_s << bits) | hi_s) & ((1 << bits) - 1)
+        else:                 # the running max of hi within each file: ranks of (file, hi)
+            order = np.lexsort((lo, fid))
+            f_s, lo_s, hi_s = fid[order], lo[order], hi[order]
+            by_hi = np.lexsort((hi_s, f_s))
+            rank = np.empty(n, np.int64)
+            rank[by_hi] = np.arange(n)
+            reach = hi_s[by_hi][np.maximum.accumulate(rank)]
+    # runs: a new one where the file changes or the gap is longer than 2 * keep extents
+    m = len(f_s)
+    starts = np.ones(m, bool)
+    starts[1:] = (f_s[1:] != f_s[:-1]) | (lo_s[1:] - reach[:-1] - 1 > 2 * keep)
+    run = np.cumsum(starts) - 1
+    at = np.flatnonzero(starts)
+    r_file, r_lo = f_s[at], lo_s[at]
+    r_hi = reach[np.r_[at[1:], m] - 1]
+    length = r_hi - r_lo + 1
+    head = np.ones(len(at), bool)
+    head[1:] = r_file[1:] != r_file[:-1]
+    step = np.where(head, np.minimum(r_lo, keep), 2 * keep) + length
+    end = np.cumsum(step)
+    file_head = np.maximum.accumulate(np.where(head, np.arange(len(at)), 0))
+    new_lo = end - length - (end[file_head] - step[file_head])
+    r_delta = (r_lo - new_lo) << shift
+    if table:                                    # each event by its first extent
+        run_of = np.empty(total, np.int64)
+        run_of[used] = run
+        delta = r_delta[run_of[at_lo]]
+    else:
+        delta = np.empty(n, np.int64)
+        delta[order] = r_delta[run]
+    return delta, ExtentMap(shift, keep, r_file, r_lo, r_hi, r_delta)
+
+
+def dense_object_ids(ids: np.ndarray) -> np.ndarray:
+    """Dense page indexes for object ids (uint64): in the ids' order, consecutive ids stay
+    consecutive, and any gap between them becomes one unused page (so two runs of ids never
+    look like one sequential run). The pages span at most twice the distinct ids.
+
+    Small ids (a page trace) go through a table over their range, others (hashed ids) are
+    factorised by hashing (pyarrow) and only the distinct ones sorted: no sort of every id."""
+    n = len(ids)
+    if not n:
+        return np.zeros(0, np.int64)
+    ids = np.asarray(ids, np.uint64)
+    top = int(ids.max())
+    if top < 2 * n + (1 << 16):        # a table over the ids' range: no bigger than the ids
+        present = np.zeros(top + 1, bool)
+        present[ids] = True
+        uniq = np.flatnonzero(present)
+        del present
+        gaps = np.zeros(len(uniq), np.int64)
+        gaps[1:] = np.diff(uniq) > 1
+        table = np.empty(top + 1, np.int64)
+        table[uniq] = np.arange(len(uniq)) + np.cumsum(gaps)
+        return table[ids]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(pa.array(ids, pa.uint64()))
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    uniq = enc.dictionary.to_numpy(zero_copy_only=False)
+    order = np.argsort(uniq)
+    gaps = np.zeros(len(uniq), np.int64)
+    gaps[1:] = np.diff(uniq[order]) > np.uint64(1)
+    lut = np.empty(len(uniq), np.int64)
+    lut[order] = np.arange(len(uniq)) + np.cumsum(gaps)
+    return lut[codes]
 
 
 def split_fields(chunk: bytes, delim: bytes, ncols: int) -> tuple[list[bytes], int] | None:

@@ -4,7 +4,9 @@ The cache directory is ``$TAGCACHE_CACHE_DIR``, else ``$XDG_CACHE_HOME/tagcache`
 ``~/.cache/tagcache``. An entry is keyed by a hash of what determines the parse: the trace's
 absolute path, size and mtime_ns, the format, the csv spec, skip_bad_lines and
 :data:`READER_VERSION` (bump it whenever a reader's output changes). The file holds the four
-event columns; the file table, tasks, name and skipped_lines are JSON in the schema metadata.
+event columns; the file table, tasks, name and skipped_lines are JSON in the schema metadata,
+and the extent map (``Trace.extents``) its arrays' raw little-endian int64 bytes, zstd
+compressed (a trace whose map would take more than :data:`MAX_EXTENT_BYTES` is not cached).
 It is written under a temporary name and renamed, so a reader never sees half a file. A cache
 that cannot be written or read is not an error: the trace is parsed instead.
 """
@@ -17,12 +19,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import zstandard
 
 from tagcache.outputs import Output
-from tagcache.workloads.events import FileTable, Trace
+from tagcache.workloads.events import ExtentMap, FileTable, Trace
 
-READER_VERSION = 2
+READER_VERSION = 3
 _META_KEY = b"tagcache.trace"
+_EXTENTS_KEY = b"tagcache.extents"
+_EXTENT_FIELDS = ("file", "lo", "hi", "delta")
+MAX_EXTENT_BYTES = 64 << 20
 
 
 def cache_dir() -> Path:
@@ -64,10 +70,16 @@ def load(key: str) -> Trace | None:
                                 np.asarray(f["span_pages"], np.int64),
                                 np.asarray(f["large_folios"], bool))
         cols = [table.column(c).to_numpy() for c in ("op", "arg0", "arg1", "arg2")]
+        extents = None
+        if meta.get("extents") is not None:
+            shift, keep, n = meta["extents"]
+            raw = zstandard.ZstdDecompressor().decompress(table.schema.metadata[_EXTENTS_KEY])
+            arrays = np.frombuffer(raw, "<i8").astype(np.int64).reshape(4, n)
+            extents = ExtentMap(int(shift), int(keep), *arrays)
         return Trace(cols[0].astype(np.uint8), *(c.astype(np.int64) for c in cols[1:]),
                      files=files, name=meta["name"],
                      tasks=[(str(c), int(p)) for c, p in meta["tasks"]],
-                     skipped_lines=int(meta["skipped_lines"]))
+                     skipped_lines=int(meta["skipped_lines"]), extents=extents)
     except Exception:  # noqa: BLE001 - a damaged cache entry is re-parsed, never fatal
         return None
 
@@ -81,6 +93,9 @@ def store(key: str, trace: Trace, fmt: str) -> Path | None:
         return None
 
     files = trace.files
+    ext = trace.extents
+    if ext is not None and 4 * 8 * len(ext) > MAX_EXTENT_BYTES:
+        return None
     meta = {"version": READER_VERSION, "format": fmt, "name": trace.name,
             "skipped_lines": int(trace.skipped_lines), "tasks": [list(t) for t in trace.tasks],
             "files": {"dev": files.dev.tolist(), "ino": files.ino.tolist(),
@@ -89,7 +104,13 @@ def store(key: str, trace: Trace, fmt: str) -> Path | None:
                       "large_folios": files.large_folios.tolist()}}
     table = pa.table({"op": np.asarray(trace.op, np.uint8), "arg0": trace.arg0,
                       "arg1": trace.arg1, "arg2": trace.arg2})
-    table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    schema_meta = {}
+    if ext is not None:
+        meta["extents"] = [ext.shift, ext.keep, len(ext)]
+        raw = np.stack([np.asarray(getattr(ext, k), "<i8") for k in _EXTENT_FIELDS]).tobytes()
+        schema_meta[_EXTENTS_KEY] = zstandard.ZstdCompressor().compress(raw)
+    schema_meta[_META_KEY] = json.dumps(meta).encode()
+    table = table.replace_schema_metadata(schema_meta)
     path = entry_path(key)
     out = None
     try:

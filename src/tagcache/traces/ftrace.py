@@ -17,9 +17,12 @@ mm_page_free                       ``page=PTR pfn=0xP order=N``                 
 =================================  ==================================================  =============
 
 Ranges become (first page, pages) = (A >> 12, (B >> 12) - (A >> 12) + 1), which is the kernel's
-(index, last_index - index + 1) since it prints page-aligned A and B + 1. Files get dense ids in
+(index, last_index - index + 1) since it prints page-aligned A and B + 1; a range of more than
+MAX_REQUEST_BYTES (one read(2) moves at most 2 GiB) is a bad line. Files get dense ids in
 order of first appearance, one per (dev, ino) with dev = MKDEV(M, m) = M << 20 | m; a file's size
 is the highest page its add events inserted and its span also covers every page any event names.
+Each file's pages are compacted in 2 MiB extents (``_common.compact_extents``, the map in
+``Trace.extents``): a file read at a few far offsets spans a few extents, not its offsets.
 Add/delete lines of older kernels (``page=PTR``, decimal ``pfn``, no ``order``) are accepted.
 An mm_page_alloc with pfn 0 is a failed allocation (the kernel prints a NULL page) and yields no
 row. Tasks (command, pid) are listed in order of first appearance on kmem lines only. Other events
@@ -42,12 +45,15 @@ import numpy as np
 
 from tagcache.errors import TraceError
 from tagcache.traces._common import (
+    MAX_REQUEST_BYTES,
     BadLines,
     PathLike,
+    compact_extents,
     iter_line_chunks,
     open_binary,
     pair_ids,
     parse_words,
+    snippet,
     trace_name,
 )
 from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
@@ -66,27 +72,39 @@ def mkdev(major, minor):
 # --------------------------------------------------------------------------- fields
 # The fast path of each event takes the n tails of its lines (the text after "EVENT: ") joined
 # by newlines, splits them at the field labels with bytes methods, parses decimal fields with
-# numpy.fromstring and the dev/ino field once per distinct file; it returns None when anything
-# does not fit. Its lines are then parsed again one by one by the event's regular expression,
-# which also takes the older kernels' forms; what that cannot parse is a bad line.
+# numpy (parse_words: so many numbers on every line) and the dev/ino field once per distinct
+# file; it returns None when anything does not fit. Its lines are then parsed again one by
+# one by the event's regular expression, which also takes the older kernels' forms; what that
+# cannot parse is a bad line.
 
 _HEX = rb"([0-9a-fA-F]+)"
 _PFN = rb"(0x[0-9a-fA-F]+|\d+)"
-_INT64_MAX = np.iinfo(np.int64).max
 
 
-def _decimals(parts: list[bytes], count: int, delete: bytes = b"", seps: bytes = b"",
-              signed: bool = False) -> np.ndarray | None:
-    """The ``count`` decimal numbers of ``parts`` once ``delete`` bytes are removed and
-    ``seps`` bytes are spaces; None unless exactly so many non-negative int64 numbers."""
-    text = b" ".join(parts).translate(bytes.maketrans(seps, b" " * len(seps)), delete)
-    try:
-        v = np.fromstring(text, dtype=np.int64, sep=" ")
-    except ValueError:
+def _decimals(parts: list[bytes], per_line: int = 1, signed: bool = False) -> np.ndarray | None:
+    """(n, per_line) non-negative int64 decimals, ``per_line`` in each of the n ``parts``;
+    None unless every part holds exactly so many. ``signed``: a minus sign is dropped (for
+    fields only checked, never used)."""
+    text = b"\n".join(parts) + b"\n"
+    if signed:
+        text = text.replace(b"-", b"")
+    return parse_words(text, len(parts), (10,) * per_line)
+
+
+def _byte_ranges(parts: list[bytes]) -> np.ndarray | None:
+    """(n, 2) of ``A-B`` fields, digits on both sides of exactly one dash in each; else None
+    (``-585728-651263`` is not a range: the slow path refuses it)."""
+    text = b"\n".join(parts) + b"\n"
+    buf = np.frombuffer(text, np.uint8)
+    dash = np.flatnonzero(buf == 45)
+    nl = np.flatnonzero(buf == 10)
+    if len(dash) != len(parts) or not np.array_equal(np.searchsorted(dash, nl),
+                                                     np.arange(1, len(parts) + 1)):
         return None
-    if len(v) != count or not count or (v == _INT64_MAX).any() or (not signed and (v < 0).any()):
+    digit = (buf >= 48) & (buf <= 57)
+    if not (digit[np.maximum(dash - 1, 0)] & digit[dash + 1] & (dash > 0)).all():
         return None
-    return v
+    return parse_words(text.replace(b"-", b" "), len(parts), (10, 10))
 
 
 _KEY_RANGE = re.compile(rb"dev=(\d+):(\d+) ino=([0-9a-fA-F]+)")
@@ -102,8 +120,11 @@ def _file_keys(keys: list[bytes], rx: re.Pattern) -> np.ndarray | None:
         m = rx.fullmatch(key)
         if m is None:
             return -1
+        major, minor = int(m.group(1)), int(m.group(2))
+        if major >= 1 << (32 - MINORBITS) or minor >= 1 << MINORBITS:
+            return -1                  # not a device number: the slow path names the line
         try:
-            table.append((int(m.group(1)), int(m.group(2)), _int(m.group(3), 16, None)))
+            table.append((major, minor, _int(m.group(3), 16, None)))
         except ValueError:
             return -1
         return len(table) - 1
@@ -145,10 +166,10 @@ def _fast_range(blob: bytes, n: int, single: bool = False):
     if parts is None:
         return None
     key = _file_keys(parts[0:2 * n:2], _KEY_RANGE)
-    ofs = _decimals(parts[1:2 * n:2], n if single else 2 * n, b"", b"-")
+    ofs = _decimals(parts[1:2 * n:2]) if single else _byte_ranges(parts[1:2 * n:2])
     if key is None or ofs is None:
         return None
-    return np.concatenate([key, ofs.reshape(n, -1)], axis=1), {}
+    return np.concatenate([key, ofs], axis=1), {}
 
 
 def _fast_cache(blob: bytes, n: int):
@@ -158,10 +179,11 @@ def _fast_cache(blob: bytes, n: int):
         return None
     key = _file_keys(parts[0:3 * n:3], _KEY_CACHE)
     pfn = _pfns(parts[1:3 * n:3], n)
-    rest = _decimals(parts[2:3 * n:3], 2 * n, b"order=")
+    text = b"\n".join(parts[2:3 * n:3]) + b"\n"         # "BYTES order=N" on every line
+    rest = parse_words(text.replace(b" order=", b" "), n, (10, 10))
     if key is None or pfn is None or rest is None:
         return None
-    return np.concatenate([key, pfn[:, None], rest.reshape(n, 2)], axis=1), {}
+    return np.concatenate([key, pfn[:, None], rest], axis=1), {}
 
 
 def _fast_alloc(blob: bytes, n: int):
@@ -170,13 +192,13 @@ def _fast_alloc(blob: bytes, n: int):
     if parts is None:
         return None
     pfn = _pfns(parts[1:5 * n:5], n)
-    order = _decimals(parts[2:5 * n:5], n)
-    mt = _decimals(parts[3:5 * n:5], n, signed=True)
+    order = _decimals(parts[2:5 * n:5])
+    mt = _decimals(parts[3:5 * n:5], signed=True)
     if pfn is None or order is None or mt is None or parts[0][:5] != b"page=":
         return None
     memo: dict[bytes, int] = {}
     gfp = [memo[f] if f in memo else memo.setdefault(f, _gfp_bit(f)) for f in parts[4:5 * n:5]]
-    return np.stack([pfn, order], axis=1), {"gfp": np.asarray(gfp, np.int64)}
+    return np.concatenate([pfn[:, None], order], axis=1), {"gfp": np.asarray(gfp, np.int64)}
 
 
 def _fast_free(blob: bytes, n: int):
@@ -185,10 +207,10 @@ def _fast_free(blob: bytes, n: int):
     if parts is None:
         return None
     pfn = _pfns(parts[1:3 * n:3], n)
-    order = _decimals(parts[2:3 * n:3], n)
+    order = _decimals(parts[2:3 * n:3])
     if pfn is None or order is None or parts[0][:5] != b"page=":
         return None
-    return np.stack([pfn, order], axis=1), {}
+    return np.concatenate([pfn[:, None], order], axis=1), {}
 
 
 def _int(word: bytes | None, base: int, default: int | None) -> int:
@@ -217,7 +239,7 @@ def _gfp_bit(flags: bytes) -> int:
 def _rows_range(c: np.ndarray):
     first = c[:, 3] >> 12
     pages = (c[:, 4] >> 12) - first + 1
-    bad = (pages < 0) | _bad_dev(c)
+    bad = (pages < 0) | (c[:, 4] - c[:, 3] >= MAX_REQUEST_BYTES) | _bad_dev(c)
     return _file_rows(c, first, pages, first + pages, None), bad
 
 
@@ -235,7 +257,37 @@ def _rows_cache(c: np.ndarray):
 
 def _rows_page(c: np.ndarray):
     order = c[:, 1]
-    return {"pfn": c[:, 0], "order": order}, (order < 0) | (order > MAX_ORDER)
+    return {"pfn": c[:, 0], "order": order}, (order < 0) | (order > MAX_ORDER) | (c[:, 0] < 0)
+
+
+def _problem(ev: _Event, tail: bytes) -> str | None:
+    """What is wrong with a line of ``ev`` that has the event's shape, or None."""
+    m = ev.rx.fullmatch(tail.strip())
+    if m is None:
+        return None
+    v = [m.group(j + 1) for j in range(len(ev.bases))]
+    try:
+        for word, base, default in zip(v, ev.bases, ev.defaults or (None,) * len(v),
+                                       strict=True):
+            _int(word, base, default)
+    except ValueError:
+        return "a number does not fit 64 bits"
+    order = int(v[1]) if ev.kmem else int(v[5] or 0) if ev.rows is _rows_cache else 0
+    if order > MAX_ORDER:
+        return f"order {order} is more than {MAX_ORDER}"
+    if ev.kmem:
+        return None
+    major, minor = int(v[0]), int(v[1])
+    if major >= 1 << (32 - MINORBITS) or minor >= 1 << MINORBITS:
+        return f"dev {major}:{minor} is not a device number (major < 4096, minor < 2**20)"
+    if ev.rows is _rows_range:
+        a, b = int(v[3]), int(v[4])
+        if b - a >= MAX_REQUEST_BYTES:
+            return (f"the range {a}-{b} is more than one request can move "
+                    f"({MAX_REQUEST_BYTES} bytes, MAX_REQUEST_BYTES)")
+        if (b >> 12) < (a >> 12) - 1:
+            return f"the range {a}-{b} ends before it starts"
+    return None
 
 
 def _bad_dev(c: np.ndarray) -> np.ndarray:
@@ -380,7 +432,8 @@ class _Parser:
         rows, good = ev.parse(tails)
         if not good.all():
             for i in np.flatnonzero(~good):
-                self.bad.add(int(lineno[i]), f"{ev.name.decode()}: {ev.expected}", tails[i])
+                self.bad.add(int(lineno[i]), f"{ev.name.decode()}: {ev.expected}", tails[i],
+                             _problem(ev, tails[i]))
             at, lineno = at[good], lineno[good]
         rows["line"] = lineno
         rows["at"] = at
@@ -472,17 +525,21 @@ class _Parser:
         ino = np.array([k[1] for k in keys], np.int64)
         isf = cat["file"]
         fid = cat["a0"][isf]
+        first, end = cat["a1"][isf], cat["end"][isf]
+        delta, extents = compact_extents(fid, first, np.maximum(first, end - 1))
+        cat["a1"][isf] = first - delta
+        end = end - delta
         size = np.zeros(nfiles, np.int64)
         span = np.zeros(nfiles, np.int64)
-        np.maximum.at(span, fid, cat["end"][isf])
+        np.maximum.at(span, fid, end)
         added = cat["size_end"][isf]
         has = added >= 0
-        np.maximum.at(size, fid[has], added[has])
+        np.maximum.at(size, fid[has], added[has] - delta[has])
         files = FileTable.build(dev, ino, size, span, np.full(nfiles, large_folios))
         tasks = list(self.tasks)
         return Trace(cat["op"].astype(np.uint8), cat["a0"].astype(np.int64),
                      cat["a1"].astype(np.int64), cat["a2"].astype(np.int64), files, name,
-                     tasks, self.bad.count)
+                     tasks, self.bad.count, extents)
 
 
 def _task(prefix: bytes) -> tuple[str, int] | None:
@@ -502,14 +559,16 @@ def parse(path: PathLike, *, skip_bad_lines: bool = False, csv_spec: str | None 
     (True for ext4 and xfs on kernels >= 6.16). ``csv_spec`` is not used by this format."""
     p = _Parser(str(path), skip_bad_lines)
     with open_binary(path) as f:
-        for chunk in iter_line_chunks(f):
+        for chunk in iter_line_chunks(f, bad=p.bad):
             p.chunk(chunk)
     return p.build(trace_name(path), large_folios)
 
 
-def sniff(head: bytes, path: PathLike) -> bool:
-    """A tracefs capture: the ``# tracer:`` header or a filemap/kmem event line."""
-    if b"\0" in head:
-        return False
-    return head.startswith(b"# tracer:") or re.search(
-        rb"\d: (mm_filemap_\w+|mm_page_alloc|mm_page_free): ", head) is not None
+def objection(head: bytes, path: PathLike) -> str | None:
+    """None for a tracefs capture (the ``# tracer:`` header or a filemap/kmem event line),
+    else why not."""
+    if head.startswith(b"# tracer:") or re.search(
+            rb"\d: (mm_filemap_\w+|mm_page_alloc|mm_page_free): ", head) is not None:
+        return None
+    return ("no '# tracer:' header and no 'SECONDS: mm_filemap_*:' or mm_page_alloc/free "
+            f"event line (it starts {snippet(head[:40], 40)})")

@@ -1,6 +1,11 @@
 """libCacheSim's trace formats: csv (with a column spec), txt and oracleGeneral.
 
 Every request goes to one file (dev 0, ino 0, no large folios) sized by its highest page + 1.
+Obj ids are unsigned 64-bit (libCacheSim's ``obj_id_t``; published traces hash them) and are
+names, not addresses: they become dense pages (``_common.dense_object_ids``: in id order,
+consecutive ids stay consecutive, a gap becomes one unused page), so memory follows the
+distinct ids, not the largest. Addresses (csv with ``block-size``) are compacted in extents
+instead (``_common.compact_extents``), which keeps sequential runs and readahead windows.
 
 - **csv**: columns given by a spec string as libCacheSim's ``cachesim -t`` takes it
   (:func:`parse_spec`), e.g. ``time-col=2,op-col=3,obj-size-col=4,obj-id-col=5,has-header=true,
@@ -15,7 +20,7 @@ Every request goes to one file (dev 0, ino 0, no large folios) sized by its high
 - **txt**: one obj id per line, each one 1-page READ (non-numeric ids as above).
 - **oracleGeneral**: packed little-endian 24-byte records ``{uint32 clock_time; uint64 obj_id;
   uint32 obj_size; int64 next_access_vtime}`` (libCacheSim's oracleGeneralBin.h), each a 1-page
-  READ of page obj_id; records of size 0 are skipped as libCacheSim does.
+  READ of obj_id; records of size 0 are skipped as libCacheSim does.
 """
 
 from __future__ import annotations
@@ -29,19 +34,28 @@ import numpy as np
 
 from tagcache.errors import TraceError
 from tagcache.traces._common import (
+    MAX_REQUEST_BYTES,
+    U64_MAX,
     BadLines,
     PathLike,
+    bad_byte_ranges,
     byte_range_pages,
+    compact_extents,
     dense_ids,
+    dense_object_ids,
+    int_word,
     iter_line_chunks,
     open_binary,
+    overflow,
     parse_column,
     parse_words,
+    range_problem,
     single_file_trace,
+    snippet,
     split_fields,
     trace_name,
 )
-from tagcache.workloads.events import Op, Trace
+from tagcache.workloads.events import ExtentMap, Op, Trace
 
 READ_OPS = frozenset({"r", "read", "get", "gets", "08", "28", "88", "a8"})
 WRITE_OPS = frozenset({"w", "write", "set", "put", "add", "replace", "cas", "append", "prepend",
@@ -95,7 +109,7 @@ def parse_spec(spec: str) -> CsvSpec:
         elif key == "obj-id-is-num":
             values["obj_id_is_num"] = _spec_bool(spec, key, value)
         elif key == "block-size":
-            values["block_size"] = _spec_int(spec, key, value, 1)
+            values["block_size"] = _spec_int(spec, key, value, 1, MAX_REQUEST_BYTES)
         elif key == "delimiter":
             values["delimiter"] = _spec_delimiter(spec, value)
         elif key not in _IGNORED_KEYS:
@@ -107,13 +121,14 @@ def parse_spec(spec: str) -> CsvSpec:
     return CsvSpec(**values)
 
 
-def _spec_int(spec: str, key: str, value: str, low: int) -> int:
+def _spec_int(spec: str, key: str, value: str, low: int, high: int = 1 << 16) -> int:
     try:
         v = int(value.strip(), 0)
     except ValueError:
         v = low - 1
-    if v < low:
-        raise TraceError(f"csv spec {spec!r}: {key} must be an integer >= {low}, got {value!r}")
+    if not low <= v <= high:
+        raise TraceError(f"csv spec {spec!r}: {key} must be an integer from {low} to {high}, "
+                         f"got {value!r}")
     return v
 
 
@@ -147,7 +162,7 @@ def default_spec(head: bytes) -> str | None:
     """A spec for a csv whose header names its columns (cloudPhysics ``version,time,op,size,
     lbn``: lbn in 512-byte sectors, size in bytes); None when the header names no id column."""
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    if not first or b"\0" in head:
+    if not first:
         return None
     delim = _detect_delimiter(first)
     names = [c.strip().strip('"').lower() for c in first.split(delim)]
@@ -197,7 +212,8 @@ def _op_code(word: bytes) -> int:
 
 
 class _Ids:
-    """Obj ids: integers, or dense ids of strings in order of first appearance."""
+    """Obj ids: unsigned 64-bit integers, or dense ids of strings in order of first appearance
+    (as uint64 either way)."""
 
     def __init__(self, numeric: bool | None) -> None:
         self.numeric = numeric
@@ -205,37 +221,35 @@ class _Ids:
 
     def decide(self, word: bytes) -> None:
         if self.numeric is None:
-            self.numeric = _int_word(word) is not None
+            self.numeric = int_word(word) is not None
 
     def column(self, words: list[bytes]) -> np.ndarray | None:
         """Decimal ids parsed at once (None: let the line-by-line path look), or dense ids."""
         if self.numeric:
-            return parse_column(words)
-        return dense_ids([w.strip() for w in words], self.table)
+            return parse_column(words, unsigned=True)
+        return dense_ids([w.strip() for w in words], self.table).astype(np.uint64)
 
     def one(self, word: bytes) -> int | None:
         if self.numeric:
-            return _int_word(word)
+            return int_word(word)
         w = word.strip()
         return self.table.setdefault(w, len(self.table))
 
-
-def _int_word(word: bytes) -> int | None:
-    w = word.strip()
-    try:
-        v = int(w, 16) if w[:2].lower() == b"0x" else int(w)
-    except ValueError:
-        return None
-    return v if 0 <= v < 1 << 63 else None
+    @property
+    def expected(self) -> str:
+        return "an integer obj id from 0 to 2**64 - 1" if self.numeric else "an obj id"
 
 
 # --------------------------------------------------------------------------- csv
 
 class _Csv:
-    def __init__(self, source: str, spec: CsvSpec, skip: bool) -> None:
+    """Rows of a csv trace, chunk by chunk: (op, obj id) for object traces, or (op, first
+    page, pages) for address traces (``block-size``)."""
+
+    def __init__(self, bad: BadLines, spec: CsvSpec) -> None:
         self.spec = spec
         self.delim = (spec.delimiter or ",").encode()
-        self.bad = BadLines(source, skip)
+        self.bad = bad
         self.ids = _Ids(spec.obj_id_is_num)
         self.ncols = 0
         self.need = max(c for c in (spec.obj_id_col, spec.obj_size_col, spec.op_col,
@@ -265,11 +279,33 @@ class _Csv:
         fields, n = split
         end, k, s = n * self.ncols, self.ncols, self.spec
         ids = self.ids.column(fields[s.obj_id_col - 1:end:k])
-        size = parse_column(fields[s.obj_size_col - 1:end:k]) if s.obj_size_col else None
-        if ids is None or (s.obj_size_col and size is None):
+        size = None
+        if s.obj_size_col:
+            size = parse_column(fields[s.obj_size_col - 1:end:k], unsigned=True)
+            if size is None:
+                return None
+            size = np.minimum(size, np.uint64(MAX_REQUEST_BYTES + 1)).astype(np.int64)
+        if ids is None:
             return None
         op = self._ops(fields[s.op_col - 1:end:k]) if s.op_col else np.full(n, int(Op.READ))
-        return ids, size, op
+        return self._requests(ids, size, op)
+
+    def _requests(self, ids: np.ndarray, size: np.ndarray | None, op: np.ndarray):
+        """The kept rows as requests; None if one of them cannot be a request."""
+        keep = op != _IGNORED
+        if size is not None:
+            keep &= size > 0
+        ids, op = ids[keep], op[keep]
+        bs = self.spec.block_size
+        if bs is None:
+            return op, ids
+        nbytes = size[keep] if size is not None else np.full(len(ids), bs, np.int64)
+        big = ids > np.uint64(U64_MAX // bs)
+        offset = np.where(big, np.uint64(0), ids) * np.uint64(bs)
+        if big.any() or bad_byte_ranges(offset, nbytes).any():
+            return None
+        first, pages = byte_range_pages(offset, nbytes)
+        return op, first, pages
 
     def _ops(self, words: list[bytes]) -> np.ndarray:
         memo: dict[bytes, int] = {}
@@ -284,40 +320,54 @@ class _Csv:
                 continue
             if b'"' in raw:
                 text = raw.decode("utf-8", "surrogateescape")
-                fields = [f.encode("utf-8", "surrogateescape")
-                          for f in next(csv.reader([text], delimiter=d))]
+                try:
+                    fields = [f.encode("utf-8", "surrogateescape")
+                              for f in next(csv.reader([text], delimiter=d))]
+                except csv.Error:
+                    fields = []
             else:
                 fields = raw.rstrip(b"\r").split(self.delim)
             oid = size = None
             if len(fields) >= self.need:
                 oid = self.ids.one(fields[s.obj_id_col - 1])
-                size = _int_word(fields[s.obj_size_col - 1]) if s.obj_size_col else 0
+                size = int_word(fields[s.obj_size_col - 1]) if s.obj_size_col else 0
             if oid is None or size is None:
-                self.bad.add(line0 + i + 1, self.expected, raw)
+                self.bad.add(line0 + i + 1, self.expected, raw, len(fields) >= self.need and (
+                    overflow(fields[s.obj_id_col - 1], "obj id") or (s.obj_size_col and overflow(
+                        fields[s.obj_size_col - 1], "obj size"))) or None)
+                continue
+            op = _op_code(fields[s.op_col - 1]) if s.op_col else int(Op.READ)
+            problem = self._problem(oid, size) if op != _IGNORED else None
+            if problem is not None:
+                self.bad.add(line0 + i + 1, self.expected, raw, problem)
                 continue
             ids.append(oid)
-            sizes.append(size)
-            ops.append(_op_code(fields[s.op_col - 1]) if s.op_col else int(Op.READ))
+            sizes.append(min(size, MAX_REQUEST_BYTES + 1))
+            ops.append(op)
         size_col = np.asarray(sizes, np.int64) if s.obj_size_col else None
-        return np.asarray(ids, np.int64), size_col, np.asarray(ops, np.int64)
+        return self._requests(np.asarray(ids, np.uint64), size_col, np.asarray(ops, np.int64))
 
-    def events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ids = np.concatenate([o[0] for o in self.out]) if self.out else np.zeros(0, np.int64)
-        ops = np.concatenate([o[2] for o in self.out]) if self.out else np.zeros(0, np.int64)
-        if self.spec.obj_size_col:
-            size = np.concatenate([o[1] for o in self.out])
-        else:
-            size = None
-        keep = ops != _IGNORED
-        if size is not None:
-            keep &= size > 0
-        ids, ops = ids[keep], ops[keep]
+    def _problem(self, oid: int, size: int) -> str | None:
         bs = self.spec.block_size
-        if bs is None:
-            return ops, ids, np.ones(len(ids), np.int64)
-        nbytes = size[keep] if size is not None else np.full(len(ids), bs, np.int64)
-        first, pages = byte_range_pages(ids * bs, nbytes)
-        return ops, first, pages
+        if bs is None or (self.spec.obj_size_col and size == 0):
+            return None
+        if oid * bs > U64_MAX:
+            return f"obj id {oid} times block-size {bs} is past the end of 64-bit addresses"
+        return range_problem(oid * bs, size if self.spec.obj_size_col else bs, "obj size")
+
+    def events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, ExtentMap | None]:
+        """(op, first page, pages, extent map) of every request, with dense pages."""
+        if self.spec.block_size is None:
+            op = _cat([o[0] for o in self.out])
+            ids = np.concatenate([o[1] for o in self.out]) if self.out else np.zeros(0, np.uint64)
+            return op, dense_object_ids(ids), np.ones(len(op), np.int64), None
+        op, first, pages = (_cat([o[j] for o in self.out]) for j in range(3))
+        delta, extents = compact_extents(np.zeros(len(op), np.int64), first, first + pages - 1)
+        return op, first - delta, pages, extents
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, np.int64)
 
 
 def parse_csv(path: PathLike, *, skip_bad_lines: bool = False,
@@ -330,10 +380,11 @@ def parse_csv(path: PathLike, *, skip_bad_lines: bool = False,
                              "'obj-id-col=2,obj-size-col=3,has-header=true' (its header names "
                              "no obj id column)")
     spec = parse_spec(csv_spec)
+    bad = BadLines(str(path), skip_bad_lines)
     r = None
     lineno = 0
     with open_binary(path) as f:
-        for chunk in iter_line_chunks(f):
+        for chunk in iter_line_chunks(f, bad=bad):
             if r is None:
                 first = chunk[: chunk.find(b"\n")].rstrip(b"\r")
                 text = first.decode("utf-8", "replace")
@@ -341,7 +392,7 @@ def parse_csv(path: PathLike, *, skip_bad_lines: bool = False,
                     spec = replace(spec, delimiter=_detect_delimiter(text))
                 if spec.has_header is None:
                     spec = replace(spec, has_header=_detect_header(text))
-                r = _Csv(str(path), spec, skip_bad_lines)
+                r = _Csv(bad, spec)
                 if spec.has_header:
                     chunk, lineno = chunk[chunk.find(b"\n") + 1:], 1
                     if not chunk:
@@ -351,15 +402,20 @@ def parse_csv(path: PathLike, *, skip_bad_lines: bool = False,
             lineno += chunk.count(b"\n")
     if r is None:
         raise TraceError(f"{path}: empty csv trace")
-    ops, first, pages = r.events()
+    ops, first, pages, extents = r.events()
     if not len(ops):
         raise TraceError(f"{path}: no read or write requests in {lineno} lines")
-    return single_file_trace(ops, first, pages, trace_name(path), r.bad.count)
+    return single_file_trace(ops, first, pages, trace_name(path), bad.count, extents=extents)
 
 
-def sniff_csv(head: bytes, path: PathLike) -> bool:
-    """A csv whose header names an obj id column (read with :func:`default_spec`)."""
-    return default_spec(head) is not None
+def csv_objection(head: bytes, path: PathLike) -> str | None:
+    """None for a csv whose header names an obj id column (read with :func:`default_spec`),
+    else why not."""
+    if default_spec(head) is not None:
+        return None
+    first = head.split(b"\n", 1)[0]
+    return (f"the first line {snippet(first, 60)} is not a header naming an obj id column "
+            f"({', '.join(a for _k, names, _m in _DEFAULT_COLUMNS[:2] for a in names)})")
 
 
 # --------------------------------------------------------------------------- txt
@@ -372,26 +428,26 @@ def parse_txt(path: PathLike, *, skip_bad_lines: bool = False,
     out: list[np.ndarray] = []
     lineno = 0
     with open_binary(path) as f:
-        for chunk in iter_line_chunks(f):
+        for chunk in iter_line_chunks(f, bad=bad):
             if ids.numeric is None:
                 first = next((ln for ln in chunk.split(b"\n") if ln.strip()), None)
                 if first is not None:
                     ids.decide(first)
             col = None
             if ids.numeric:
-                col = parse_words(chunk, chunk.count(b"\n"), (10,))
+                col = parse_words(chunk, chunk.count(b"\n"), (10,), unsigned=True)
                 col = None if col is None else col[:, 0]
             if col is None:
                 col = _txt_slow(chunk, lineno, ids, bad)
             out.append(col)
             lineno += chunk.count(b"\n")
             bad.flush()
-    page = np.concatenate(out) if out else np.zeros(0, np.int64)
-    if not len(page):
+    objs = np.concatenate(out) if out else np.zeros(0, np.uint64)
+    if not len(objs):
         raise TraceError(f"{path}: no obj ids in {lineno} lines (expected one id per line)")
-    n = len(page)
-    return single_file_trace(np.full(n, int(Op.READ)), page, np.ones(n, np.int64),
-                             trace_name(path), bad.count)
+    n = len(objs)
+    return single_file_trace(np.full(n, int(Op.READ)), dense_object_ids(objs),
+                             np.ones(n, np.int64), trace_name(path), bad.count)
 
 
 def _txt_slow(chunk: bytes, line0: int, ids: _Ids, bad: BadLines) -> np.ndarray:
@@ -402,25 +458,30 @@ def _txt_slow(chunk: bytes, line0: int, ids: _Ids, bad: BadLines) -> np.ndarray:
             continue
         v = ids.one(words[0]) if len(words) == 1 else None
         if v is None:
-            bad.add(line0 + i + 1, "one obj id per line" +
-                    (" (an integer)" if ids.numeric else ""), line)
+            bad.add(line0 + i + 1, f"one obj id per line ({ids.expected})", line,
+                    overflow(words[0], "obj id") if len(words) == 1 else None)
             continue
         out.append(v)
-    return np.asarray(out, np.int64)
+    return np.asarray(out, np.uint64)
 
 
 _TXT_LINE = re.compile(rb"\s*\d+\s*")
 
 
-def sniff_txt(head: bytes, path: PathLike) -> bool:
-    """One integer per line (the last, possibly cut, line of a full head is not looked at)."""
-    if b"\0" in head or not head.strip():
-        return False
+def txt_objection(head: bytes, path: PathLike) -> str | None:
+    """None for one integer per line (the last, possibly cut, line of a full head is not
+    looked at), else the first line that is not."""
     lines = head.split(b"\n")
     if len(head) >= 1 << 16:
         lines = lines[:-1]
-    lines = [ln for ln in lines if ln.strip()]
-    return bool(lines) and all(_TXT_LINE.fullmatch(ln) for ln in lines)
+    seen = False
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        if _TXT_LINE.fullmatch(ln) is None:
+            return f"line {i + 1} is not one integer: {snippet(ln, 60)}"
+        seen = True
+    return None if seen else "no lines"
 
 
 # --------------------------------------------------------------------------- oracleGeneral
@@ -429,12 +490,14 @@ ORACLE_GENERAL = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size"
                            ("next_access_vtime", "<i8")])
 assert ORACLE_GENERAL.itemsize == 24
 _RECORDS_PER_READ = 1 << 20
+_MAX_VTIME = 1 << 48          # a request number: far more requests than any trace has
 
 
 def parse_oracle_general(path: PathLike, *, skip_bad_lines: bool = False,
                          csv_spec: str | None = None) -> Trace:
-    """Read oracleGeneral records; each is a 1-page READ of page obj_id. ``skip_bad_lines`` and
-    ``csv_spec`` are not used: a record is bad only when the file is cut or an id is >= 2**63."""
+    """Read oracleGeneral records; each is a 1-page READ of obj_id (any 64-bit value).
+    ``skip_bad_lines`` and ``csv_spec`` are not used: a record is bad only when the file is
+    cut."""
     size = ORACLE_GENERAL.itemsize
     out: list[np.ndarray] = []
     nrec = 0
@@ -448,30 +511,37 @@ def parse_oracle_general(path: PathLike, *, skip_bad_lines: bool = False,
             whole = len(data) - len(data) % size
             rest = data[whole:]
             rec = np.frombuffer(data[:whole], ORACLE_GENERAL)
-            ids = rec["obj_id"]
-            big = np.flatnonzero(ids >= np.uint64(1 << 63))
-            if len(big):
-                i = nrec + int(big[0]) + 1
-                raise TraceError(f"{path}: record {i} (byte {(i - 1) * size}): obj_id "
-                                 f"{int(ids[big[0]])} does not fit a page index (< 2**63)")
-            out.append(ids[rec["obj_size"] > 0].astype(np.int64))
+            out.append(rec["obj_id"][rec["obj_size"] > 0])
             nrec += len(rec)
     if rest:
         raise TraceError(f"{path}: record {nrec + 1} (byte {nrec * size}): truncated, "
                          f"{len(rest)} of {size} bytes (the size is not a multiple of {size})")
-    page = np.concatenate(out) if out else np.zeros(0, np.int64)
-    if not len(page):
+    objs = np.concatenate(out) if out else np.zeros(0, np.uint64)
+    if not len(objs):
         raise TraceError(f"{path}: no oracleGeneral records of nonzero size in {nrec} records")
-    n = len(page)
-    return single_file_trace(np.full(n, int(Op.READ)), page, np.ones(n, np.int64),
-                             trace_name(path), 0)
+    n = len(objs)
+    return single_file_trace(np.full(n, int(Op.READ)), dense_object_ids(objs),
+                             np.ones(n, np.int64), trace_name(path), 0)
 
 
-def sniff_oracle_general(head: bytes, path: PathLike) -> bool:
-    """``.oracleGeneral`` in the file name (libCacheSim's rule), or binary content."""
+def oracle_general_objection(head: bytes, path: PathLike) -> str | None:
+    """None for ``.oracleGeneral`` in the file name (libCacheSim's rule) or binary records
+    whose next_access_vtime are all request numbers or -1; else why not."""
     if ".oraclegeneral" in Path(path).name.lower():
-        return True
-    return b"\0" in head
+        return None
+    if b"\0" not in head:
+        return "no '.oracleGeneral' in the name and the content is text (no NUL byte)"
+    size = ORACLE_GENERAL.itemsize
+    rec = np.frombuffer(head[: len(head) - len(head) % size], ORACLE_GENERAL)
+    if not len(rec):
+        return f"fewer than {size} bytes: not one record"
+    vt = rec["next_access_vtime"]
+    bad = np.flatnonzero(((vt < 0) & (vt != -1)) | ((vt >= _MAX_VTIME) & (vt != 2**63 - 1)))
+    if len(bad):
+        i = int(bad[0])
+        return (f"record {i + 1}'s next_access_vtime {int(vt[i])} is neither -1 nor a request "
+                "number")
+    return None
 
 
 def _head(path: PathLike) -> bytes:

@@ -103,9 +103,58 @@ class FileTable:
                    np.maximum(span, size), lf)
 
 
+@dataclass(frozen=True)
+class ExtentMap:
+    """How a trace's page indexes relate to the addresses its file was read from.
+
+    Readers compact each file's address space (traces/_common.py, ``compact_extents``): the
+    space is cut into extents of ``1 << shift`` pages; runs of extents that events touch keep
+    their order and their offsets, and a gap of more than ``2 * keep`` unused extents between
+    two runs keeps only its first ``keep`` and last ``keep`` extents (a leading gap its last
+    ``keep``). Run ``r`` of file ``file[r]`` covers original extents ``lo[r]..hi[r]``, and
+    every original page of it, or of the ``keep`` extents on either side, is trace page
+    ``original - delta[r]``. Pages farther from every run have no trace page: no event names
+    them, and the model never reaches them.
+    """
+
+    shift: int
+    keep: int
+    file: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    delta: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def runs(self, f: int, first: int, nr: int) -> list[tuple[int, int]]:
+        """The original pages [first, first + nr) of file ``f`` as (first, nr) runs of trace
+        pages, in order; the parts with no trace page are left out."""
+        sel = np.arange(np.searchsorted(self.file, f, "left"),
+                        np.searchsorted(self.file, f, "right"))
+        out: list[tuple[int, int]] = []
+        if not len(sel) or nr <= 0:
+            return out
+        lo = np.maximum(self.lo[sel] - self.keep, 0) << self.shift
+        hi = (self.hi[sel] + self.keep + 1) << self.shift
+        end = first + nr
+        for r in range(int(np.searchsorted(hi, first, "right")), len(sel)):
+            if int(lo[r]) >= end:
+                break
+            a, b = max(first, int(lo[r])), min(end, int(hi[r]))
+            if a < b:
+                out.append((a - int(self.delta[sel[r]]), b - a))
+        return out
+
+
 @dataclass
 class Trace:
-    """An event stream: ``op`` and three argument columns, plus the files they name."""
+    """An event stream: ``op`` and three argument columns, plus the files they name.
+
+    ``extents`` maps the addresses the trace was read from to its page indexes (None: the
+    page indexes are the trace's own, or names of objects with no address, as in
+    libCacheSim's object traces).
+    """
 
     op: np.ndarray
     arg0: np.ndarray
@@ -115,6 +164,7 @@ class Trace:
     name: str = "trace"
     tasks: list[tuple[str, int]] = field(default_factory=list)
     skipped_lines: int = 0
+    extents: ExtentMap | None = None
 
     def __len__(self) -> int:
         return len(self.op)
