@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 
 import pytest
 from _machines import KIB, MIB, System, build_system
+from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from tagcache.hw.layout import MachineLayout, simple_layout
 from tagcache.workloads.events import FileTable
 
 _HYPOTHESIS_HOME: list[str] = []
+
+# In CI (CI=true) every property test draws the same examples each run, so a result cannot
+# depend on the luck of the draw; a developer's runs explore new examples every time.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_configure(config):

@@ -182,3 +182,46 @@ def test_simple_layout_aligns_tag_storage_to_the_block():
     assert r.tag_base == BASE + 64 * MIB + 16 * KIB
     assert r.tag_size * 32 == r.tagged_size
     assert L.nr_tag_blocks == 512 // 4
+
+
+# -- hostile layouts (issue 9) ------------------------------------------------------------------
+
+def test_block_mapping_matches_the_formula_for_every_block_size():
+    for block in (4 * KIB, 8 * KIB, 16 * KIB, 64 * KIB):
+        L = simple_layout(64 * MIB, block)
+        unit = L.regions[0].unit_pages
+        pfns = np.arange(L.pfn_base, L.pfn_base + 16384)
+        assert np.array_equal(L.tag_block_of_pfn(pfns), (pfns - L.pfn_base) // 32 // unit)
+
+
+def test_no_tag_region_rejected():
+    raises_layout(lambda: MachineLayout([(BASE, 66 * MIB)], []), "no tag region")
+
+
+def test_dram_beyond_52_bits_rejected():
+    raises_layout(lambda: one_region(dram=[(BASE, 66 * MIB), (1 << 52, 4 * MIB)]),
+                  "dram[1]", "52-bit")
+
+
+def test_a_span_too_big_is_refused_before_allocating(monkeypatch):
+    from tagcache.errors import ResourceError
+    from tagcache.hw import layout as layout_mod
+
+    monkeypatch.setattr(layout_mod, "mem_available", lambda: 1 << 30)
+    # Banks 2^50 bytes apart: 2^38 PFNs of arrays would be terabytes; refused, not allocated.
+    with pytest.raises(ResourceError) as ei:
+        one_region(dram=[(BASE, 66 * MIB), (1 << 50, 4 * MIB)])
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert "274,877,383,680 simulated pages" in msg and "holes between DRAM banks" in msg
+    assert "needs about 10.0 TiB" in msg and "1 GiB available (MemAvailable)" in msg
+    # A hole that fits is allocated over: the model does not care where banks lie.
+    L = one_region(dram=[(BASE, 66 * MIB), (BASE + 1024 * MIB, 4 * MIB)])
+    assert L.nr_pfns == 1028 * 256 and L.data_pages == (66 + 4) * 256 - 512
+
+
+def test_mem_available_reads_meminfo():
+    from tagcache.hw.layout import mem_available
+
+    avail = mem_available()
+    assert avail is None or avail > 0

@@ -5,12 +5,40 @@ Library use, the same path the CLI takes::
     from tagcache import load_scenario, run_scenario
     exp = run_scenario(load_scenario())          # the embedded default scenario
     exp.to_json()["results"][0]["cleancache"]
+
+The names below are imported on first use, so that ``import tagcache.cli`` (the command's
+start-up) does its heavy imports itself, where an interrupt is handled (cli.py).
 """
 
-from tagcache.experiment import Experiment, run_scenario, scenario_trace
-from tagcache.replay import Design, MachineConfig, RunResult, replay
-from tagcache.scenario import Scenario, load_scenario
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Design": "tagcache.replay", "MachineConfig": "tagcache.replay",
+    "RunResult": "tagcache.replay", "replay": "tagcache.replay",
+    "Experiment": "tagcache.experiment", "run_scenario": "tagcache.experiment",
+    "scenario_trace": "tagcache.experiment",
+    "Scenario": "tagcache.scenario", "load_scenario": "tagcache.scenario",
+}
 
 __all__ = ["Design", "Experiment", "MachineConfig", "RunResult", "Scenario", "load_scenario",
            "replay", "run_scenario", "scenario_trace"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tagcache' has no attribute {name!r}")
+    # Bind every export at once: ``replay`` is the function, as with eager imports, even
+    # though importing the submodule tagcache.replay binds the module under that name.
+    for export, module in _EXPORTS.items():
+        globals()[export] = getattr(importlib.import_module(module), export)
+    return globals()[name]
+
+
+if TYPE_CHECKING:
+    from tagcache.experiment import Experiment, run_scenario, scenario_trace
+    from tagcache.replay import Design, MachineConfig, RunResult, replay
+    from tagcache.scenario import Scenario, load_scenario

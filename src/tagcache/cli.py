@@ -1,16 +1,45 @@
-"""The ``tagcache`` command: a thin layer over the library (parse, build, run, report)."""
+"""The ``tagcache`` command: a thin layer over the library (parse, build, run, report).
+
+Every way out is one line on standard error: a user error (TagcacheError, a bad option)
+``tagcache: error: ...``, exit 2; an interrupt ``tagcache: interrupted``, exit 130, from the
+first import on; anything else ``tagcache: internal error: ...``, exit 70 (``--debug`` shows
+the traceback).
+"""
+# ruff: noqa: E402  (the start-up interrupt handler goes before the heavy imports)
 
 from __future__ import annotations
 
-import contextlib
+import os
+import signal
 import sys
+
+
+def _interrupted_at_startup(_signum: int, _frame: object) -> None:
+    """SIGINT while the command is still importing: nothing to undo yet."""
+    os.write(2, b"tagcache: interrupted\n")
+    os._exit(130)
+
+
+_SIGINT_BEFORE = None
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not ignored, not taken
+    try:
+        _SIGINT_BEFORE = signal.signal(signal.SIGINT, _interrupted_at_startup)
+    except ValueError:           # imported from another thread: not ours to handle
+        pass
+
+import contextlib
+import math
+import re
+import time
+import traceback
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tagcache.errors import TagcacheError
+from tagcache.errors import OptionError, TagcacheError
 from tagcache.experiment import (
     TAGGED_SOURCES,
     plan_size,
@@ -18,31 +47,71 @@ from tagcache.experiment import (
     run_shares,
     run_trace,
     scenario_traces,
+    trace_tasks,
 )
+from tagcache.hw.layout import BYTES_PER_PFN, PHYS_ADDR_LIMIT, check_memory
+from tagcache.mm.filemap import PageCache
 from tagcache.outputs import check_output
-from tagcache.replay import BACKEND_NAMES, Design
+from tagcache.replay import BACKEND_NAMES, Design, check_run_memory
 from tagcache.report import print_report, print_validation, share_warnings, write_json
-from tagcache.scenario import load_scenario
+from tagcache.scenario import check_shares, load_scenario
 from tagcache.sidecar import capture_facts, load_sidecar, read_ahead_pages, sidecar_for
 from tagcache.traces import READERS, read_trace
-from tagcache.units import PAGE_SIZE, parse_size
+from tagcache.units import PAGE_SIZE, parse_pages, parse_size
 from tagcache.validate import validate_trace
+from tagcache.workloads.events import Op
 
 err = Console(stderr=True)
 
+PROGRESS_INTERVAL_S = 5.0
+"""Seconds between the plain progress lines of --progress when stderr is not a terminal."""
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, default=False,
+              help="On an internal error, print the Python traceback too.  [default: one "
+                   "line]")
 @click.version_option(package_name="tagcache")
-def app() -> None:
+def app(debug: bool) -> None:
     """tagcache: arm64 MTE tag storage reused as a cleancache, modelled end to end."""
 
 
+def _plain_progress(total: int):
+    """--progress without a terminal: a line every PROGRESS_INTERVAL_S seconds and one at the
+    end, ``tagcache: 12,345 / 192,864 events (6%), 3.1 s``."""
+
+    @contextlib.contextmanager
+    def ctx():
+        t0 = time.monotonic()
+        state = {"done": 0, "last": t0}
+
+        def line() -> None:
+            pct = 100 * state["done"] // total if total else 100
+            print(f"tagcache: {state['done']:,} / {total:,} events ({pct}%), "
+                  f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+
+        def tick(n: int) -> None:
+            state["done"] += n
+            now = time.monotonic()
+            if now - state["last"] >= PROGRESS_INTERVAL_S:
+                state["last"] = now
+                line()
+
+        yield tick
+        line()
+    return ctx()
+
+
 def _progress_bar(total: int, enabled: bool | None):
-    """A rich progress bar on stderr (or None): advance it with the returned callback."""
+    """Progress on stderr: a rich bar on a terminal, plain lines when --progress is given and
+    stderr is not one, else nothing (None). Advance it with the returned callback."""
+    tty = sys.stderr.isatty()
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        enabled = tty
     if not enabled:
         return contextlib.nullcontext(None)
+    if not tty:
+        return _plain_progress(total)
     bar = Progress(TextColumn("[bold]replaying"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("events"), TimeElapsedColumn(), console=err, transient=True)
 
@@ -54,16 +123,41 @@ def _progress_bar(total: int, enabled: bool | None):
     return ctx()
 
 
-def _capacity(value: str | None) -> int | None:
-    """--capacity: a page count, or a size with a unit (bytes -> pages)."""
+def _pages_option(opt: str, value: str | None, lo: int) -> int | None:
+    """A size option in pages (units.py: a plain number counts pages, a unit bytes)."""
     if value is None:
         return None
-    if value.strip().isdigit():
-        return int(value)
     try:
-        return parse_size(value) // PAGE_SIZE
+        b = parse_size(value)
+        if b < lo * PAGE_SIZE:
+            raise ValueError(f"must be at least {lo} page (4 KiB)")
+        return parse_pages(value)
     except ValueError as e:
-        raise TagcacheError(f"--capacity {value}: {e} (give pages, e.g. 4096, or a size)") from None
+        raise OptionError(f"{opt} {value}: {e} (give pages, e.g. 4096, or a size, e.g. "
+                          f"64MiB)") from None
+
+
+def _capacity(value: str | None) -> int | None:
+    """--capacity: a page count, or a size with a unit; at least one page."""
+    return _pages_option("--capacity", value, 1)
+
+
+class _Share(click.ParamType):
+    """A tagged share: a finite fraction in [0, 1)."""
+
+    name = "fraction"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not math.isfinite(x) or not 0 <= x < 1:
+            raise OptionError(f"--tagged-share {value}: expected a fraction in [0, 1), e.g. "
+                              f"0.1")
+        return x
 
 
 def _sidecar(trace_path: Path, meta: Path | None, *, required: bool) -> dict | None:
@@ -75,6 +169,36 @@ def _sidecar(trace_path: Path, meta: Path | None, *, required: bool) -> dict | N
             raise TagcacheError(f"{side}: no capture sidecar (give --meta NAME.json)")
         return None
     return load_sidecar(side)
+
+
+def _peak_pages(sidecar: dict, trace_path: Path, meta: Path | None) -> int:
+    """The sidecar's kernel.cache_peak in pages, the default capacity: at least one page."""
+    peak = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
+    if peak < 1:
+        side = meta if meta is not None else sidecar_for(trace_path)
+        raise OptionError(f"{side}: kernel.cache_peak = {sidecar['kernel']['cache_peak']} is "
+                          f"less than a page; give --capacity")
+    return peak
+
+
+def _check_kmem(trace, trace_path: Path, comms: list[str]) -> None:
+    """--tagged trace needs the trace's kmem mm_page_alloc events, and --tag-comm tasks that
+    are in it."""
+    if not np.any(trace.op == Op.PAGE_ALLOC):
+        raise OptionError(f"--tagged trace: {trace_path} has no kmem mm_page_alloc events "
+                          f"(record with --with-alloc, or use --tagged generator)")
+    pfns = trace.arg0[np.isin(trace.op, [Op.PAGE_ALLOC, Op.PAGE_FREE])]
+    top = int(pfns.max()) + 1          # the machine modelled reaches the highest PFN
+    if top > PHYS_ADDR_LIMIT >> 12:
+        raise OptionError(f"--tagged trace: {trace_path} has a kmem event at PFN {top - 1:#x}, "
+                          f"beyond arm64's 52-bit physical address space")
+    check_memory(top * BYTES_PER_PFN, f"--tagged trace: {trace_path} reaches PFN {top - 1:#x}: "
+                                      f"a machine of {top:,} pages at {BYTES_PER_PFN} B a page")
+    if comms and not trace_tasks(trace, comms):
+        names = sorted({comm for comm, _pid in trace.tasks})
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        raise OptionError(f"--tag-comm {' '.join(comms)}: no such task in {trace_path} "
+                          f"(its tasks: {shown or 'none'})")
 
 
 def _check_json_path(json_path: str | None) -> None:
@@ -139,9 +263,9 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
 @click.option("--tag-comm", multiple=True, metavar="COMM",
               help="With --tagged trace: tasks whose user anonymous pages are PROT_MTE "
                    "(repeatable).  [default: every task]")
-@click.option("--tagged-share", "shares", multiple=True, type=click.FloatRange(0, 1,
-              max_open=True), metavar="FRACTION",
-              help="Tagged share(s) of memory to run (repeatable).  [default: the scenario's]")
+@click.option("--tagged-share", "shares", multiple=True, type=_Share(), metavar="FRACTION",
+              help="Tagged share(s) of memory to run, each in [0, 1) (repeatable; not with "
+                   "--tagged trace).  [default: the scenario's]")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the results as JSON to PATH; '-' writes JSON alone to "
                    "standard output.  [default: no JSON]")
@@ -149,7 +273,8 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
               help="Check the invariants of DESIGN.md section 3 at every event and walk all "
                    "state at the end of each run.")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bar on standard error.  [default: when stderr is a terminal]")
+              help="Progress on standard error: a bar on a terminal, else a line every few "
+                   "seconds.  [default: a bar when stderr is a terminal, else none]")
 def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec: str | None,
         skip_bad_lines: bool, meta: Path | None, policy: str, capacity: str | None,
         mappings: bool, minus_metadata: bool, backend: str, tagged: str,
@@ -158,8 +283,19 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     """Run a scenario, or replay a trace, through every design; one comparison table."""
     scn = load_scenario(config)
     _check_json_path(json_path)
+    if tag_comm and tagged != "trace":
+        raise OptionError("--tag-comm needs --tagged trace (it names the tasks whose pages "
+                          "the trace's kmem events tag)")
+    if shares and tagged == "trace":
+        raise OptionError("--tagged-share does not go with --tagged trace (the trace's tasks "
+                          "decide what is tagged)")
     if shares:
-        scn.shares = list(shares)
+        try:
+            scn.shares = check_shares(list(shares), scn.machine.layout.data_pages,
+                                      scn.anon_pages)
+        except ValueError as e:
+            raise OptionError(f"--tagged-share {' '.join(f'{x:g}' for x in shares)}: "
+                              f"{e}") from None
     if backend != "all":
         scn.designs = [d for d in scn.designs if d.backend == backend] or [Design(backend)]
     if trace_path is None:
@@ -167,30 +303,37 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                            ("--capacity", capacity), ("--tag-comm", tag_comm),
                            ("--mappings", mappings), ("--minus-metadata", minus_metadata)):
             if given:
-                raise TagcacheError(f"{opt} needs --trace")
+                raise OptionError(f"{opt} needs --trace")
         if policy != "kernel" or tagged != "generator":
-            raise TagcacheError("--policy and --tagged need --trace")
+            raise OptionError("--policy and --tagged need --trace")
         traces = scenario_traces(scn)          # the baselines' 0% share included
         with _progress_bar(plan_size(scn, traces), progress) as tick:
             exp = run_scenario(scn, check=check, traces=traces, progress=tick)
         _finish(exp, json_path)
         return
+    cap = _capacity(capacity)
     trace = read_trace(trace_path, fmt, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
     if trace.skipped_lines:
         print(f"tagcache: warning: {trace.skipped_lines} malformed lines skipped",
               file=sys.stderr)
+    if tagged == "trace":
+        _check_kmem(trace, trace_path, list(tag_comm))
     sidecar = _sidecar(trace_path, meta, required=False)
     if sidecar is None and (mappings or minus_metadata):
-        raise TagcacheError("--mappings and --minus-metadata need a capture sidecar (--meta)")
+        raise OptionError("--mappings and --minus-metadata need a capture sidecar (--meta)")
     facts = None
     if sidecar is not None:
         facts = capture_facts(trace, sidecar, mappings=mappings, minus_metadata=minus_metadata)
-    cap = _capacity(capacity)
     if cap is None and sidecar is not None:
-        cap = sidecar["kernel"]["cache_peak"] // PAGE_SIZE
+        cap = _peak_pages(sidecar, trace_path, meta)
     if cap is not None and facts is not None:
         cap = facts.data_capacity(cap)
     runs = len(scn.designs) * (1 if tagged == "trace" else len(run_shares(scn)))
+    files = facts.files(trace.files) if facts is not None and policy == "kernel" else trace.files
+    try:
+        check_run_memory(scn.machine.layout, PageCache.slots_needed(files), len(trace), 2)
+    except TagcacheError as e:
+        raise type(e)(f"--trace {trace_path}: {e}") from None
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
                         tag_comms=list(tag_comm) or None, check=check, progress=tick,
@@ -204,10 +347,12 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
               metavar="NAME.json",
               help="Capture sidecar.  [default: NAME.json beside the trace]")
 @click.option("--capacity", default=None, metavar="SIZE",
-              help="Page-cache capacity, in pages or as a size.  [default: kernel.cache_peak]")
+              help="Page-cache capacity, in pages or as a size such as 64MiB; at least one "
+                   "page.  [default: kernel.cache_peak]")
 @click.option("--read-ahead", default=None, metavar="SIZE",
-              help="read_ahead_kb of the traced device, as a size.  [default: the sidecar's "
-                   "read_ahead_kb, else this machine's for the same device, else 128KiB]")
+              help="read_ahead_kb of the traced device, as a size such as 128KiB or in pages; "
+                   "0 for none.  [default: the sidecar's read_ahead_kb, else this machine's "
+                   "for the same device, else 128KiB]")
 @click.option("--large-folios/--no-large-folios", default=None,
               help="Whether the traced files' mappings support large folios (up to order 9, "
                    "sized by readahead): ext4 does since Linux 6.16 (as on the machine of "
@@ -235,14 +380,14 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
              fmt: str | None, by_file: int, json_path: str | None) -> None:
     """Compare the page-cache model with what the kernel did on a capture."""
     _check_json_path(json_path)
+    cap = _capacity(capacity)
+    ra_option = _pages_option("--read-ahead", read_ahead, 0)
     sidecar = _sidecar(trace_path, meta, required=True)
     trace = read_trace(trace_path, fmt)
-    cap = _capacity(capacity) or sidecar["kernel"]["cache_peak"] // PAGE_SIZE
-    if read_ahead is not None:
-        try:
-            ra_pages, ra_from = parse_size(read_ahead) // PAGE_SIZE, "--read-ahead"
-        except ValueError as e:
-            raise TagcacheError(f"--read-ahead {read_ahead}: {e}") from None
+    if cap is None:
+        cap = _peak_pages(sidecar, trace_path, meta)
+    if ra_option is not None:
+        ra_pages, ra_from = ra_option, "--read-ahead"
     else:
         ra_pages, ra_from = read_ahead_pages(trace, sidecar)
     v = validate_trace(trace, cap, large_folios=large_folios, ra_pages=ra_pages, meta=sidecar,
@@ -254,10 +399,11 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
 
 
 @app.command("record", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.option("--limit", "limit", required=True, metavar="SIZE",
+@click.argument("name", required=False)
+@click.option("--limit", "limit", default=None, metavar="SIZE",
               help="Memory limit of the capture's cgroup (memory.max, or memory.limit_in_bytes "
-                   "on cgroup v1), e.g. 16MiB; at least 1 MiB; no default.")
+                   "on cgroup v1), e.g. 16MiB; at least 1 MiB.  [required, no default; not "
+                   "with --recover]")
 @click.option("--with-alloc", is_flag=True, default=False,
               help="Also capture kmem mm_page_alloc / mm_page_free (PFNs of page allocations "
                    "and frees).  [default: off, filemap events only]")
@@ -275,20 +421,43 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
                    "default) while CMD runs, and put the old values back afterwards; it "
                    "applies to every process's I/O meanwhile.  [default: leave them as they "
                    "are]")
+@click.option("--recover", "recover_only", is_flag=True, default=False,
+              help="Only undo what recorders that died (SIGKILL, crash) left changed, from "
+                   "their state files in /run/tagcache, say so, and exit; every record does "
+                   "this first anyway. Takes no NAME or CMD.  [default: off]")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARG]...")
-def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_size: str,
-               drop_caches: bool, read_ahead: str | None, cmd: tuple[str, ...]) -> None:
+def record_cmd(name: str | None, limit: str | None, with_alloc: bool, out_dir: Path,
+               buffer_size: str, drop_caches: bool, read_ahead: str | None, recover_only: bool,
+               cmd: tuple[str, ...]) -> None:
     """Capture the real kernel's page cache while CMD runs in a memory cgroup of size --limit.
 
     Writes DIR/NAME.trace.zst (the tracefs text of the filemap events of CMD and its children,
-    zstd) and DIR/NAME.json (the sidecar of DESIGN.md section 5). Needs root and tracefs.
-    CMD's own exit status goes to the sidecar; this command exits 0 once both files are
-    written (128+N if SIGINT/SIGTERM N was forwarded to CMD, 2 on bad input).
+    zstd) and DIR/NAME.json (the sidecar of DESIGN.md section 5), both or neither. Needs root
+    and tracefs. What it changes on the machine (a tracefs instance, a cgroup, read_ahead_kb)
+    is listed in /run/tagcache/ first and undone on exit, on SIGINT, SIGTERM, SIGHUP and
+    SIGQUIT alike; after a SIGKILL, by the next record or --recover. CMD's own exit status
+    goes to the sidecar; this command exits 0 once both files are written (128+N if signal N
+    was forwarded to CMD, 2 on bad input).
     """
     from tagcache.errors import CaptureError
+    from tagcache.record import record, recover
+    from tagcache.record.run import check_root
     from tagcache.units import format_bytes, parse_size
-    from tagcache.workloads.capture import record
 
+    def notify(line: str) -> None:
+        print(f"tagcache: {line}", file=sys.stderr)
+
+    if recover_only:
+        if name is not None or cmd:
+            raise click.UsageError("--recover takes no NAME or command")
+        check_root()
+        if not recover(notify):
+            notify("nothing to recover (no state file of a recorder that died in /run/tagcache)")
+        return
+    if name is None:
+        raise click.UsageError("Missing argument 'NAME'.")
+    if limit is None:
+        raise click.UsageError("Missing option '--limit'.")
     sizes = {}
     for opt, value in (("--limit", limit), ("--buffer-size", buffer_size)):
         try:
@@ -307,7 +476,7 @@ def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_si
         read_ahead_kb = ra_bytes // 1024
     res = record(name, sizes["--limit"], list(cmd), with_alloc=with_alloc, out_dir=out_dir,
                  drop_caches=drop_caches, buffer_bytes=sizes["--buffer-size"],
-                 read_ahead_kb=read_ahead_kb)
+                 read_ahead_kb=read_ahead_kb, notify=notify)
     side = res.sidecar
     events = "  ".join(f"{e.removeprefix('mm_filemap_').removeprefix('mm_')} {n:,}"
                        for e, n in res.events.items())
@@ -327,26 +496,56 @@ def record_cmd(name: str, limit: str, with_alloc: bool, out_dir: Path, buffer_si
         sys.exit(128 + res.interrupted)  # main() drops click's Exit codes when not standalone
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: line breaks become spaces."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: a user error becomes one line on stderr and exit status 2."""
+    """Entry point: every outcome but success is one line on stderr (see the module's
+    docstring for the exit statuses)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    ctx = None
     try:
-        rv = app.main(args=argv, prog_name="tagcache", standalone_mode=False)
+        ctx = app.make_context("tagcache", args)
+        with ctx:
+            rv = app.invoke(ctx)
     except TagcacheError as e:
-        print(f"tagcache: error: {e}", file=sys.stderr)
+        print(f"tagcache: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()                         # the help, as click does
         return 2
     except click.UsageError as e:
         where = f"{e.ctx.command_path}: " if e.ctx else ""
-        print(f"tagcache: error: {where}{e.format_message()}", file=sys.stderr)
+        print(f"tagcache: error: {where}{_one_line(e.format_message())}", file=sys.stderr)
         return 2
     except click.ClickException as e:
-        print(f"tagcache: error: {e.format_message()}", file=sys.stderr)
+        print(f"tagcache: error: {_one_line(e.format_message())}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
+    except (KeyboardInterrupt, click.exceptions.Abort):
         print("tagcache: interrupted", file=sys.stderr)
         return 130
     except click.exceptions.Exit as e:
         return e.exit_code
+    except BrokenPipeError:
+        # The reader of standard output went away (| head): nothing more to say to it.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:
+        debug = bool(ctx.params.get("debug")) if ctx is not None else "--debug" in args
+        if debug:
+            traceback.print_exc()
+        print(f"tagcache: internal error: {type(e).__name__}: {_one_line(str(e))}"
+              + ("" if debug else " (rerun with --debug for the traceback)"), file=sys.stderr)
+        return 70
     return rv if isinstance(rv, int) else 0
+
+
+# The start-up handler's work is done once the module is imported: put back what was there.
+if _SIGINT_BEFORE is not None:
+    signal.signal(signal.SIGINT, _SIGINT_BEFORE)
 
 
 if __name__ == "__main__":

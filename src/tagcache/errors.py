@@ -32,3 +32,12 @@ class TraceError(TagcacheError):
 
 class CaptureError(TagcacheError):
     """A capture cannot be made here (not root, no tracefs, no memory cgroup, bad command)."""
+
+
+class OptionError(TagcacheError):
+    """A command-line option has a bad value or does not go with the others given."""
+
+
+class ResourceError(TagcacheError):
+    """The simulation would need more memory than this machine has: refused before it starts,
+    with the estimate (pages simulated, bytes needed, bytes available)."""

@@ -17,7 +17,7 @@ from tagcache import invariants
 from tagcache.cleancache.backends import BACKENDS
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.costs import CostTable
-from tagcache.hw.layout import MachineLayout
+from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_text
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
 from tagcache.mm.anon import AnonMemory
@@ -25,12 +25,35 @@ from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
+from tagcache.units import PAGE_SHIFT
 from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
 BACKEND_NAMES = ("idle", *BACKENDS)
 CLEANCACHE_DEPENDENT = ("cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging")
 JSON_EVENTS = 100
 """Event numbers of breaches written per rule in the JSON (all are counted)."""
+
+BYTES_PER_SLOT = 64
+"""Simulator memory per page-cache slot (one per page of every file's span, runs aligned to
+512): 61 bytes measured (page cache, LRU, workingset shadows, tag store, checker), the slope
+between 128 and 1,024 files of the default scenario."""
+BYTES_PER_EVENT = 180
+"""Peak memory per trace event while it is generated or replayed (175 bytes measured for
+generation, 59 for the replay loop's lists), besides the trace itself."""
+BYTES_PER_TRACE_EVENT = 26
+"""Memory per event of a trace held (four columns: 25 bytes measured)."""
+
+
+def check_run_memory(layout: MachineLayout, slots: int, events: int, traces: int = 1) -> None:
+    """Refuse (ResourceError, one line) a run whose estimated simulator memory would not fit
+    in MemAvailable: the layout's pages, the page cache's slots, and ``events`` per trace of
+    the ``traces`` held at once."""
+    dram_pages = sum(s for _, s in layout.dram) >> PAGE_SHIFT
+    need = (layout.nr_pfns * BYTES_PER_PFN + slots * BYTES_PER_SLOT
+            + events * (BYTES_PER_EVENT + BYTES_PER_TRACE_EVENT * traces))
+    check_memory(need, f"the simulation ({span_text(layout.nr_pfns, dram_pages)} x "
+                       f"{BYTES_PER_PFN} B, {slots:,} page-cache slots x {BYTES_PER_SLOT} B, "
+                       f"about {events:,} events x {traces} trace(s))")
 
 
 @dataclass(frozen=True)

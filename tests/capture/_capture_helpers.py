@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+import tagcache.record as capture
 from tagcache.errors import CaptureError
-from tagcache.workloads import capture
+from tagcache.record import cgroup, readahead, tracefs
 
 TRACEFS = Path("/sys/kernel/tracing")
 KEY = re.compile(r"^\d+:\d+:[0-9a-f]+$")
@@ -38,8 +46,35 @@ def why_no_capture() -> str | None:
 needs_capture = pytest.mark.skipif(why_no_capture() is not None, reason=str(why_no_capture()))
 
 
+SRC = Path(capture.__file__).parents[2]
+WAIT = 120.0
+"""Seconds a test waits for a recorder subprocess: generous, so a loaded machine passes."""
+
+
+@dataclass
+class Machine:
+    """What a test may leave behind: it lists here every process it starts (recorders and
+    their CMDs), whose instances, cgroups and state files the teardown then removes."""
+
+    tracefs: Path
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def owners(self) -> set[int]:
+        return {os.getpid(), *self.pids}
+
+
+def owner_pid(name: str) -> int | None:
+    """The pid in a ``tagcache-record-PID-XXXXXX`` name, else None."""
+    if not name.startswith(capture.PREFIX):
+        return None
+    pid = name[len(capture.PREFIX):].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
 def tracing_state(tracefs: Path) -> dict[str, str]:
-    """Everything of the top-level tracing state a capture could conceivably change."""
+    """Everything of the top-level tracing state a capture could conceivably change; the
+    recorders' instances are left out (machine_state() lists the tests' own)."""
     files = ["tracing_on", "set_event", "buffer_size_kb", "buffer_total_size_kb",
              "current_tracer", "set_event_pid", "set_event_notrace_pid", "trace_options",
              "options/event-fork", "trace_clock"]
@@ -47,14 +82,149 @@ def tracing_state(tracefs: Path) -> dict[str, str]:
         for e in events:
             files += [f"events/{system}/{e}/enable", f"events/{system}/{e}/filter"]
     state = {f: (tracefs / f).read_text() for f in files}
-    state["instances"] = " ".join(sorted(p.name for p in (tracefs / "instances").iterdir()))
+    state["instances"] = " ".join(sorted(p.name for p in (tracefs / "instances").iterdir()
+                                         if owner_pid(p.name) is None))
     return state
 
 
-def leftover_cgroups() -> list[Path]:
-    """Memory cgroups named like ours."""
+def instances(tracefs: Path, owners: set[int]) -> list[Path]:
+    """Recorder instances of the processes ``owners``."""
+    return sorted(p for p in (tracefs / "instances").iterdir() if owner_pid(p.name) in owners)
+
+
+def leftover_cgroups(owners: set[int] | None = None) -> list[Path]:
+    """Memory cgroups named like ours (of the processes ``owners`` if given)."""
     _, root = capture.find_memory_cgroup()
-    return sorted(p for p in root.iterdir() if p.name.startswith(capture.PREFIX))
+    return sorted(p for p in root.iterdir() if owner_pid(p.name) is not None
+                  and (owners is None or owner_pid(p.name) in owners))
+
+
+def state_files(owners: set[int]) -> list[Path]:
+    """State files of the processes ``owners``."""
+    return sorted(p for p in capture.STATE_DIR.glob("record-*.json")
+                  if int(p.name.split("-")[1]) in owners)
+
+
+def machine_state(tracefs: Path, owners: set[int]) -> dict[str, object]:
+    """What a capture changes: the top-level tracing state, the owners' instances, cgroups
+    and state files, and every device's read_ahead_kb."""
+    return {"tracing": tracing_state(tracefs), "instances": instances(tracefs, owners),
+            "cgroups": leftover_cgroups(owners), "state files": state_files(owners),
+            "read_ahead_kb": capture.bdi_read_ahead_kb()}
+
+
+def other_recorder_changed_read_ahead(owners: set[int]) -> bool:
+    """A recorder not of this test runs with read_ahead_kb changed (leave it alone)."""
+    for p in capture.STATE_DIR.glob("record-*.json"):
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("pid") not in owners and "read_ahead_kb" in data \
+                and data.get("pid") in capture.live_recorders():
+            return True
+    return False
+
+
+def undo_leftovers(tracefs_dir: Path, owners: set[int],
+                   read_ahead_before: dict[str, int]) -> list[str]:
+    """Remove whatever the processes ``owners`` (dead by now, or this one) left: state files
+    (recovered), instances, cgroups; put read_ahead_kb back. What was found, one line each."""
+    found: list[str] = []
+    try:
+        capture.recover(lambda line: found.extend(
+            [line] if any(f"(pid {pid})" in line for pid in owners) else []))
+    except CaptureError as e:  # go on with the rest, then say so
+        found.append(str(e))
+    for p in state_files(owners):  # this process's own: alive, so not recovered above
+        found.append(f"state file {p}")
+        p.unlink(missing_ok=True)
+    for p in instances(tracefs_dir, owners):
+        found.append(f"instance {p.name}")
+        try:
+            tracefs.remove_instance(p)
+        except OSError as e:
+            found.append(f"could not remove {p}: {e}")
+    _, root = capture.find_memory_cgroup()
+    for p in leftover_cgroups(owners):
+        found.append(f"cgroup {p}")
+        try:
+            cgroup.remove_cgroup(p, root)
+        except OSError as e:
+            found.append(f"could not remove {p}: {e}")
+    if not other_recorder_changed_read_ahead(owners):
+        for dev, kb in read_ahead_before.items():
+            path = readahead.SYSFS_BDI / dev / "read_ahead_kb"
+            try:
+                if int(path.read_text()) != kb:
+                    found.append(f"read_ahead_kb of {dev}")
+                    path.write_text(str(kb))
+            except OSError:
+                continue
+    return found
+
+
+def no_core_dumps() -> None:
+    """preexec_fn of a recorder subprocess: CMD killed by SIGQUIT dumps no core here."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def recorder_argv(name: str, out: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "tagcache.cli", "record", name, "--limit", "16MiB",
+            "--no-drop-caches", "--buffer-size", "4MiB", "--out-dir", str(out), *options]
+
+
+def run_cli(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """``tagcache ARGS`` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "tagcache.cli", *args], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(SRC)), timeout=timeout,
+                          preexec_fn=no_core_dumps)
+
+
+def start_recorder(argv: list[str], track: list[int]) -> tuple[subprocess.Popen[str], int]:
+    """Run a recorder subprocess; return it and CMD's pid once CMD is in the cgroup with
+    tracing on (its last step before exec: every resource is set up). Both pids go to
+    ``track`` for the teardown."""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    rec = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env, preexec_fn=no_core_dumps)
+    track.append(rec.pid)
+    _, root = capture.find_memory_cgroup()
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for cg in root.glob(f"{capture.PREFIX}{rec.pid}-*"):
+            try:
+                pids = [int(p) for p in (cg / "cgroup.procs").read_text().split()]
+                on = (TRACEFS / "instances" / cg.name / "tracing_on").read_text().strip()
+            except OSError:
+                continue
+            if pids and pids[0] not in track:
+                track.append(pids[0])
+            if pids and on == "1":
+                return rec, pids[0]
+        if rec.poll() is not None:
+            break
+        time.sleep(0.02)
+    rec.kill()
+    _, err = rec.communicate()
+    raise AssertionError(f"recorder did not start CMD: rc={rec.returncode} {err}")
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL each process of ``pids`` still alive (each one the test started), and wait until
+    it is gone (a zombie child of this process is reaped)."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    for pid in pids:
+        while alive(pid) and time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:  # not our child: init reaps it
+                pass
+            time.sleep(0.01)
 
 
 def python_files(min_bytes: int) -> list[str]:
@@ -71,11 +241,12 @@ def python_files(min_bytes: int) -> list[str]:
 
 
 def alive(pid: int) -> bool:
+    """A process (not a zombie) of that pid exists."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def self_libc() -> tuple[str, str]:

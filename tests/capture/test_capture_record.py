@@ -1,7 +1,8 @@
 """Real captures on this machine: tagcache record runs a small program under a memory cgroup.
 
-Every test checks that the top-level tracing state is the same after as before and that no
-tagcache-record-* cgroup is left (fixture ``clean_machine``).
+Every test checks that the machine is as it was (fixture ``clean_machine``): the top-level
+tracing state, no instance, cgroup or state file of its recorders left, every read_ahead_kb;
+its teardown removes whatever a failed test left.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,19 +20,28 @@ from pathlib import Path
 import pytest
 import zstandard
 from _capture_helpers import (
+    WAIT,
+    Machine,
     alive,
     check_new_fields,
     check_runs,
     elf_exec_pages,
     elf_writable_file_pages,
+    kill_all,
+    machine_state,
     needs_capture,
     python_files,
+    recorder_argv,
+    run_cli,
     self_libc,
+    start_recorder,
 )
 
+import tagcache.record as capture
 from tagcache.errors import CaptureError
-from tagcache.workloads import capture
-from tagcache.workloads.capture import record
+from tagcache.outputs import Output
+from tagcache.record import record, run
+from tagcache.record.tracefs import TraceInstance
 
 pytestmark = needs_capture
 
@@ -71,10 +80,8 @@ def check_outputs(out: Path, name: str) -> tuple[dict, str]:
 @pytest.fixture(scope="module")
 def grep_like(tmp_path_factory: pytest.TempPathFactory, tracefs: Path) -> dict:
     """One capture shared by several tests: cat over ~24 MiB of python sources, 16 MiB limit."""
-    from _capture_helpers import leftover_cgroups, tracing_state
-
     out = tmp_path_factory.mktemp("cap")
-    before, cgroups = tracing_state(tracefs), leftover_cgroups()
+    before = machine_state(tracefs, {os.getpid()})
     files = python_files(24 * MIB)
     cmd = ["sh", "-c", 'cat "$@" > /dev/null', "sh", *files]
     samples: list[tuple[float, int]] = []
@@ -83,8 +90,7 @@ def grep_like(tmp_path_factory: pytest.TempPathFactory, tracefs: Path) -> dict:
                  progress=lambda t, c: samples.append((t, c)))
     wall = time.monotonic() - t0
     return {"res": res, "out": out, "files": files, "samples": samples, "wall": wall,
-            "state_before": before, "state_after": tracing_state(tracefs),
-            "cgroups_before": cgroups, "cgroups_after": leftover_cgroups()}
+            "state_before": before, "state_after": machine_state(tracefs, {os.getpid()})}
 
 
 def test_capture_writes_trace_with_filemap_events(grep_like: dict) -> None:
@@ -175,14 +181,14 @@ def _metadata_peak(trace_path: Path) -> int:
 def test_capture_buffers_growth_is_the_metadata_the_command_read(grep_like: dict) -> None:
     """cat of a thousand files read after drop_caches needs their inode-table and directory
     blocks: /proc/meminfo Buffers rises by what the trace's block-device adds show (it is
-    system-wide, so other activity may add a little; sampled every 10 ms, it can miss a
-    short peak)."""
+    system-wide, so other activity may add some: every process rereads its metadata after
+    drop_caches, and on a loaded machine the capture lasts longer, so up to 1.6 times the
+    command's own was seen; sampled every 10 ms, it can miss a short peak)."""
     res = grep_like["res"]
     events_peak = _metadata_peak(res.trace_path)
     growth = res.sidecar["buffers_growth_peak"] // 4096
     assert events_peak > 0
-    assert 0.75 * events_peak <= growth <= events_peak + max(128, events_peak // 2), \
-        (growth, events_peak)
+    assert 0.75 * events_peak <= growth <= 2 * events_peak + 128, (growth, events_peak)
 
 
 def test_capture_folio_orders_count_the_cgroups_page_cache_at_exit(grep_like: dict) -> None:
@@ -218,7 +224,7 @@ def test_capture_paths_name_mapped_and_open_files(grep_like: dict) -> None:
     assert key(os.path.realpath(sys.executable)) not in side["paths"]
 
 
-def test_record_sets_read_ahead_and_puts_it_back(tmp_path: Path, clean_machine: Path) -> None:
+def test_record_sets_read_ahead_and_puts_it_back(tmp_path: Path, clean_machine: Machine) -> None:
     """--read-ahead: the sidecar says the value CMD ran with; afterwards every backing
     device has its old read_ahead_kb again, also when CMD fails."""
     before = capture.bdi_read_ahead_kb()
@@ -227,6 +233,8 @@ def test_record_sets_read_ahead_and_puts_it_back(tmp_path: Path, clean_machine: 
         res = record("ra", LIMIT, ["sh", "-c", 'cat "$@" > /dev/null; exit 3', "sh", *files],
                      out_dir=tmp_path, read_ahead_kb=64, buffer_bytes=4 * MIB)
     except CaptureError as e:
+        if "another tagcache record" in str(e):
+            pytest.skip(f"a recorder outside this test changes read_ahead_kb now: {e}")
         if "cannot set" not in str(e):
             raise
         assert capture.bdi_read_ahead_kb() == before
@@ -259,10 +267,10 @@ def test_capture_exec_mappings_name_the_commands_program_text(grep_like: dict) -
 
 def test_capture_leaves_tracing_and_cgroups_as_found(grep_like: dict) -> None:
     assert grep_like["state_after"] == grep_like["state_before"]
-    assert grep_like["cgroups_after"] == grep_like["cgroups_before"] == []
+    assert grep_like["state_after"]["cgroups"] == grep_like["state_after"]["instances"] == []
 
 
-def test_failing_command_still_recorded(tmp_path: Path, clean_machine: Path) -> None:
+def test_failing_command_still_recorded(tmp_path: Path, clean_machine: Machine) -> None:
     res = record("fails", LIMIT, ["sh", "-c", "cat /usr/lib/python3*/os.py > /dev/null; exit 3"],
                  out_dir=tmp_path, drop_caches=False, buffer_bytes=4 * MIB)
     side, text = check_outputs(tmp_path, "fails")
@@ -270,7 +278,7 @@ def test_failing_command_still_recorded(tmp_path: Path, clean_machine: Path) -> 
     assert event_lines(text, "mm_filemap_get_pages")
 
 
-def test_with_alloc_records_kmem_events(tmp_path: Path, clean_machine: Path) -> None:
+def test_with_alloc_records_kmem_events(tmp_path: Path, clean_machine: Machine) -> None:
     res = record("alloc", LIMIT, ["sh", "-c", "head -c 4000000 /dev/zero | cat > /dev/null"],
                  out_dir=tmp_path, drop_caches=False, with_alloc=True, buffer_bytes=8 * MIB)
     _, text = check_outputs(tmp_path, "alloc")
@@ -278,7 +286,7 @@ def test_with_alloc_records_kmem_events(tmp_path: Path, clean_machine: Path) -> 
     assert res.events["mm_page_alloc"] == len(event_lines(text, "mm_page_alloc"))
 
 
-def test_children_are_followed(tmp_path: Path, clean_machine: Path) -> None:
+def test_children_are_followed(tmp_path: Path, clean_machine: Machine) -> None:
     """event-fork: pages read by grandchildren (a subshell's python) are in the trace."""
     script = "import sys; open(sys.argv[1], 'rb').read()"
     target = python_files(1)[0]
@@ -291,20 +299,17 @@ def test_children_are_followed(tmp_path: Path, clean_machine: Path) -> None:
     assert res.exit_code == 0
 
 
-def test_leftover_processes_moved_out(tmp_path: Path, clean_machine: Path) -> None:
+def test_leftover_processes_moved_out(tmp_path: Path, clean_machine: Machine) -> None:
     res = record("bg", LIMIT, ["sh", "-c", "sleep 30 & echo started"], out_dir=tmp_path,
                  drop_caches=False, buffer_bytes=4 * MIB)
-    try:
-        assert len(res.leftover_pids) == 1
-        assert any("moved to the root cgroup" in w for w in res.warnings)
-        assert res.exit_code == 0
-    finally:
-        for pid in res.leftover_pids:
-            os.kill(pid, signal.SIGKILL)
+    clean_machine.pids += res.leftover_pids  # killed by the teardown
+    assert len(res.leftover_pids) == 1
+    assert any("moved to the root cgroup" in w for w in res.warnings)
+    assert res.exit_code == 0
 
 
 def test_exception_while_cmd_runs_stops_it_and_cleans_up(tmp_path: Path,
-                                                         clean_machine: Path) -> None:
+                                                         clean_machine: Machine) -> None:
     seen: list[int] = []
 
     def boom(t: float, cache: int) -> None:
@@ -315,98 +320,260 @@ def test_exception_while_cmd_runs_stops_it_and_cleans_up(tmp_path: Path,
     with pytest.raises(RuntimeError, match="progress failed"):
         record("boom", LIMIT, ["sleep", "30"], out_dir=tmp_path, drop_caches=False,
                buffer_bytes=4 * MIB, progress=boom)
-    assert seen and time.monotonic() - t0 < 10
+    assert seen and time.monotonic() - t0 < 25  # sleep was stopped, not waited for
     assert list(tmp_path.iterdir()) == []
 
 
-def test_signal_before_cmd_abandons_capture(tmp_path: Path, clean_machine: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """SIGINT during setup: everything undone, then KeyboardInterrupt as usual."""
-    monkeypatch.setattr(capture, "_drop_caches", lambda: os.kill(os.getpid(), signal.SIGINT))
-    with pytest.raises(KeyboardInterrupt):
-        record("abandon", LIMIT, ["true"], out_dir=tmp_path, drop_caches=True,
-               buffer_bytes=4 * MIB)
-    assert list(tmp_path.iterdir()) == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def _start_recorder(tmp_path: Path, name: str, cmd: list[str]) -> tuple[subprocess.Popen, int]:
-    """Run ``tagcache record`` in a subprocess; return it and CMD's pid once CMD is running."""
-    env = dict(os.environ, PYTHONPATH=str(Path(capture.__file__).parents[2]))
-    rec = subprocess.Popen([sys.executable, "-m", "tagcache.cli", "record", name,
-                            "--limit", "16MiB", "--no-drop-caches", "--buffer-size", "4MiB",
-                            "--out-dir", str(tmp_path), "--", *cmd],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    _, root = capture.find_memory_cgroup()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for cg in root.glob(f"{capture.PREFIX}{rec.pid}-*"):
-            try:
-                pids = [int(p) for p in (cg / "cgroup.procs").read_text().split()]
-            except OSError:
-                continue
-            if pids:
-                return rec, pids[0]
-        if rec.poll() is not None:
-            break
-        time.sleep(0.02)
-    rec.kill()
-    out, err = rec.communicate()
-    raise AssertionError(f"recorder did not start CMD: rc={rec.returncode} {err}")
+# --------------------------------------------------------------------------- signals
 
-
-def _reap(rec: subprocess.Popen, child: int) -> None:
-    """Whatever a test left running: kill the recorder and CMD."""
-    if rec.poll() is None:
-        rec.kill()
-        rec.wait()
-    if alive(child):
-        os.kill(child, signal.SIGKILL)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_recorder_forwards_and_cleans_up(tmp_path: Path, clean_machine: Path,
-                                                     sig: signal.Signals) -> None:
-    rec, child = _start_recorder(tmp_path, "intr", ["sleep", "30"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_signal_before_cmd_abandons_capture(tmp_path: Path, clean_machine: Machine,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            sig: signal.Signals) -> None:
+    """A signal during setup (here: while caches are dropped, with read_ahead_kb changed):
+    everything undone, no output, then the signal goes to the caller's handler (SIGINT's
+    default: KeyboardInterrupt)."""
+    monkeypatch.setattr(run, "drop_caches", lambda: os.kill(os.getpid(), sig))
+    got: list[int] = []
+    before = signal.getsignal(sig)
+    if sig != signal.SIGINT:
+        signal.signal(sig, lambda signum, frame: got.append(signum))
     try:
-        time.sleep(0.2)  # CMD has exec'd sleep
-        rec.send_signal(sig)
-        out, err = rec.communicate(timeout=20)
+        with pytest.raises(KeyboardInterrupt if sig == signal.SIGINT else CaptureError):
+            record("abandon", LIMIT, ["touch", str(tmp_path / "ran")], out_dir=tmp_path,
+                   drop_caches=True, buffer_bytes=4 * MIB, read_ahead_kb=256)
+        assert list(tmp_path.iterdir()) == []
+        assert got == ([] if sig == signal.SIGINT else [sig])
+        assert signal.getsignal(sig) is (signal.default_int_handler if sig == signal.SIGINT
+                                         else signal.getsignal(sig))
     finally:
-        _reap(rec, child)
+        signal.signal(sig, before)
+
+
+def _recorder_read_ahead(read_ahead: dict[str, int]) -> str:
+    """A --read-ahead value that every device's read_ahead_kb differs from."""
+    kb = 256
+    while kb in read_ahead.values():
+        kb += 4
+    return f"{kb}KiB"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_interrupted_recorder_forwards_and_cleans_up(tmp_path: Path, clean_machine: Machine,
+                                                     sig: signal.Signals) -> None:
+    """Each of the four signals while CMD runs: forwarded to CMD, the capture written up to
+    its exit, and everything put back: instance, cgroup, state file, read_ahead_kb."""
+    before = capture.bdi_read_ahead_kb()
+    ra = _recorder_read_ahead(before)
+    rec, child = start_recorder(recorder_argv("intr", tmp_path, "--read-ahead", ra, "--",
+                                              "sleep", "30"), clean_machine.pids)
+    assert capture.bdi_read_ahead_kb() != before  # set while CMD runs
+    rec.send_signal(sig)
+    out, err = rec.communicate(timeout=WAIT)
     assert rec.returncode == 128 + sig, err
     assert "interrupted" in err
     side, _ = check_outputs(tmp_path, "intr")
     assert side["exit_code"] == 128 + sig  # sleep died of the forwarded signal
+    assert set(side["read_ahead_kb"].values()) <= {int(ra.removesuffix("KiB"))}
     assert not alive(child)
+    assert capture.bdi_read_ahead_kb() == before
 
 
-def test_cmd_ignoring_signal_is_killed_on_second(tmp_path: Path, clean_machine: Path) -> None:
+def test_cmd_ignoring_signal_is_killed_on_second(tmp_path: Path, clean_machine: Machine) -> None:
+    ready = tmp_path / "ready"
     cmd = [sys.executable, "-c",
-           "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-           "print('ready', flush=True); time.sleep(30)"]
-    rec, child = _start_recorder(tmp_path, "stubborn", cmd)
-    try:
-        time.sleep(0.5)  # python started and ignores SIGINT
-        rec.send_signal(signal.SIGINT)
-        time.sleep(0.3)
-        assert rec.poll() is None and alive(child)  # forwarded, ignored
-        rec.send_signal(signal.SIGINT)
-        out, err = rec.communicate(timeout=20)
-    finally:
-        _reap(rec, child)
+           "import pathlib, signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+           "pathlib.Path(sys.argv[1]).touch(); time.sleep(30)", str(ready)]
+    out = tmp_path / "out"
+    out.mkdir()
+    rec, child = start_recorder(recorder_argv("stubborn", out, "--", *cmd), clean_machine.pids)
+    deadline = time.monotonic() + WAIT
+    while not ready.exists() and time.monotonic() < deadline:  # python ignores SIGINT now
+        time.sleep(0.02)
+    rec.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert rec.poll() is None and alive(child)  # forwarded, ignored
+    rec.send_signal(signal.SIGINT)
+    _, err = rec.communicate(timeout=WAIT)
     assert rec.returncode == 130, err
-    side, _ = check_outputs(tmp_path, "stubborn")
+    side, _ = check_outputs(out, "stubborn")
     assert side["exit_code"] == 128 + signal.SIGKILL
 
 
-def test_cli_summary_and_outputs(tmp_path: Path, clean_machine: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(Path(capture.__file__).parents[2]))
-    r = subprocess.run([sys.executable, "-m", "tagcache.cli", "record", "cli", "--limit", "16MiB",
-                        "--no-drop-caches", "--buffer-size", "4MiB", "--out-dir", str(tmp_path),
-                        "--", "sh", "-c", "cat /usr/lib/python3*/os.py > /dev/null"],
-                       capture_output=True, text=True, env=env, timeout=60)
+def test_cli_summary_and_outputs(tmp_path: Path, clean_machine: Machine) -> None:
+    r = run_cli("record", "cli", "--limit", "16MiB", "--no-drop-caches", "--buffer-size", "4MiB",
+                "--out-dir", str(tmp_path), "--", "sh", "-c",
+                "cat /usr/lib/python3*/os.py > /dev/null")
     assert r.returncode == 0, r.stderr
     assert "get_pages" in r.stdout and "exit code 0" in r.stdout and "cache peak" in r.stdout
     assert str(tmp_path / "cli.trace.zst") in r.stdout and str(tmp_path / "cli.json") in r.stdout
     check_outputs(tmp_path, "cli")
+
+
+# --------------------------------------------------------------------------- SIGKILL, recovery
+
+RECOVERED = re.compile(r"^tagcache: recovered from a recorder that died \(pid (\d+)\): (.*)$",
+                       re.M)
+
+
+def _killed_recorder(tmp_path: Path, machine: Machine) -> dict:
+    """A recorder with --read-ahead killed by SIGKILL while CMD (sleep 30) runs, and CMD
+    killed too: what it left behind, checked to be there."""
+    before = capture.bdi_read_ahead_kb()
+    ra = _recorder_read_ahead(before)
+    rec, child = start_recorder(recorder_argv("killed", tmp_path, "--read-ahead", ra, "--",
+                                              "sleep", "30"), machine.pids)
+    states = list(capture.STATE_DIR.glob(f"record-{rec.pid}-*.json"))
+    assert len(states) == 1
+    state = json.loads(states[0].read_text())
+    assert state["pid"] == rec.pid and state["name"] == "killed"
+    inst, cg = Path(state["tracefs_instance"]), Path(state["cgroup"]["path"])
+    assert inst.is_dir() and cg.is_dir()
+    rec.kill()
+    rec.wait(timeout=WAIT)
+    kill_all([child])  # it holds the recorder's stdout and stderr open
+    rec.communicate(timeout=WAIT)
+    # all of it left behind: the instance (tracing on), the cgroup, read_ahead_kb, the file
+    assert inst.is_dir() and (inst / "tracing_on").read_text() == "1\n" and cg.is_dir()
+    changed = capture.bdi_read_ahead_kb()
+    assert changed != before and set(changed.values()) == {int(ra.removesuffix("KiB"))}
+    assert states[0].exists()
+    return {"pid": rec.pid, "before": before, "instance": inst, "cgroup": cg,
+            "state": states[0]}
+
+
+def _check_recovered(left: dict, stderr: str) -> None:
+    lines = [m for m in RECOVERED.finditer(stderr) if int(m.group(1)) == left["pid"]]
+    assert len(lines) == 1, stderr
+    said = lines[0].group(2)
+    assert f"tracefs instance {left['instance'].name} removed" in said
+    assert f"cgroup {left['cgroup']} removed" in said
+    assert said.startswith("read_ahead_kb of ") and " restored to " in said
+    for old in set(left["before"].values()):
+        assert f"restored to {old}" in said
+    assert capture.bdi_read_ahead_kb() == left["before"]
+    assert not left["instance"].exists() and not left["cgroup"].exists()
+    assert not left["state"].exists()
+
+
+def test_sigkill_then_recover_restores_everything(tmp_path: Path,
+                                                  clean_machine: Machine) -> None:
+    left = _killed_recorder(tmp_path, clean_machine)
+    r = run_cli("record", "--recover")
+    assert r.returncode == 0, r.stderr
+    _check_recovered(left, r.stderr)
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary of the killed one
+    again = run_cli("record", "--recover")
+    assert again.returncode == 0 and "nothing to recover" in again.stderr
+
+
+def test_sigkill_then_next_record_restores_first(tmp_path: Path,
+                                                 clean_machine: Machine) -> None:
+    """The next capture undoes the dead one's changes before its own, so its sidecar has the
+    machine's read_ahead_kb, not the dead recorder's."""
+    left = _killed_recorder(tmp_path, clean_machine)
+    out = tmp_path / "next"
+    out.mkdir()
+    r = run_cli("record", "next", "--limit", "16MiB", "--no-drop-caches", "--buffer-size",
+                "4MiB", "--out-dir", str(out), "--", "sh", "-c",
+                "cat /usr/lib/python3*/os.py > /dev/null")
+    assert r.returncode == 0, r.stderr
+    _check_recovered(left, r.stderr)
+    side, _ = check_outputs(out, "next")
+    for dev, kb in side["read_ahead_kb"].items():
+        assert kb == left["before"][dev]
+
+
+def test_recover_leaves_a_live_recorder_alone(tmp_path: Path, clean_machine: Machine) -> None:
+    """A running recorder's state file, instance and cgroup are not touched by --recover; a
+    second --read-ahead capture is refused meanwhile. Then it ends normally."""
+    ra = _recorder_read_ahead(capture.bdi_read_ahead_kb())
+    rec, _ = start_recorder(recorder_argv("live", tmp_path, "--read-ahead", ra, "--", "sleep",
+                                          "30"), clean_machine.pids)
+    state, = capture.STATE_DIR.glob(f"record-{rec.pid}-*.json")
+    data = json.loads(state.read_text())
+    r = run_cli("record", "--recover")
+    assert r.returncode == 0 and f"(pid {rec.pid})" not in r.stderr, r.stderr
+    assert state.exists() and Path(data["tracefs_instance"]).is_dir()
+    assert Path(data["cgroup"]["path"]).is_dir()
+    with pytest.raises(CaptureError, match=f"another tagcache record \\(pid {rec.pid}\\)"):
+        record("second", LIMIT, ["true"], out_dir=tmp_path, drop_caches=False,
+               buffer_bytes=4 * MIB, read_ahead_kb=4)
+    rec.send_signal(signal.SIGTERM)
+    _, err = rec.communicate(timeout=WAIT)
+    assert rec.returncode == 128 + signal.SIGTERM, err
+    assert not state.exists() and not Path(data["tracefs_instance"]).exists()
+
+
+# --------------------------------------------------------------------------- both outputs or none
+
+def _only(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_error_after_cmd_leaves_no_output(tmp_path: Path, clean_machine: Machine,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error while the sidecar is made, after the trace is written: neither output, no
+    temporary; the outputs of an earlier capture of that name are kept as they were."""
+    (tmp_path / "x.json").write_text("old sidecar")
+    (tmp_path / "x.trace.zst").write_bytes(b"old trace")
+
+    def fail(*a: object, **k: object) -> None:
+        raise RuntimeError("sidecar failed")
+
+    monkeypatch.setattr(run, "kernel_fields", fail)
+    with pytest.raises(RuntimeError, match="sidecar failed"):
+        record("x", LIMIT, ["true"], out_dir=tmp_path, drop_caches=False, buffer_bytes=4 * MIB)
+    assert _only(tmp_path) == ["x.json", "x.trace.zst"]
+    assert (tmp_path / "x.json").read_text() == "old sidecar"
+    assert (tmp_path / "x.trace.zst").read_bytes() == b"old trace"
+
+
+def test_signal_while_writing_leaves_no_output(tmp_path: Path, clean_machine: Machine,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM after CMD exited, while the trace is written: the capture is abandoned, no
+    half output and no temporary, then the signal reaches the caller's handler."""
+    write_trace = TraceInstance.write_trace
+
+    def write_and_signal(self: TraceInstance, *a: object, **k: object) -> dict[str, int]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return write_trace(self, *a, **k)
+
+    monkeypatch.setattr(TraceInstance, "write_trace", write_and_signal)
+    got: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with pytest.raises(CaptureError, match="abandoned on SIGTERM"):
+            record("t", LIMIT, ["true"], out_dir=tmp_path, drop_caches=False,
+                   buffer_bytes=4 * MIB)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert got == [signal.SIGTERM]
+    assert _only(tmp_path) == []
+
+
+def test_second_rename_failing_takes_the_first_back(tmp_path: Path, clean_machine: Machine,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = Output.commit
+
+    def commit_trace_only(self: Output) -> None:
+        if self.final.name.endswith(".json"):
+            raise OSError(28, "No space left on device")
+        commit(self)
+
+    monkeypatch.setattr(Output, "commit", commit_trace_only)
+    with pytest.raises(OSError, match="No space"):
+        record("r", LIMIT, ["true"], out_dir=tmp_path, drop_caches=False, buffer_bytes=4 * MIB)
+    assert _only(tmp_path) == []
+
+
+def test_sigterm_mid_run_writes_both(tmp_path: Path, clean_machine: Machine) -> None:
+    """SIGTERM while CMD runs: both outputs, complete, and nothing else in the directory."""
+    rec, _ = start_recorder(recorder_argv("both", tmp_path, "--", "sleep", "30"),
+                            clean_machine.pids)
+    rec.send_signal(signal.SIGTERM)
+    rec.communicate(timeout=WAIT)
+    assert _only(tmp_path) == ["both.json", "both.trace.zst"]
+    check_outputs(tmp_path, "both")

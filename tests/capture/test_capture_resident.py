@@ -12,8 +12,8 @@ from pathlib import Path
 import zstandard
 from _capture_helpers import check_new_fields, check_runs, self_libc
 
-from tagcache.workloads import capture
-from tagcache.workloads.capture import parse_maps, resident_runs
+import tagcache.record as capture
+from tagcache.record import parse_maps, resident_runs
 
 PAGE = capture.PAGE_SIZE
 DATA = Path(__file__).parents[1] / "data" / "captures"

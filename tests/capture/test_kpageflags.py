@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagcache.workloads.kpageflags import (
+from tagcache.record.kpageflags import (
     KPF_ANON,
     KPF_COMPOUND_HEAD,
     KPF_COMPOUND_TAIL,
