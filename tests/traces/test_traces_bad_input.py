@@ -206,3 +206,16 @@ def test_cli_exit_status_2_and_one_line(tmp_path, capsys, monkeypatch, name, tex
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("tagcache: error: ")
     assert str(path) in err[0] and "Traceback" not in err[0]
+
+
+def test_ftrace_order_beyond_the_buddy_allocator_is_refused(tmp_path):
+    """An add event of order 31 would have the model allocate 2^31 pages of a file."""
+    line = ("grep-1 [000] ..... 1.000000: mm_filemap_add_to_page_cache: dev 8:1 ino 1a "
+            "pfn=0x1000 ofs=0 order={order}\n")
+    ok = tmp_path / "ok.trace"
+    ok.write_text("# tracer: nop\n" + line.format(order=9))
+    assert len(read_trace(ok, "ftrace", use_cache=False)) == 1
+    bad = tmp_path / "bad.trace"
+    bad.write_text("# tracer: nop\n" + line.format(order=31))
+    with pytest.raises(TraceError, match="order 31 is more than 10"):
+        read_trace(bad, "ftrace", use_cache=False)

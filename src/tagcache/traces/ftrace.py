@@ -59,7 +59,9 @@ from tagcache.traces._common import (
 from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
 
 MINORBITS = 20
-MAX_ORDER = 31
+MAX_ORDER = 10
+"""MAX_PAGE_ORDER of a 4 KiB-page kernel (include/linux/mmzone.h): no folio or allocation is
+larger, so a bigger order is a damaged line, not 2^31 pages to model."""
 _MAX_PREFIX = 96                    # "COMM-PID (TGID) " before "[CPU]" is far shorter
 _USER_ANON_FLAGS = b"GFP_HIGHUSER_MOVABLE"
 
