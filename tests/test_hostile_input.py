@@ -514,8 +514,11 @@ def _numpy_mapped(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
 @pytest.mark.parametrize("delay", [0.0, 0.03, 0.1, 0.25, 0.6])
 def test_sigint_during_start_up_is_one_line_exit_130(small, delay):
+    # SIGINT at its default, as from a terminal: a background job of a script (a CI run)
+    # inherits it ignored, and the command rightly keeps an ignored SIGINT ignored.
     proc = subprocess.Popen([*_command(), "run", "--config", str(small), "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         while not _numpy_mapped(proc.pid) and proc.poll() is None:

@@ -127,7 +127,7 @@ def _label(value: Any) -> str | None:
     return None
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_.\[\]-]+")
 
 
 def _key(key: str) -> str:

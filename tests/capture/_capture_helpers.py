@@ -165,8 +165,12 @@ def undo_leftovers(tracefs_dir: Path, owners: set[int],
 
 
 def no_core_dumps() -> None:
-    """preexec_fn of a recorder subprocess: CMD killed by SIGQUIT dumps no core here."""
+    """preexec_fn of a recorder subprocess: CMD killed by SIGQUIT dumps no core here, and
+    SIGINT and SIGQUIT start at their defaults, as from a terminal (a background job of a
+    script, such as a CI run, inherits them ignored, and an ignored signal stays ignored)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def recorder_argv(name: str, out: Path, *options: str) -> list[str]:

@@ -340,6 +340,8 @@ def test_signal_before_cmd_abandons_capture(tmp_path: Path, clean_machine: Machi
     before = signal.getsignal(sig)
     if sig != signal.SIGINT:
         signal.signal(sig, lambda signum, frame: got.append(signum))
+    else:                         # as Python sets it up unless started with SIGINT ignored
+        signal.signal(sig, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt if sig == signal.SIGINT else CaptureError):
             record("abandon", LIMIT, ["touch", str(tmp_path / "ran")], out_dir=tmp_path,
