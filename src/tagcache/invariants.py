@@ -117,20 +117,14 @@ class Checker:
         if sum(1 for r in self.reports if r.rule == rule) < MAX_REPORTS:
             self.reports.append(Violation(rule, self.event, detail))
 
-    def _block_pages(self, block: int) -> range:
-        """The tag pages of ``block``, from the layout."""
-        layout = self.tags.layout
-        first = int(layout.block_first_tag_page[block])
-        return range(first, first + int(layout.block_tag_pages[block]))
-
     def _blocks_hold_tags(self, blocks: np.ndarray) -> np.ndarray:
         """For each block: reserved, and (with a backend) every tag page holding tags."""
         ok = self.tags.refs[blocks] > 0
         if self.backend is not None:
+            pages = self.tags.layout.block_tag_pages_range
             for i, b in enumerate(blocks.tolist()):
                 if ok[i]:
-                    ok[i] = bool((self.backend.tag_page_use(self._block_pages(b))
-                                  == USE_TAGS).all())
+                    ok[i] = bool((self.backend.tag_page_use(pages(b)) == USE_TAGS).all())
         return ok
 
     # -- tagged memory (generic mm side) ---------------------------------------------------
@@ -227,7 +221,7 @@ class Checker:
     def reserve_begin(self, block: int) -> None:
         """A claim of ``block`` starts: note the cached pages and derive the bound."""
         backend = self.backend
-        pages = self._block_pages(block)
+        pages = self.tags.layout.block_tag_pages_range(block)
         slots = self.tp_slot[pages.start:pages.stop]
         slots = slots[slots >= 0]
         want: set[int] = set()
@@ -246,19 +240,20 @@ class Checker:
         b, before, bound, use = self._claim
         assert b == block
         self._claim = None
+        pages = self.tags.layout.block_tag_pages_range(block)
         dropped = before - self.backend.cached_pages
         touched = int(np.count_nonzero(np.asarray(self.backend.tag_page_use(
             range(0, len(use)))) != use))
         problems = []
         if dropped > bound:
             problems.append(f"dropped {dropped} pages, only {bound} were stored on it")
-        if touched > len(self._block_pages(block)) + bound:
+        if touched > len(pages) + bound:
             problems.append(f"changed {touched} tag pages, more than its block and the "
                             f"{bound} stored pages")
         if getattr(work, "failed", False) or getattr(work, "slept", False) or getattr(
                 work, "copied", 0):
             problems.append(f"failed={work.failed} slept={work.slept} copied={work.copied}")
-        if not (self.backend.tag_page_use(self._block_pages(block)) == USE_TAGS).all():
+        if not (self.backend.tag_page_use(pages) == USE_TAGS).all():
             problems.append("left tag pages not holding tags")
         if problems:
             self.fail("reserve_bounded", f"claim of block {block}: " + "; ".join(problems))

@@ -119,8 +119,7 @@ class TagStorage:
         """The backend gives ``block`` up for tags: (pages dropped, tag pages whose state
         changed, pages copied), measured around its reserve_block()."""
         backend, obs = self.backend, self.observer
-        first = int(self.layout.block_first_tag_page[block])
-        pages = range(first, first + int(self.layout.block_tag_pages[block]))
+        pages = self.layout.block_tag_pages_range(block)
         use = np.array(backend.tag_page_use(pages))
         before = backend.cached_pages
         if obs is not None:

@@ -307,16 +307,17 @@ def collect(m: Machine, design: Design, share: float, events: int, wall: float) 
     claimed = _cat(ts.claimed, bool)
     dropped = _cat(ts.dropped, np.int32)
     mib = 4096 / (1 << 20)
+    peak_cached = getattr(backend, "peak_cached", 0)
     tag_storage = {
         "total_tag_pages": layout.nr_tag_pages,
         "reserved_now": ts.reserved_pages,
         "reserved_peak": ts.reserved_peak,
         "reserved_avg": avg["reserved_pages"],
         "cache_pages_now": m.cleancache.cached,
-        "cache_pages_peak": getattr(backend, "peak_cached", 0),
+        "cache_pages_peak": peak_cached,
         "cache_pages_avg": avg["cached_pages"],
         "cache_mib_avg": avg["cached_pages"] * mib,
-        "cache_mib_peak": getattr(backend, "peak_cached", 0) * mib,
+        "cache_mib_peak": peak_cached * mib,
         "achieved_tagged_share": {
             "peak": m.anon.peak_tagged / layout.data_pages,
             "mean": avg["tagged_pages"] / layout.data_pages},

@@ -201,6 +201,11 @@ class MachineLayout:
         """Tag block holding the tags of data PFN(s); -1 if the PFN cannot be tagged."""
         return self.pfn_to_block[np.asarray(pfn) - self.pfn_base]
 
+    def block_tag_pages_range(self, block: int) -> range:
+        """The tag pages of tag block ``block`` (one allocation unit of tag storage)."""
+        first = int(self.block_first_tag_page[block])
+        return range(first, first + int(self.block_tag_pages[block]))
+
     def tag_page_of_pfn(self, pfn: int) -> int:
         """Tag-page index holding the tags of one data PFN (the unrounded mapping)."""
         for r, tp0 in zip(self.regions, self.region_tag_page0, strict=True):

@@ -208,13 +208,9 @@ class TagStorageBackend:
 
     # -- tag hooks -------------------------------------------------------------------------
 
-    def _block_pages(self, block: int) -> range:
-        first = int(self.layout.block_first_tag_page[block])
-        return range(first, first + int(self.layout.block_tag_pages[block]))
-
     def reserve_block(self, block: int) -> ReserveWork:
         work = ReserveWork()
-        pages = self._block_pages(block)
+        pages = self.layout.block_tag_pages_range(block)
         for tp in pages:
             state = int(self.tp_state[tp])
             if state == TP_CACHE:                       # edge D
@@ -238,7 +234,7 @@ class TagStorageBackend:
         return work
 
     def release_block(self, block: int) -> None:
-        for tp in self._block_pages(block):             # edge F
+        for tp in self.layout.block_tag_pages_range(block):             # edge F
             self._set_state(tp, TP_FREE)
 
     # -- what the checker may look at ------------------------------------------------------
