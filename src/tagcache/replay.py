@@ -198,9 +198,11 @@ def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
         Op.MTE_SWAP_IN: lambda p, n, _: anon.swap_in(p, n),
         Op.MTE_MIGRATE: lambda p, n, _: anon.migrate(p, n),
         Op.MTE_EXIT: lambda p, _a, _b: anon.exit(p),
-        # The kernel's own answer and raw kmem events are not replayed as such.
+        # The kernel's own answer, raw kmem events and the cgroup's samples are not replayed
+        # as such.
         Op.KERNEL_ADD: _ignore,
         Op.KERNEL_DELETE: _ignore,
+        Op.CGROUP_SAMPLE: _ignore,
         Op.PAGE_ALLOC: page_alloc if tag_tasks else _ignore,
         Op.PAGE_FREE: page_free if tag_tasks else _ignore,
     }

@@ -23,11 +23,15 @@ killed with SIGKILL is undone by the next one (recover.py)::
             readahead.ReadAhead  every bdi's read_ahead_kb   old values back where still ours
               (--read-ahead only)
               sync; drop_caches; read read_ahead_kb; resident_at_start (residency.py)
+              sampling.Sampler   first sample; trace_marker  trace_marker closed
+                                 opened
               command.Command    fork; the child joins the   SIGTERM, then SIGKILL
                                  cgroup, sets set_event_pid
-                                 and tracing_on; exec CMD
-                sampling.Sampler.watch(): memory.stat, Buffers, /proc/PID/maps every
-                  sample_interval until CMD exits (signals forwarded to CMD)
+                                 and tracing_on, writes the
+                                 first sample; exec CMD
+                sampling.Sampler.watch(): memory.stat, usage, Buffers, /proc/PID/maps every
+                  sample_interval until CMD exits, and once after (signals forwarded to
+                  CMD); each sample a trace_marker line
               tracing off; memory.stat; folio sizes (kpageflags.py)
               files.CaptureFiles  temporaries of both outputs  both removed unless committed
                 stream ``trace`` -> NAME.trace.zst, sidecar -> NAME.json; commit: rename both

@@ -211,12 +211,15 @@ def _run(job: _Job, sigs: Signals) -> CaptureResult:
         resident = resident_at_start()
         sigs.check()
         inst.clear()
-        sampler = Sampler(cgroup, job.sample_interval, job.progress)
+        sampler = stack.enter_context(Sampler(cgroup, job.sample_interval, job.progress,
+                                              inst.marker_file))
         event_pid, tracing_on = inst.child_files()
         with Command(job.cmd, job.exe, cgroup.procs_file, event_pid, tracing_on, cgroup.path,
-                     sigs) as child:
+                     sigs, (str(inst.marker_file), sampler.first_marker)) as child:
+            sampler.started()
             returncode, seconds = sampler.watch(child)
         inst.stop()
+        sampler.close()
         stat = cgroup.stat()
         sampler.finish()
         orders = cgroup.folio_orders()
@@ -249,6 +252,7 @@ def _run(job: _Job, sigs: Signals) -> CaptureResult:
             "cow_mappings": sampler.exec_seen.cow_runs(),
             "paths": sampler.exec_seen.sorted_paths(),
             "buffers_growth_peak": int(sampler.buffers.peak),
+            "cgroup_samples": sampler.samples_written,
         }
         if orders is not None:
             sidecar["folio_orders"] = {str(k): v for k, v in orders.items()}

@@ -18,7 +18,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Seven more fields (DESIGN.md 5 allows more) say what a model replaying the access events
+Eight more fields (DESIGN.md 5 allows more) say what a model replaying the access events
 cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -76,6 +76,26 @@ cannot learn from them, and would otherwise get wrong:
     equalled the peak of the capture's own block-device add and delete events in five
     captures of six, and a short run's peak can fall between two samples (mini-grep, 0.1 s:
     465 pages against 520; captures/README.md).
+
+``cgroup_samples``: int
+    How many samples of the cgroup's memory over time the trace holds: one just before CMD
+    starts, one every sample interval (10 ms by default) while it runs, one right after it
+    exits. Each is a line the recorder wrote to its tracefs instance's ``trace_marker``, so
+    it lies among the filemap events in time order and carries the trace's clock::
+
+        tagcache_sample: file=BYTES anon=BYTES usage=BYTES buffers=BYTES
+
+    (in the trace: ``COMM-PID [CPU] FLAGS SECONDS: tracing_mark_write: tagcache_sample:
+    ...``). ``file`` is the cgroup's page cache (as ``cache``), ``anon`` its anonymous memory
+    (v1 ``rss``, which includes ``rss_huge``; v2 ``anon``), ``usage`` all that is charged to
+    it (v1 memory.usage_in_bytes, v2 memory.current: anonymous and kernel memory too), and
+    ``buffers`` the growth of /proc/meminfo ``Buffers`` since CMD started (>= 0; see
+    ``buffers_growth_peak``), all read in one sample. The ftrace reader turns them into
+    Op.CGROUP_SAMPLE rows (file pages, usage - file pages, buffers pages). A model follows
+    this series, not one number: what the cgroup charges besides page cache (anonymous
+    memory, kernel memory, metadata) at each moment is room the page cache did not have. A
+    line lost from a full buffer is counted here but missing from the trace (as
+    ``trace_overrun_events`` says).
 
 ``folio_orders``: ``{"order": pages}``
     The pages of the cgroup's page cache when CMD has exited, by the order of the folio

@@ -91,6 +91,7 @@ class TraceInstance:
                 raise CaptureError(f"cannot allocate a trace buffer of {per_cpu_kb} KiB per CPU "
                                    f"({e.strerror}); lower --buffer-size") from None
             write(self.path / "options" / "event-fork", "1")
+            write(self.path / "options" / "markers", "1")   # a new instance copies the top's
             for system, event in self.events:
                 write(self.path / "events" / system / event / "enable", "1")
             self.clear()
@@ -116,6 +117,12 @@ class TraceInstance:
     def child_files(self) -> tuple[str, str]:
         """set_event_pid and tracing_on, which CMD's process writes itself before exec."""
         return str(self.path / "set_event_pid"), str(self.path / "tracing_on")
+
+    @property
+    def marker_file(self) -> Path:
+        """trace_marker: a line written there is an entry of this instance's ring buffer
+        (``tracing_mark_write: LINE``), set_event_pid or not; refused while tracing is off."""
+        return self.path / "trace_marker"
 
     def stop(self) -> None:
         write(self.path / "tracing_on", "0")

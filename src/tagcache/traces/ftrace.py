@@ -14,6 +14,8 @@ mm_filemap_delete_from_page_cache  same                                         
 mm_page_alloc                      ``page=PTR pfn=0xP order=N migratetype=T``          PAGE_ALLOC
                                    ``gfp_flags=FLAGS``
 mm_page_free                       ``page=PTR pfn=0xP order=N``                        PAGE_FREE
+tracing_mark_write                 ``tagcache_sample: file=B anon=B usage=B``          CGROUP_SAMPLE
+                                   ``buffers=B`` (bytes)
 =================================  ==================================================  =============
 
 Ranges become (first page, pages) = (A >> 12, (B >> 12) - (A >> 12) + 1), which is the kernel's
@@ -25,12 +27,15 @@ Each file's pages are compacted in 2 MiB extents (``_common.compact_extents``, t
 ``Trace.extents``): a file read at a few far offsets spans a few extents, not its offsets.
 Add/delete lines of older kernels (``page=PTR``, decimal ``pfn``, no ``order``) are accepted.
 An mm_page_alloc with pfn 0 is a failed allocation (the kernel prints a NULL page) and yields no
-row. Tasks (command, pid) are listed in order of first appearance on kmem lines only. Other events
-are skipped; a known event whose fields do not parse is a :class:`TraceError` naming the line.
+row. Tasks (command, pid) are listed in order of first appearance on kmem lines only. A
+``tagcache_sample:`` marker (the recorder's sample of its cgroup, record/sampling.py) is the row
+(file >> 12, max(usage - file, 0) >> 12, buffers >> 12); other trace_marker lines, like other
+events, are skipped; a known event whose fields do not parse (a ``tagcache_sample:`` marker
+included) is a :class:`TraceError` naming the line.
 
-Speed: a 16 MiB chunk of lines is searched with numpy for the ``DIGIT: mm_`` markers, events are
-told apart by their names' bytes, and the lines of each event type are parsed together with
-bytes methods (split at the field labels), ``numpy.fromstring`` for the decimal fields and one
+Speed: a 16 MiB chunk of lines is searched with numpy for the ``DIGIT: mm_`` markers (and
+``DIGIT: tracing_mark_write: tagcache_sample:``), events are told apart by their names' bytes,
+and the lines of each event type are parsed together with bytes methods (split at the field labels), ``numpy.fromstring`` for the decimal fields and one
 parse per distinct ``dev ... ino ...`` field; a line-by-line regular expression runs only for
 the lines of a chunk where that fails (a bad line, or an older kernel's format).
 """
@@ -215,6 +220,19 @@ def _fast_free(blob: bytes, n: int):
     return np.concatenate([pfn[:, None], order], axis=1), {}
 
 
+_SAMPLE_BLOB = re.compile(rb"(?: file=\d+ anon=\d+ usage=\d+ buffers=\d+\n)*")
+
+
+def _fast_sample(blob: bytes, n: int):
+    """`` file=B anon=B usage=B buffers=B`` (the tails start after ``tagcache_sample:``)."""
+    if _SAMPLE_BLOB.fullmatch(blob) is None:
+        return None
+    text = (blob.replace(b" file=", b"").replace(b" anon=", b" ").replace(b" usage=", b" ")
+            .replace(b" buffers=", b" "))
+    c = parse_words(text, n, (10, 10, 10, 10))
+    return None if c is None else (c, {})
+
+
 def _int(word: bytes | None, base: int, default: int | None) -> int:
     if word is None:
         if default is None:
@@ -257,6 +275,12 @@ def _rows_cache(c: np.ndarray):
     return _file_rows(c, page, order, end, end), bad
 
 
+def _rows_sample(c: np.ndarray):
+    file, usage = c[:, 0], c[:, 2]
+    return ({"a0": file >> 12, "a1": np.maximum(usage - file, 0) >> 12, "a2": c[:, 3] >> 12},
+            np.zeros(len(c), bool))
+
+
 def _rows_page(c: np.ndarray):
     order = c[:, 1]
     return {"pfn": c[:, 0], "order": order}, (order < 0) | (order > MAX_ORDER) | (c[:, 0] < 0)
@@ -274,6 +298,8 @@ def _problem(ev: _Event, tail: bytes) -> str | None:
             _int(word, base, default)
     except ValueError:
         return "a number does not fit 64 bits"
+    if ev.sample:
+        return None
     order = int(v[1]) if ev.kmem else int(v[5] or 0) if ev.rows is _rows_cache else 0
     if order > MAX_ORDER:
         return f"order {order} is more than {MAX_ORDER}"
@@ -312,16 +338,21 @@ class _Event:
     rows: Callable
     defaults: tuple[int | None, ...] | None = None
     gfp_group: int | None = None      # regex group of the gfp flags (mm_page_alloc)
+    sep: bytes = b": "                # between the name and the fields
     marker: np.ndarray = field(init=False, repr=False, compare=False)
     rx: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "marker", np.frombuffer(self.name + b": ", np.uint8))
+        object.__setattr__(self, "marker", np.frombuffer(self.name + self.sep, np.uint8))
         object.__setattr__(self, "rx", re.compile(self.pattern))
 
     @property
     def kmem(self) -> bool:
         return self.op in (Op.PAGE_ALLOC, Op.PAGE_FREE)
+
+    @property
+    def sample(self) -> bool:
+        return self.op == Op.CGROUP_SAMPLE
 
     def parse(self, tails: list[bytes]):
         """(rows, good mask): all lines at once, or line by line when that fails."""
@@ -385,6 +416,12 @@ EVENTS: dict[bytes, _Event] = {e.name: e for e in (
 _BY_LEN: dict[int, list[_Event]] = {}
 for _e in EVENTS.values():
     _BY_LEN.setdefault(len(_e.name), []).append(_e)
+SAMPLE = _Event(b"tracing_mark_write: tagcache_sample", Op.CGROUP_SAMPLE,
+                "'file=BYTES anon=BYTES usage=BYTES buffers=BYTES'", fast=_fast_sample,
+                pattern=rb"file=(\d+) anon=(\d+) usage=(\d+) buffers=(\d+)",
+                bases=(10, 10, 10, 10), rows=_rows_sample, sep=b":")
+"""A trace_marker line of the recorder: ``tracing_mark_write: tagcache_sample:`` and its fields
+(a marker starting otherwise is not one of ours, and is skipped)."""
 
 
 # --------------------------------------------------------------------------- the parser
@@ -404,14 +441,21 @@ class _Parser:
         colons = np.flatnonzero(buf == 58)
         c = colons[(colons > 0) & (colons < len(buf) - 5)]
         before = buf[c - 1]
-        hit = ((buf[c + 1] == 32) & (buf[c + 2] == 109) & (buf[c + 3] == 109)
-               & (buf[c + 4] == 95) & (before >= 48) & (before <= 57))
+        after_time = (buf[c + 1] == 32) & (before >= 48) & (before <= 57)
+        hit = after_time & (buf[c + 2] == 109) & (buf[c + 3] == 109) & (buf[c + 4] == 95)
         cand = c[hit]                                  # the ':' after the timestamp
+        mark = c[after_time & (buf[c + 2] == 116) & (buf[c + 3] == 114) & (buf[c + 4] == 97)]
+        groups = []
+        if len(mark):                                  # " tra": tracing_mark_write?
+            idx = mark[:, None] + 2 + np.arange(len(SAMPLE.marker))
+            window = buf[np.minimum(idx, len(buf) - 1)]
+            mark = mark[(window == SAMPLE.marker).all(axis=1)]
+            if len(mark):
+                groups.append(self._group(SAMPLE, chunk, nl, mark, np.searchsorted(nl, mark)))
         if len(cand):
             j = np.minimum(np.searchsorted(colons, cand + 2), len(colons) - 1)
             name_len = colons[j] - (cand + 2)
             line_of = np.searchsorted(nl, cand)
-            groups = []
             for length, events in _BY_LEN.items():
                 k = np.flatnonzero(name_len == length)
                 if not len(k):
@@ -422,13 +466,14 @@ class _Parser:
                     sel = k[(window == ev.marker).all(axis=1)]
                     if len(sel):
                         groups.append(self._group(ev, chunk, nl, cand[sel], line_of[sel]))
+        if groups:
             self._merge(groups, chunk, buf, nl)
         self.lines += len(nl)
         self.bad.flush()
 
     def _group(self, ev: _Event, chunk: bytes, nl, at, line_of) -> dict:
         """Rows of the lines of one event type; its bad lines go to :attr:`bad`."""
-        starts = (at + 4 + len(ev.name)).tolist()
+        starts = (at + 2 + len(ev.marker)).tolist()
         tails = [chunk[a:b] for a, b in zip(starts, nl[line_of].tolist(), strict=True)]
         lineno = self.lines + line_of + 1
         rows, good = ev.parse(tails)
@@ -446,16 +491,20 @@ class _Parser:
         if ev.kmem and "gfp" not in rows:
             rows["gfp"] = np.zeros(len(rows["line"]), np.int64)
         rows["kmem"] = ev.kmem
+        rows["sample"] = ev.sample
         return rows
 
     def _merge(self, groups: list[dict], chunk: bytes, buf, nl) -> None:
-        files = [g for g in groups if not g["kmem"] and len(g["line"])]
+        files = [g for g in groups if not g["kmem"] and not g["sample"] and len(g["line"])]
         kmem = [g for g in groups if g["kmem"] and len(g["line"])]
+        samples = [g for g in groups if g["sample"] and len(g["line"])]
         parts = []
         if files:
             parts.append(self._file_part(files))
         if kmem:
             parts.append(self._kmem_part(kmem, chunk, buf, nl))
+        if samples:
+            parts.append(self._sample_part(samples))
         if not parts:
             return
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -484,6 +533,14 @@ class _Parser:
         n = int(ok.sum())
         return {"line": line[ok], "op": cat("op")[order][ok], "a0": cat("pfn")[order][ok],
                 "a1": cat("order")[order][ok], "a2": (task[ok] << 8) | cat("gfp")[order][ok],
+                "end": np.zeros(n, np.int64), "size_end": np.full(n, -1, np.int64),
+                "file": np.zeros(n, bool)}
+
+    @staticmethod
+    def _sample_part(groups: list[dict]) -> dict:
+        (g,) = groups
+        n = len(g["line"])
+        return {"line": g["line"], "op": g["op"], "a0": g["a0"], "a1": g["a1"], "a2": g["a2"],
                 "end": np.zeros(n, np.int64), "size_end": np.full(n, -1, np.int64),
                 "file": np.zeros(n, bool)}
 

@@ -27,6 +27,7 @@ KERNEL_ADD            file     page            order           what the kernel i
 KERNEL_DELETE         file     page            order           what the kernel deleted
 PAGE_ALLOC            pfn      order           task<<8 | gfp   kmem mm_page_alloc
 PAGE_FREE             pfn      order           task<<8         kmem mm_page_free
+CGROUP_SAMPLE         file pg  other pages     buffers pages   the capture cgroup's memory
 ====================  =======  ==============  ==============  ===============================
 
 The MTE_* rows are anonymous memory of processes, tagged or not: a process's first ``arg2``
@@ -38,6 +39,13 @@ compares the model with them and learns file sizes from them. PAGE_ALLOC / PAGE_
 real PFNs; ``task`` indexes :attr:`Trace.tasks` (command, pid of the line's task) and the low
 byte holds :data:`GFP_USER_ANON` when the gfp flags were those of a user anonymous page
 (GFP_HIGHUSER_MOVABLE, the flags of a user page fault).
+
+CGROUP_SAMPLE rows are the recorder's samples of the capture's memory cgroup, in time order
+among the events (``tagcache_sample:`` trace_marker lines, record/schema.py
+``cgroup_samples``), in pages: ``arg0`` its page cache (``file``), ``arg1`` all else it is
+charged for (``usage - file``, at least 0: anonymous and kernel memory, per-CPU charge stock),
+``arg2`` how much /proc/meminfo Buffers (filesystem metadata, system-wide) had grown since
+CMD started. They describe the environment and are never replayed.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ class Op(IntEnum):
     KERNEL_DELETE = 33
     PAGE_ALLOC = 34
     PAGE_FREE = 35
+    CGROUP_SAMPLE = 36
 
 
 GFP_USER_ANON = 1
