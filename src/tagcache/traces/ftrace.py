@@ -35,9 +35,10 @@ included) is a :class:`TraceError` naming the line.
 
 Speed: a 16 MiB chunk of lines is searched with numpy for the ``DIGIT: mm_`` markers (and
 ``DIGIT: tracing_mark_write: tagcache_sample:``), events are told apart by their names' bytes,
-and the lines of each event type are parsed together with bytes methods (split at the field labels), ``numpy.fromstring`` for the decimal fields and one
-parse per distinct ``dev ... ino ...`` field; a line-by-line regular expression runs only for
-the lines of a chunk where that fails (a bad line, or an older kernel's format).
+and the lines of each event type are parsed together with bytes methods (split at the field
+labels), ``numpy.fromstring`` for the decimal fields and one parse per distinct ``dev ... ino
+...`` field; a line-by-line regular expression runs only for the lines of a chunk where that
+fails (a bad line, or an older kernel's format).
 """
 
 from __future__ import annotations
