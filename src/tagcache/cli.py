@@ -246,13 +246,17 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
 @click.option("--capacity", default=None, metavar="PAGES",
               help="Page-cache capacity for a trace, in pages (or a size such as 64MiB).  "
                    "[default: the sidecar's cache_peak; else the machine's free memory]")
-@click.option("--mappings/--no-mappings", default=False, show_default=True,
+@click.option("--mappings/--no-mappings", default=None,
               help="With a capture sidecar: its executable and copy-on-write mappings, as "
-                   "'tagcache validate --mappings'.")
-@click.option("--minus-metadata", is_flag=True, default=False,
-              help="With a capture sidecar: the capacity less the filesystem metadata its "
-                   "cgroup held (buffers_growth_peak), as 'tagcache validate "
-                   "--minus-metadata'.  [default: off]")
+                   "'tagcache validate'.  [default: on where the sidecar has them]")
+@click.option("--metadata/--no-metadata", "--minus-metadata/--no-minus-metadata",
+              default=None,
+              help="With a capture sidecar: the room less the filesystem metadata its cgroup "
+                   "held, as 'tagcache validate'.  [default: on where measured]")
+@click.option("--nonfile/--no-nonfile", default=None,
+              help="With a capture: the room follows the cgroup's other charges (its samples "
+                   "and kmem events), as 'tagcache validate'.  [default: on where the trace "
+                   "has samples]")
 @click.option("--backend", type=click.Choice(["all", *BACKEND_NAMES]), default="all",
               show_default=True, help="Which designs to run: idle, cleancache, or all of the "
                                       "scenario's.")
@@ -277,7 +281,8 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
                    "seconds.  [default: a bar when stderr is a terminal, else none]")
 def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec: str | None,
         skip_bad_lines: bool, meta: Path | None, policy: str, capacity: str | None,
-        mappings: bool, minus_metadata: bool, backend: str, tagged: str,
+        mappings: bool | None, metadata: bool | None, nonfile: bool | None, backend: str,
+        tagged: str,
         tag_comm: tuple[str, ...], shares: tuple[float, ...], json_path: str | None,
         check: bool, progress: bool | None) -> None:
     """Run a scenario, or replay a trace, through every design; one comparison table."""
@@ -301,8 +306,9 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     if trace_path is None:
         for opt, given in (("--format", fmt), ("--csv-spec", csv_spec), ("--meta", meta),
                            ("--capacity", capacity), ("--tag-comm", tag_comm),
-                           ("--mappings", mappings), ("--minus-metadata", minus_metadata)):
-            if given:
+                           ("--mappings", mappings), ("--metadata", metadata),
+                           ("--nonfile", nonfile)):
+            if given is not None and given != () and given is not False:
                 raise OptionError(f"{opt} needs --trace")
         if policy != "kernel" or tagged != "generator":
             raise OptionError("--policy and --tagged need --trace")
@@ -319,15 +325,14 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     if tagged == "trace":
         _check_kmem(trace, trace_path, list(tag_comm))
     sidecar = _sidecar(trace_path, meta, required=False)
-    if sidecar is None and (mappings or minus_metadata):
-        raise OptionError("--mappings and --minus-metadata need a capture sidecar (--meta)")
+    if sidecar is None and (mappings or metadata or nonfile):
+        raise OptionError("--mappings, --metadata and --nonfile need a capture sidecar (--meta)")
     facts = None
     if sidecar is not None:
-        facts = capture_facts(trace, sidecar, mappings=mappings, minus_metadata=minus_metadata)
+        facts = capture_facts(trace, sidecar, mappings=mappings, metadata=metadata,
+                              nonfile=nonfile)
     if cap is None and sidecar is not None:
         cap = _peak_pages(sidecar, trace_path, meta)
-    if cap is not None and facts is not None:
-        cap = facts.data_capacity(cap)
     runs = len(scn.designs) * (1 if tagged == "trace" else len(run_shares(scn)))
     files = facts.files(trace.files) if facts is not None and policy == "kernel" else trace.files
     try:
@@ -358,15 +363,26 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                    "sized by readahead): ext4 does since Linux 6.16 (as on the machine of "
                    "captures/), xfs since 5.18.  [default: as the sidecar's folio_orders "
                    "say (any large folio in the cgroup's page cache at the end), else no]")
-@click.option("--mappings/--no-mappings", default=False, show_default=True,
+@click.option("--mappings/--no-mappings", default=None,
               help="Use the sidecar's exec_mappings as VM_EXEC mappings (forward fault "
                    "readahead within the VMA, activation of young executable folios) and its "
-                   "cow_mappings as copy-on-write ranges (read, not left mapped).")
-@click.option("--minus-metadata", is_flag=True, default=False,
-              help="Lower the capacity by the filesystem metadata the capture's cgroup held "
-                   "(the sidecar's buffers_growth_peak, measured by tagcache record), which "
-                   "has no access events and so is not in the model.  [default: off: the "
-                   "whole capacity, as DESIGN.md 5 defines it]")
+                   "cow_mappings as copy-on-write ranges (read, not left mapped).  [default: "
+                   "on where the sidecar has them]")
+@click.option("--metadata/--no-metadata", "--minus-metadata/--no-minus-metadata",
+              default=None,
+              help="Take the filesystem metadata the capture's cgroup held off the room left "
+                   "to the traced files: its series from the trace's cgroup samples, else the "
+                   "sidecar's buffers_growth_peak throughout.  [default: on where measured]")
+@click.option("--nonfile/--no-nonfile", default=None,
+              help="Let the room follow everything else charged to the cgroup (anonymous "
+                   "memory, kernel memory) from the trace's cgroup samples, and between them "
+                   "the command's anonymous allocations and frees (captures made with "
+                   "--with-alloc).  [default: on where the trace has samples]")
+@click.option("--naive", is_flag=True, default=False,
+              help="DESIGN.md 5's literal model: a capacity of kernel.cache_peak (or "
+                   "--capacity) and nothing else: no resident pages, mappings, metadata, "
+                   "samples or large folios; the sidecar's read_ahead_kb still applies.  "
+                   "[default: off, every measured fact used]")
 @click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
               help="Trace format.  [default: detected]")
 @click.option("--by-file", "by_file", type=click.IntRange(0), default=0, metavar="N",
@@ -376,8 +392,9 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
               help="Write {kernel, model, error} (and the fault outcomes and per-file counts) "
                    "as JSON to PATH ('-' for standard output).  [default: no JSON]")
 def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahead: str | None,
-             large_folios: bool | None, mappings: bool, minus_metadata: bool,
-             fmt: str | None, by_file: int, json_path: str | None) -> None:
+             large_folios: bool | None, mappings: bool | None, metadata: bool | None,
+             nonfile: bool | None, naive: bool, fmt: str | None, by_file: int,
+             json_path: str | None) -> None:
     """Compare the page-cache model with what the kernel did on a capture."""
     _check_json_path(json_path)
     cap = _capacity(capacity)
@@ -390,8 +407,11 @@ def validate(trace_path: Path, meta: Path | None, capacity: str | None, read_ahe
         ra_pages, ra_from = ra_option, "--read-ahead"
     else:
         ra_pages, ra_from = read_ahead_pages(trace, sidecar)
+    if naive and any(x is not None for x in (mappings, metadata, nonfile, large_folios)):
+        raise OptionError("--naive takes no fact: drop --mappings, --metadata, --nonfile and "
+                          "--large-folios (or --naive)")
     v = validate_trace(trace, cap, large_folios=large_folios, ra_pages=ra_pages, meta=sidecar,
-                       mappings=mappings, minus_metadata=minus_metadata)
+                       naive=naive, mappings=mappings, metadata=metadata, nonfile=nonfile)
     if json_path != "-":
         print_validation(v, trace_path, ra_pages, ra_from, by_file=by_file)
     if json_path is not None:

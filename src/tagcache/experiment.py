@@ -216,6 +216,12 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
 def _trace_note(trace: Trace, capacity: int | None, policy: str, cfg,
                 facts: CaptureFacts | None) -> str:
     cap = f"{capacity:,} pages" if capacity is not None else "free memory"
+    if capacity is not None and facts is not None:
+        room = facts.room(trace, capacity)
+        n = int(np.count_nonzero(trace.op == Op.CGROUP_SAMPLE))
+        follows = n and (room.use_nonfile or room.use_metadata)
+        cap = f"{room.pages:,} pages" + (f" at the start, following {n:,} cgroup samples"
+                                         if follows else "")
     setup = ""
     if facts is not None:
         setup = (f" as the capture's sidecar says (readahead {facts.ra_pages} pages, "

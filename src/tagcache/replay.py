@@ -132,6 +132,10 @@ class Machine:
         self.alloc = PageAllocator(layout, cfg.alloc_policy, cfg.alloc_chunk_pages, cfg.seed)
         self.tags = TagStorage(layout, self.cleancache, cfg.costs)
         self.alloc.block_refs = self.tags.refs
+        # A capture's cgroup: the room its samples and kmem events leave (capacity.py).
+        self.room = None
+        if facts is not None and cfg.page_cache_limit_pages is not None:
+            self.room = facts.room(trace, cfg.page_cache_limit_pages)
         self.pc = PageCache(trace.files, self.cleancache, self.page_cache_limit,
                             ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order,
                             policy=cfg.page_cache_policy,
@@ -148,6 +152,8 @@ class Machine:
     def page_cache_limit(self) -> int:
         """Pages the page cache may hold now: a fixed capacity when one is given (a trace
         replay's cgroup), else free frames less the reserve, within the cgroup limit."""
+        if self.room is not None:
+            return self.room.pages
         if self.cfg.page_cache_limit_pages is not None:
             return self.cfg.page_cache_limit_pages
         free = self.alloc.nr_free - self.cfg.min_free_pages
@@ -172,14 +178,32 @@ class Machine:
 
 def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
               ) -> dict[int, Callable[[int, int, int], None]]:
-    pc, anon = m.pc, m.anon
+    pc, anon, room = m.pc, m.anon, m.room
 
     def page_alloc(pfn: int, order: int, info: int) -> None:
-        if info & GFP_USER_ANON and (info >> 8) in tag_tasks:
+        if room is not None and room.use_nonfile:
+            follow(room.page_alloc, pfn, order, info)
+        if tag_tasks and info & GFP_USER_ANON and (info >> 8) in tag_tasks:
             anon.tag_pfns(pfn, order)
 
     def page_free(pfn: int, order: int, _info: int) -> None:
-        anon.untag_pfns(pfn, order)
+        if room is not None and room.use_nonfile:
+            follow(room.page_free, pfn)
+        if tag_tasks:
+            anon.untag_pfns(pfn, order)
+
+    def follow(update: Callable[..., None], *args: int) -> None:
+        """The cgroup's room moved: a charge that shrank it reclaims page cache."""
+        before = room.pages
+        update(*args)
+        if room.pages < before and pc.nr_pages > room.pages:
+            pc.charge(0)
+
+    def sample(_file: int, nonfile: int, metadata: int) -> None:
+        if room is not None:
+            follow(room.sample, nonfile, metadata)
+
+    kmem = bool(tag_tasks) or (room is not None and room.use_nonfile)
 
     return {
         Op.READ: pc.read,
@@ -198,13 +222,13 @@ def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
         Op.MTE_SWAP_IN: lambda p, n, _: anon.swap_in(p, n),
         Op.MTE_MIGRATE: lambda p, n, _: anon.migrate(p, n),
         Op.MTE_EXIT: lambda p, _a, _b: anon.exit(p),
-        # The kernel's own answer, raw kmem events and the cgroup's samples are not replayed
-        # as such.
+        # The kernel's own answer is not replayed; kmem events tag pages (--tagged trace) and
+        # move the cgroup's room, as its samples do.
         Op.KERNEL_ADD: _ignore,
         Op.KERNEL_DELETE: _ignore,
-        Op.CGROUP_SAMPLE: _ignore,
-        Op.PAGE_ALLOC: page_alloc if tag_tasks else _ignore,
-        Op.PAGE_FREE: page_free if tag_tasks else _ignore,
+        Op.CGROUP_SAMPLE: sample,
+        Op.PAGE_ALLOC: page_alloc if kmem else _ignore,
+        Op.PAGE_FREE: page_free if kmem else _ignore,
     }
 
 

@@ -170,9 +170,24 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
     for k in ("insertions", "reinsertions"):
         t.add_row(k, f"{v.kernel[k]:,}", f"{v.model[k]:,}", f"{100 * err[k]:+.1f}%")
     console.print(t)
-    console.print(f"[dim]{v.files} files with access events; capacity {v.capacity_pages:,} "
-                  f"pages; readahead {ra_pages} pages ({ra_from}); "
-                  f"{'large folios' if v.large_folios else 'order-0 folios'}.[/dim]")
+    room = (f"room {v.capacity_pages:,} pages at the start, {v.capacity_lowest:,} at the "
+            f"least ({v.samples:,} cgroup samples)" if v.samples else
+            f"capacity {v.capacity_pages:,} pages")
+    facts = "naive: cache_peak only" if v.naive else (
+        "facts used: " + (", ".join(v.facts) if v.facts else "none"))
+    console.print(f"[dim]{v.files} files with access events; {room}; readahead {ra_pages} "
+                  f"pages ({ra_from}); "
+                  f"{'large folios' if v.large_folios else 'order-0 folios'}; {facts}.[/dim]")
+    if v.folio_orders.get("kernel") or v.folio_orders.get("model"):
+        t = Table(header_style="bold", title="folios inserted by order (accessed files)")
+        orders = sorted({int(o) for side in v.folio_orders.values() for o in side})
+        t.add_column("order")
+        for o in orders:
+            t.add_column(str(o), justify="right")
+        for side in ("kernel", "model"):
+            hist = v.folio_orders.get(side, {})
+            t.add_row(side, *(f"{hist.get(str(o), 0):,}" for o in orders))
+        console.print(t)
     nf = sum(v.faults.values())
     if nf:
         f, fp = v.faults, v.fault_pages
@@ -190,6 +205,14 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
             t.add_row(r.get("path") or r["file"], f"{k['insertions']:,}", f"{m['insertions']:,}",
                       f"{k['reinsertions']:,}", f"{m['reinsertions']:,}")
         console.print(t)
+    if v.interval is not None and v.censored > CENSORED_WARNING:
+        iv = v.interval
+        inside = "inside" if iv.contains(v.kernel) else "OUTSIDE"
+        console.print(f"censored capture: the kernel's counts lie within insertions "
+                      f"[{iv.insertions[0]:,}, {iv.insertions[1]:,}] (width "
+                      f"{iv.insertions[1] - iv.insertions[0]:,}), re-insertions "
+                      f"[{iv.reinsertions[0]:,}, {iv.reinsertions[1]:,}] for any replacement "
+                      f"policy (bounds.py); the kernel's are {inside}.")
     if v.censored > CENSORED_WARNING:
         console.print(f"[yellow]warning:[/yellow] {100 * v.censored:.0f}% of the kernel's "
                       "insertions came on faults where the model had the page cached: a trace "

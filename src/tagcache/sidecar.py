@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tagcache.capacity import CgroupRoom, cgroup_room
 from tagcache.errors import TraceError
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
@@ -151,6 +152,11 @@ def _check_optional(data: dict[str, Any], source: str) -> None:
                     and r[0] + r[1] <= MAX_FILE_PAGES for r in runs):
                 raise _bad(source, f"{field}[{k!r}]", runs,
                            "[[first_page, npages], ...] of integers >= 0 within a file")
+    for k, v in _object(data, "filesystems", source).items():
+        if not _DEVICE.fullmatch(k) or not isinstance(v, str):
+            raise _bad(source, f"filesystems[{k!r}]", v, "a filesystem type string per 'M:m'")
+    if "kernel_release" in data and not isinstance(data["kernel_release"], str):
+        raise _bad(source, "kernel_release", data["kernel_release"], "a string (uname -r)")
     for k, v in _object(data, "paths", source).items():
         if not isinstance(v, str):
             raise _bad(source, f"paths[{k!r}]", v, "a path string")
@@ -258,11 +264,42 @@ def metadata_pages(meta: dict[str, Any] | None) -> int:
 
 def sidecar_large_folios(meta: dict[str, Any] | None) -> bool:
     """Whether the capture's page cache held large folios (sidecar ``folio_orders``, measured
-    by ``tagcache record`` when the command exited): the traced filesystem supports them."""
+    by ``tagcache record`` when the command exited): the fallback for sidecars that do not
+    name the devices' filesystems (:func:`large_folio_devices`)."""
     if meta:
         check_sidecar(meta, _source(meta), required=False)
     orders = (meta or {}).get("folio_orders") or {}
     return any(str(k) != "0" and v for k, v in orders.items())
+
+
+LARGE_FOLIO_FILESYSTEMS = {"ext4": (6, 16), "xfs": (5, 18)}
+"""Filesystems whose regular files' mappings support large folios, from the kernel release
+that enabled them: ext4_set_inode_mapping_order() (fs/ext4/inode.c, 6.16: every regular file
+but data-journalled, verity and DAX ones, up to EXT4_MAX_PAGECACHE_ORDER, which is
+MAX_PAGECACHE_ORDER with 4 KiB blocks) and xfs_setup_inode() -> mapping_set_large_folios()
+(fs/xfs/xfs_iops.c, 5.18). Others (tmpfs without huge=, btrfs outside its experimental
+build, ...) are taken as order 0."""
+
+
+def kernel_version(release: str) -> tuple[int, int] | None:
+    """(major, minor) of a ``uname -r`` string such as '6.18.44-fc-v669'."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def large_folio_devices(meta: dict[str, Any] | None) -> set[str] | None:
+    """The devices ('M:m') whose filesystem gives regular files large folios, from the
+    sidecar's ``filesystems`` and ``kernel_release`` (facts of the machine, written by
+    ``tagcache record``); None when the sidecar lacks them."""
+    m = meta or {}
+    fs, release = m.get("filesystems"), m.get("kernel_release")
+    if not isinstance(fs, dict) or not isinstance(release, str):
+        return None
+    version = kernel_version(release)
+    if version is None:
+        return None
+    return {dev for dev, name in fs.items()
+            if name in LARGE_FOLIO_FILESYSTEMS and version >= LARGE_FOLIO_FILESYSTEMS[name]}
 
 
 Runs = dict[int, list[tuple[int, int]]]
@@ -281,16 +318,35 @@ class CaptureFacts:
     exec_vmas: Runs | None = None
     cow_vmas: Runs | None = None
     metadata_pages: int = 0
-    """Room the filesystem metadata took in the capture's cgroup, off the capacity."""
+    """Room the filesystem metadata took at most (used where the trace has no samples)."""
+    use_metadata: bool = False
+    """The room less the metadata: its series from the trace's samples, else its peak."""
+    use_nonfile: bool = False
+    """The room follows the cgroup's non-file charges (samples, kmem events): capacity.py."""
+    naive: bool = False
+    large_folio_devs: frozenset[str] | None = None
+    """Devices whose files have large folios (large_folio_devices()); None: every file has
+    them or none, as ``large_folios`` says."""
+    used: tuple[str, ...] = ()
+    """The sidecar's facts in use, by name."""
 
-    def data_capacity(self, capacity_pages: int) -> int:
-        """The page-cache capacity left to the traced files: less the metadata's room."""
-        return max(1, capacity_pages - self.metadata_pages)
+    def room(self, trace: Trace, cache_peak: int) -> CgroupRoom:
+        """The room left to the traced files over time (capacity.py), for ``cache_peak``
+        pages of page cache at most in the capture's cgroup."""
+        return cgroup_room(trace, cache_peak, naive=self.naive, metadata=self.use_metadata,
+                           nonfile=self.use_nonfile, metadata_peak=self.metadata_pages)
 
     def files(self, files: FileTable) -> FileTable:
         """``files`` with every mapping's large-folio support set as the capture had it."""
         return FileTable.build(files.dev, files.ino, files.size_pages, files.span_pages,
-                               np.full(len(files), self.large_folios))
+                               self.file_large_folios(files))
+
+    def file_large_folios(self, files: FileTable) -> np.ndarray:
+        """Per file: does its mapping support large folios (by its device's filesystem)."""
+        if self.large_folio_devs is None:
+            return np.full(len(files), self.large_folios)
+        return np.array([device_key(int(d)) in self.large_folio_devs for d in files.dev],
+                        bool)
 
     def page_cache_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for PageCache: readahead window, largest folio, mappings."""
@@ -310,23 +366,63 @@ class CaptureFacts:
         return total
 
 
+def has_samples(trace: Trace) -> bool:
+    """Whether the trace carries the recorder's cgroup samples (Op.CGROUP_SAMPLE)."""
+    return bool(np.any(trace.op == Op.CGROUP_SAMPLE))
+
+
 def capture_facts(trace: Trace, meta: dict[str, Any] | None, *,
                   large_folios: bool | None = None, ra_pages: int | None = None,
-                  mappings: bool = False, minus_metadata: bool = False) -> CaptureFacts:
-    """The facts of ``meta`` for ``trace``; explicit ``large_folios`` and ``ra_pages`` win.
+                  naive: bool = False, mappings: bool | None = None,
+                  metadata: bool | None = None, nonfile: bool | None = None,
+                  minus_metadata: bool | None = None) -> CaptureFacts:
+    """The facts of ``meta`` (and of the trace's cgroup samples) for ``trace``.
 
-    ``mappings`` takes the sidecar's exec_mappings as VM_EXEC mappings and its cow_mappings
-    as copy-on-write ranges; ``minus_metadata`` takes metadata_pages() as the metadata's
-    room. Both are off by default: DESIGN.md 5 gives the model the whole ``cache_peak``.
+    Every fact measured is used unless switched off (DESIGN.md 5): ``mappings`` takes the
+    sidecar's exec_mappings as VM_EXEC mappings and its cow_mappings as copy-on-write ranges;
+    ``metadata`` takes the filesystem metadata's room off (its series from the samples, else
+    buffers_growth_peak; ``minus_metadata`` is its old name); ``nonfile`` lets the room
+    follow the cgroup's other charges (samples; kmem events between them). A fact asked for
+    explicitly that the capture lacks is an error; one left to its default is skipped.
+    ``naive``: DESIGN.md 5's literal model, none of them, no resident pages, order-0 folios.
+    Explicit ``large_folios`` and ``ra_pages`` win.
     """
     if ra_pages is None:
         ra_pages, ra_from = read_ahead_pages(trace, meta)
     else:
         ra_from = "given"
+    if minus_metadata is not None and metadata is None:
+        metadata = minus_metadata
+    if naive:
+        return CaptureFacts(ra_pages=ra_pages, ra_from=ra_from,
+                            large_folios=bool(large_folios), resident={}, naive=True)
+    if meta:
+        check_sidecar(meta, _source(meta), required=False)
+    m = meta or {}
+    samples = has_samples(trace)
+    use_mappings = ("exec_mappings" in m or "cow_mappings" in m) if mappings is None \
+        else mappings
+    use_metadata = ("buffers_growth_peak" in m or samples) if metadata is None else metadata
+    use_nonfile = samples if nonfile is None else nonfile
+    if use_nonfile and not samples:
+        raise TraceError(f"{_source(m)}: the trace has no cgroup samples (tagcache_sample "
+                         "markers, written by tagcache record since this version): nothing "
+                         "for --nonfile to follow")
+    devs = large_folio_devices(meta) if large_folios is None else None
+    if devs is not None:
+        folios = bool(devs)
+    else:
+        folios = sidecar_large_folios(meta) if large_folios is None else large_folios
+    resident = sidecar_page_runs(trace, meta, "resident_at_start")
+    used = tuple(name for name, on in (
+        ("resident_at_start", bool(resident)), ("read_ahead_kb", ra_from.startswith("sidecar")),
+        ("filesystems", devs is not None),
+        ("folio_orders", large_folios is None and devs is None and "folio_orders" in m),
+        ("mappings", use_mappings), ("metadata", use_metadata), ("nonfile", use_nonfile)) if on)
     return CaptureFacts(
-        ra_pages=ra_pages, ra_from=ra_from,
-        large_folios=sidecar_large_folios(meta) if large_folios is None else large_folios,
-        resident=sidecar_page_runs(trace, meta, "resident_at_start"),
-        exec_vmas=page_ranges(trace, meta, "exec_mappings") if mappings else None,
-        cow_vmas=page_ranges(trace, meta, "cow_mappings") if mappings else None,
-        metadata_pages=metadata_pages(meta) if minus_metadata else 0)
+        ra_pages=ra_pages, ra_from=ra_from, large_folios=folios, resident=resident,
+        exec_vmas=page_ranges(trace, meta, "exec_mappings") if use_mappings else None,
+        cow_vmas=page_ranges(trace, meta, "cow_mappings") if use_mappings else None,
+        metadata_pages=metadata_pages(meta) if use_metadata and not samples else 0,
+        use_metadata=use_metadata, use_nonfile=use_nonfile, used=used,
+        large_folio_devs=frozenset(devs) if devs is not None else None)

@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from tagcache.bounds import Interval, kernel_bounds
 from tagcache.cleancache.frontend import Cleancache
-from tagcache.mm.filemap import PageCache
+from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
+from tagcache.mm.page_flags import PG_FOREIGN
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.sidecar import ACCESS_OPS, capture_facts, device_key
 from tagcache.workloads.events import FileTable, Op, Trace
@@ -53,7 +55,19 @@ class Validation:
     by_file: list[dict[str, Any]] = field(default_factory=list)
     """Per file with access events, most inserted by the kernel first: ``{"file": "M:m:ino",
     "path": the sidecar's path or None, "kernel": {"insertions", "reinsertions"},
-    "model": {...}}``."""
+    "model": {...}, "folio_orders": {"kernel": {order: folios}, "model": {...}}}``."""
+    folio_orders: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Folios inserted into the accessed files by order, kernel and model: a diagnostic (the
+    kernel's add events are never an input)."""
+    capacity_lowest: int = 0
+    """The least room the traced files had (capacity.py), in pages."""
+    samples: int = 0
+    """Cgroup samples (tagcache_sample markers) the room followed."""
+    facts: list[str] = field(default_factory=list)
+    """The sidecar's facts the model used (none with ``naive``)."""
+    naive: bool = False
+    interval: Interval | None = None
+    """Bounds on the kernel's counts that hold for any replacement (bounds.py)."""
 
     def diverging_files(self, n: int) -> list[dict[str, Any]]:
         """The ``n`` files where model and kernel differ most (insertions + re-insertions)."""
@@ -89,6 +103,9 @@ class Validation:
                 "capacity_pages": self.capacity_pages, "files": self.files,
                 "faults": self.faults, "fault_pages": self.fault_pages,
                 "censored": self.censored, "large_folios": self.large_folios,
+                "folio_orders": self.folio_orders, "capacity_lowest": self.capacity_lowest,
+                "samples": self.samples, "facts": self.facts, "naive": self.naive,
+                "interval": self.interval.to_json() if self.interval else None,
                 "by_file": self.by_file}
 
 
@@ -125,36 +142,46 @@ def file_key(trace: Trace, f: int) -> str:
     return f"{device_key(int(trace.files.dev[f]))}:{int(trace.files.ino[f]) & (2**64 - 1):x}"
 
 
-def model_files(trace: Trace, files: np.ndarray, large_folios: bool) -> FileTable:
-    """The file table the model sees: sizes from add events, only accessed files spanned."""
+def model_files(trace: Trace, files: np.ndarray, large_folios: bool | np.ndarray) -> FileTable:
+    """The file table the model sees: sizes from add events, only accessed files spanned;
+    ``large_folios`` for every file or per file."""
     ft = trace.files
     keep = np.zeros(len(ft), bool)
     keep[files] = True
     size = np.where(keep, ft.size_pages, 0)
     span = np.where(keep, np.maximum(ft.span_pages, size), 0)
-    return FileTable.build(ft.dev, ft.ino, size, span, np.full(len(ft), large_folios))
+    return FileTable.build(ft.dev, ft.ino, size, span,
+                           np.broadcast_to(np.asarray(large_folios, bool), len(ft)))
 
 
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | None = None,
                    ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None,
-                   mappings: bool = False, minus_metadata: bool = False) -> Validation:
+                   naive: bool = False, mappings: bool | None = None,
+                   metadata: bool | None = None, nonfile: bool | None = None,
+                   minus_metadata: bool | None = None) -> Validation:
     """Replay the access events of ``trace`` through the page-cache model and compare.
 
-    The sidecar ``meta`` sets the page cache as capture_facts() reads it: the pages resident
-    before the capture are preloaded as resident and charged elsewhere (PG_FOREIGN), and the
-    files have large folios where its folio_orders shows them (``large_folios`` overrides).
-    With ``mappings``, its executable mappings are faulted and reclaimed as VM_EXEC mappings
-    and its copy-on-write ranges are read but not left mapped. With ``minus_metadata``, the
-    capacity is lowered by metadata_pages(): the room filesystem metadata took in the
-    kernel's cgroup. These two are off by default (DESIGN.md 5 gives the model the whole
-    ``cache_peak``): see README, "Real workloads".
+    ``capacity_pages`` is the most page cache the capture's cgroup held (``cache_peak``).
+    By default every measured fact of the sidecar ``meta`` is used (DESIGN.md 5): the pages
+    resident before the capture are preloaded as resident and charged elsewhere
+    (PG_FOREIGN); the files have large folios where its folio_orders shows them
+    (``large_folios`` overrides); its executable mappings are faulted and reclaimed as
+    VM_EXEC mappings and its copy-on-write ranges read but not left mapped (``mappings``);
+    the room left to the traced files follows the cgroup's samples over time (capacity.py):
+    less the filesystem metadata (``metadata``; ``minus_metadata`` is its old name) and less
+    everything charged that is not page cache, anonymous memory foremost (``nonfile``). A
+    fact the sidecar lacks is left out unless asked for explicitly (then it is an error);
+    ``Validation.facts`` lists those used. ``naive`` is DESIGN.md 5's literal model: a
+    capacity of ``capacity_pages`` and nothing else (order-0 folios, an empty cache).
     """
     files = accessed_files(trace)
     facts = capture_facts(trace, meta, large_folios=large_folios, ra_pages=ra_pages,
-                          mappings=mappings, minus_metadata=minus_metadata)
-    capacity_pages = facts.data_capacity(capacity_pages)
-    ft = model_files(trace, files, facts.large_folios)
-    pc = PageCache(ft, Cleancache(None), lambda: capacity_pages, **facts.page_cache_kwargs())
+                          naive=naive, mappings=mappings, metadata=metadata, nonfile=nonfile,
+                          minus_metadata=minus_metadata)
+    room = facts.room(trace, capacity_pages)
+    start_room = room.pages
+    ft = model_files(trace, files, facts.file_large_folios(trace.files))
+    pc = PageCache(ft, Cleancache(None), lambda: room.pages, **facts.page_cache_kwargs())
     facts.preload(pc)
     kernel_cached = pc.head >= 0        # the kernel's page cache as its events say
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
@@ -162,17 +189,32 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     faults = dict.fromkeys(FAULT_OUTCOMES, 0)
     fault_pages = dict.fromkeys(FAULT_OUTCOMES, 0)
     outcome, fault_file = "", -1            # the last fault's class, until the next access
-    keep = np.isin(trace.op, np.array((*ACCESS_OPS, Op.KERNEL_ADD, Op.KERNEL_DELETE),
-                                      np.uint8))
+    ops = [*ACCESS_OPS, Op.KERNEL_ADD, Op.KERNEL_DELETE]
+    if room.use_nonfile or room.use_metadata:
+        ops.append(Op.CGROUP_SAMPLE)
+    if room.use_nonfile:
+        ops += [Op.PAGE_ALLOC, Op.PAGE_FREE]
+    keep = np.isin(trace.op, np.array(ops, np.uint8))
     span, base = pc.span, pc.base
     for op, a0, a1, a2 in zip(trace.op[keep].tolist(), trace.arg0[keep].tolist(),
                               trace.arg1[keep].tolist(), trace.arg2[keep].tolist(), strict=True):
-        if op == Op.KERNEL_ADD or op == Op.KERNEL_DELETE:
-            if span[a0]:
-                s = int(base[a0]) + a1
-                kernel_cached[s:s + (1 << a2)] = op == Op.KERNEL_ADD
-                if op == Op.KERNEL_ADD and a0 == fault_file:
-                    fault_pages[outcome] += 1 << a2
+        if op >= Op.KERNEL_ADD:
+            if op == Op.KERNEL_ADD or op == Op.KERNEL_DELETE:
+                if span[a0]:
+                    s = int(base[a0]) + a1
+                    kernel_cached[s:s + (1 << a2)] = op == Op.KERNEL_ADD
+                    if op == Op.KERNEL_ADD and a0 == fault_file:
+                        fault_pages[outcome] += 1 << a2
+                continue
+            before = room.pages
+            if op == Op.CGROUP_SAMPLE:
+                room.sample(a1, a2)
+            elif op == Op.PAGE_ALLOC:
+                room.page_alloc(a0, a1, a2)
+            else:
+                room.page_free(a0)
+            if room.pages < before and pc.nr_pages > room.pages:
+                pc.charge(0)        # the charge that took the room reclaims page cache
             continue
         fault_file = -1
         if op == Op.FAULT and a1 < span[a0]:
@@ -186,11 +228,37 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     k_ins, k_re = kernel_counts_by_file(trace, files)
     paths = (meta or {}).get("paths") or {}
     keys = {f: file_key(trace, f) for f in files.tolist()}
+    k_orders = kernel_orders_by_file(trace, files)
     by_file = [{"file": keys[f], "path": paths.get(keys[f]),
                 "kernel": {"insertions": int(k_ins[f]), "reinsertions": int(k_re[f])},
                 "model": {"insertions": int(pc.file_insertions[f]),
-                          "reinsertions": int(pc.file_reinsertions[f])}}
+                          "reinsertions": int(pc.file_reinsertions[f])},
+                "folio_orders": {"kernel": _histogram(k_orders[f]),
+                                 "model": _histogram(pc.file_orders[f])}}
                for f in sorted(files.tolist(), key=lambda f: (-int(k_ins[f]), f))]
     kernel = {"insertions": int(k_ins.sum()), "reinsertions": int(k_re.sum())}
-    return Validation(kernel, model, capacity_pages, len(files), faults, fault_pages,
-                      facts.large_folios, by_file)
+    limit = (meta or {}).get("limit_mib")
+    limit_pages = int(limit * 256) if isinstance(limit, int | float) else room.peak
+    foreign = (pc.flags & PG_FOREIGN) != 0
+    interval = kernel_bounds(trace, files, pc.isize, pc.base, foreign, limit_pages,
+                             pc.ra.ra_pages)
+    return Validation(kernel, model, start_room, len(files), faults,
+                      fault_pages, facts.large_folios, by_file,
+                      folio_orders={"kernel": _histogram(k_orders.sum(axis=0)),
+                                    "model": _histogram(pc.file_orders.sum(axis=0))},
+                      capacity_lowest=room.lowest, samples=room.samples, facts=list(facts.used),
+                      naive=naive, interval=interval)
+
+
+def kernel_orders_by_file(trace: Trace, files: np.ndarray) -> np.ndarray:
+    """Folios the kernel's add events inserted into ``files``, per file id and order."""
+    m = (trace.op == Op.KERNEL_ADD) & np.isin(trace.arg0, files)
+    out = np.zeros((len(trace.files), MAX_PAGECACHE_ORDER + 2), np.int64)
+    np.add.at(out, (trace.arg0[m].astype(np.int64),
+                    np.minimum(trace.arg2[m].astype(np.int64), out.shape[1] - 1)), 1)
+    return out
+
+
+def _histogram(counts: np.ndarray) -> dict[str, int]:
+    """Folios by order, orders with none left out: {"0": folios, "2": folios, ...}."""
+    return {str(o): int(c) for o, c in enumerate(np.asarray(counts).tolist()) if c}

@@ -78,7 +78,9 @@ def test_minus_metadata_takes_the_recorded_metadata_off_the_capacity():
     meta = {"name": "t", "buffers_growth_peak": 6 * PAGE_SIZE + 100}
     assert metadata_pages(meta) == 6
     assert validate_trace(trace, 64, meta=meta, minus_metadata=True).capacity_pages == 58
-    assert validate_trace(trace, 64, meta=meta).capacity_pages == 64
+    assert validate_trace(trace, 64, meta=meta).capacity_pages == 58       # the default
+    assert validate_trace(trace, 64, meta=meta, metadata=False).capacity_pages == 64
+    assert validate_trace(trace, 64, meta=meta, naive=True).capacity_pages == 64
     with pytest.raises(TraceError, match="buffers_growth_peak"):
         validate_trace(trace, 64, meta={"name": "t"}, minus_metadata=True)
 
@@ -167,8 +169,9 @@ def test_mmap_history_walk_is_flagged_as_censored(path):
     came on faults where the model had the page, and the model's counts fall short."""
     if not path.is_file():
         pytest.skip(f"{path} not present")
-    v = _validate(path)
+    v = _validate(path, mappings=False, metadata=False)
     assert v.censored > 0.3, v.to_json()
+    assert v.interval.contains(v.kernel), v.to_json()
     f = v.faults
     assert f["kernel_hit_model_miss"] * 10 < f["kernel_miss_model_hit"], v.to_json()
     assert v.model["insertions"] < v.kernel["insertions"], v.to_json()
@@ -238,21 +241,29 @@ def test_mappings_change_the_model_only_when_asked():
     b.add(Op.FAULT, 0, 40)
     trace = b.build(files)
     meta = {"exec_mappings": {"254:0:77": [[32, 16]]}}
-    plain = validate_trace(trace, 1000, ra_pages=32, meta=meta)
+    plain = validate_trace(trace, 1000, ra_pages=32, meta=meta, mappings=False)
     assert plain.model["insertions"] == 32                 # read-around: 24..55
-    exe = validate_trace(trace, 1000, ra_pages=32, meta=meta, mappings=True)
+    exe = validate_trace(trace, 1000, ra_pages=32, meta=meta)     # the default: mapped
     assert exe.model["insertions"] == 8                    # forward: 40..47, the VMA's end
+    assert validate_trace(trace, 1000, ra_pages=32, meta=meta, naive=True).model == \
+        plain.model
 
 
-def test_validate_command_mappings_and_minus_metadata(tmp_path):
+def test_validate_command_uses_every_fact_unless_naive(tmp_path):
+    """By default validate takes the sidecar's mappings and metadata (and the rest); each can
+    be switched off, and --naive switches all off."""
     runs = {}
-    for flags in ((), ("--mappings",), ("--mappings", "--minus-metadata")):
-        out = tmp_path / f"{len(flags)}.json"
+    for flags in (("--no-mappings", "--no-metadata"), ("--no-metadata",), (), ("--naive",)):
+        out = tmp_path / f"{len(runs)}.json"
         assert main(["validate", str(MINI), *flags, "--json", str(out)]) == 0
         runs[flags] = json.loads(out.read_text())
-    plain, mapped, less = runs.values()
-    assert plain["kernel"] == mapped["kernel"] == less["kernel"]
+    plain, mapped, every, naive = runs.values()
+    assert plain["kernel"] == mapped["kernel"] == every["kernel"] == naive["kernel"]
     assert plain["model"] != mapped["model"]
-    assert less["capacity_pages"] < mapped["capacity_pages"] == plain["capacity_pages"]
+    assert every["capacity_pages"] < mapped["capacity_pages"] == plain["capacity_pages"]
+    assert set(every["facts"]) >= {"mappings", "metadata", "resident_at_start"}
+    assert naive["facts"] == [] and naive["naive"]
+    assert naive["capacity_pages"] == plain["capacity_pages"]
+    assert naive["model"] != plain["model"]          # no resident pages preloaded
     assert set(plain["faults"]) == {"both_hit", "kernel_miss_model_hit",
                                     "kernel_hit_model_miss", "both_miss"}

@@ -138,6 +138,8 @@ class PageCache:
         self.ever = np.zeros(self.nr_slots, bool)           # inserted at least once
         self.file_insertions = np.zeros(n, np.int64)         # per file, as stats counts them
         self.file_reinsertions = np.zeros(n, np.int64)
+        # Folios added per file and order (validate's per-file order histograms).
+        self.file_orders = np.zeros((n, MAX_PAGECACHE_ORDER + 2), np.int64)
         self.lru = LruLists(self.nr_slots)
         self.ws = Workingset(self.nr_slots)
         self.ra = ra_mod.RaState(n, ra_pages)
@@ -254,6 +256,7 @@ class PageCache:
         st.reinsertions += again
         self.file_insertions[f] += nr
         self.file_reinsertions[f] += again
+        self.file_orders[f, order] += 1
         if fill:
             from_disk = not self.cleancache.restore_folio(head, nr)
             if from_disk:

@@ -19,6 +19,7 @@ from tagcache.errors import CaptureError
 from tagcache.record.cgroup import MemoryCgroup, find_memory_cgroup
 from tagcache.record.command import Command
 from tagcache.record.files import CaptureFiles, check_outputs
+from tagcache.record.machine import kernel_release, mount_filesystems
 from tagcache.record.readahead import SYSFS_BDI, ReadAhead, bdi_read_ahead_kb, dev_order
 from tagcache.record.recover import recover
 from tagcache.record.residency import resident_at_start
@@ -253,6 +254,10 @@ def _run(job: _Job, sigs: Signals) -> CaptureResult:
             "paths": sampler.exec_seen.sorted_paths(),
             "buffers_growth_peak": int(sampler.buffers.peak),
             "cgroup_samples": sampler.samples_written,
+            "kernel_release": kernel_release(),
+            "filesystems": {d: fs for d, fs in sorted(mount_filesystems().items(),
+                                                      key=lambda x: dev_order(x[0]))
+                            if d in devices},
         }
         if orders is not None:
             sidecar["folio_orders"] = {str(k): v for k, v in orders.items()}

@@ -18,7 +18,7 @@ pgpgin, pgpgout             pgpgin, pgpgout (pages charged  delta of /proc/vmsta
                                                             I/O: v2 has no charge counters)
 ==========================  ==============================  ==================================
 
-Eight more fields (DESIGN.md 5 allows more) say what a model replaying the access events
+Ten more fields (DESIGN.md 5 allows more) say what a model replaying the access events
 cannot learn from them, and would otherwise get wrong:
 
 ``read_ahead_kb``: ``{"M:m": KiB}``
@@ -103,6 +103,13 @@ cannot learn from them, and would otherwise get wrong:
     those cannot be read). Any order above 0 says the traced filesystem gives its files large
     folios (ext4 since Linux 6.16), which ``tagcache validate`` then models: readahead grows
     them, and reclaim activates a mapped one at its first scan (more than one young PTE).
+
+``kernel_release``: ``uname -r``, and ``filesystems``: ``{"M:m": "ext4"}``
+    The kernel release and the filesystem type of every traced device that is mounted (from
+    /proc/self/mountinfo). A filesystem decides whether its files' mappings support large
+    folios when it sets up an inode (ext4 since 6.16, xfs since 5.18), so a model gives large
+    folios per file by its device's filesystem (sidecar.large_folio_devices()) rather than
+    by what the cgroup held at the end (``folio_orders``, the fallback for older sidecars).
 """
 
 from __future__ import annotations
