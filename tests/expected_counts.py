@@ -78,7 +78,34 @@ def reader_case(reader: str) -> list[dict]:
     return out
 
 
-def all_cases() -> dict[str, list[dict]]:
-    cases = {"default": default_scenario}
+ROOT = HERE.parent
+CAPTURES = sorted([*(ROOT / "captures").glob("*.trace.zst"),
+                   *(ROOT / "captures" / "corpus").glob("*.trace.zst"),
+                   HERE / "data" / "captures" / "mini-grep.trace.zst"])
+
+
+def capture_name(path: Path) -> str:
+    return path.name.removesuffix(".trace.zst")
+
+
+def capture_case(path: Path) -> dict:
+    """``tagcache validate``'s default on a capture: the kernel's counts, the model's, the
+    interval, the room, the folio orders and the fault classes."""
+    from tagcache.sidecar import load_sidecar, read_ahead_pages, sidecar_for
+    from tagcache.validate import validate_trace
+
+    meta = load_sidecar(sidecar_for(path))
+    trace = read_trace(path, use_cache=False)
+    ra, _ = read_ahead_pages(trace, meta)
+    v = validate_trace(trace, meta["kernel"]["cache_peak"] // 4096, ra_pages=ra, meta=meta)
+    j = v.to_json()
+    return {k: j[k] for k in ("kernel", "model", "capacity_pages", "capacity_lowest",
+                              "samples", "facts", "folio_orders", "faults", "fault_pages",
+                              "interval")}
+
+
+def all_cases() -> dict[str, list[dict] | dict]:
+    cases: dict = {"default": default_scenario}
     cases |= {f"reader:{name}": (lambda n=name: reader_case(n)) for name in READER_CASES}
+    cases |= {f"capture:{capture_name(p)}": (lambda p=p: capture_case(p)) for p in CAPTURES}
     return cases
