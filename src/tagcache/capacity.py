@@ -10,8 +10,11 @@ at time ``t`` is::
 
 ``P`` is the most the cgroup ever held (the highest sampled usage, at least ``cache_peak``:
 how close to its limit the kernel let the cgroup get), ``nonfile(t)`` everything charged
-that is not page cache (usage - file), ``metadata(t)`` the block-device page cache gained
-since the command started (/proc/meminfo Buffers). ``tagcache record`` samples all three
+that is not page cache (usage - file: anonymous memory, and kernel memory such as the
+dentries and inodes of every file opened), ``metadata(t)`` the block-device page cache
+gained since the command started (/proc/meminfo Buffers, capped at the cgroup's page cache:
+Buffers is system-wide, and metadata read by other processes meanwhile adds to it; on an
+idle machine it equals the capture's own block-device pages). ``tagcache record`` samples all three
 every 10 ms into the trace as ``tagcache_sample`` markers (Op.CGROUP_SAMPLE: arg0 file
 pages, arg1 usage - file pages, arg2 metadata pages), so the series has the trace's clock and
 order. Between two samples, a capture made with ``--with-alloc`` moves ``nonfile`` by the
@@ -78,11 +81,14 @@ class CgroupRoom:
         self.pages = max(1, room)
         self.lowest = min(self.lowest, self.pages)
 
-    def sample(self, nonfile: int, metadata: int) -> None:
-        """A tagcache_sample marker: everything not page cache, and the metadata, in pages."""
+    def sample(self, file: int, nonfile: int, metadata: int) -> None:
+        """A tagcache_sample marker, in pages: the cgroup's page cache, everything else it is
+        charged, and the Buffers growth. Buffers is system-wide: metadata that other
+        processes read meanwhile adds to it, but the cgroup cannot hold more metadata than
+        page cache, so it is capped at ``file``."""
         self.samples += 1
         self.nonfile = nonfile
-        self.metadata = metadata if self.use_metadata else 0
+        self.metadata = min(metadata, file) if self.use_metadata else 0
         self.anon_at_sample = self.anon
         self._update()
 
@@ -111,6 +117,6 @@ def cgroup_room(trace: Trace, cache_peak: int, *, naive: bool = False, metadata:
         return CgroupRoom(cache_peak, metadata_peak if metadata else 0)
     peak = max(cache_peak, int((s[:, 0] + s[:, 1]).max())) if nonfile else cache_peak
     room = CgroupRoom(peak, use_nonfile=nonfile, use_metadata=metadata)
-    room.sample(int(s[0, 1]), int(s[0, 2]))
+    room.sample(int(s[0, 0]), int(s[0, 1]), int(s[0, 2]))
     room.samples = 0
     return room

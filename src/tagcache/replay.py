@@ -199,9 +199,9 @@ def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
         if room.pages < before and pc.nr_pages > room.pages:
             pc.charge(0)
 
-    def sample(_file: int, nonfile: int, metadata: int) -> None:
+    def sample(file: int, nonfile: int, metadata: int) -> None:
         if room is not None:
-            follow(room.sample, nonfile, metadata)
+            follow(room.sample, file, nonfile, metadata)
 
     kmem = bool(tag_tasks) or (room is not None and room.use_nonfile)
 

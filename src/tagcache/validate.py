@@ -208,7 +208,7 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
                 continue
             before = room.pages
             if op == Op.CGROUP_SAMPLE:
-                room.sample(a1, a2)
+                room.sample(a0, a1, a2)
             elif op == Op.PAGE_ALLOC:
                 room.page_alloc(a0, a1, a2)
             else:

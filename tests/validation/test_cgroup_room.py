@@ -46,7 +46,7 @@ def test_a_growing_heap_takes_room_from_the_page_cache():
 
 def test_freed_heap_gives_the_room_back():
     room = CgroupRoom(100, use_nonfile=True)
-    room.sample(0, 0)
+    room.sample(0, 0, 0)
     room.page_alloc(10, 3, GFP_USER_ANON)           # 8 anonymous pages
     room.page_alloc(20, 0, 0)                        # page cache: not anonymous
     assert room.pages == 92
@@ -63,3 +63,11 @@ def test_metadata_series_is_taken_off_and_naive_ignores_all():
     assert cgroup_room(trace, 80, metadata=False).pages == 70
     assert cgroup_room(trace, 80, nonfile=False).pages == 50     # cache_peak less metadata
     assert cgroup_room(trace, 80, naive=True).pages == 80
+
+
+def test_metadata_beyond_the_cgroups_page_cache_is_someone_elses():
+    """Buffers grew by 300 pages while the cgroup held 100 pages of page cache: at most 100
+    of them can be the cgroup's."""
+    b = TraceBuilder()
+    b.add(Op.CGROUP_SAMPLE, 100, 10, 300)
+    assert cgroup_room(b.build(FILES), 200).pages == 200 - 10 - 100

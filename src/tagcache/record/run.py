@@ -268,6 +268,12 @@ def _run(job: _Job, sigs: Signals) -> CaptureResult:
         warnings = []
         if lost:
             warnings.append(f"{lost} events were lost; raise --buffer-size")
+        if sampler.busy_samples:
+            warnings.append(f"at {sampler.busy_samples} of {sampler.samples_written} samples "
+                            "/proc/meminfo Buffers had grown by more than the cgroup's whole "
+                            "page cache: other processes were reading filesystem metadata, so "
+                            "the metadata series overstates the capture's (record on an idle "
+                            "machine)")
         if leftover:
             warnings.append(f"{len(leftover)} processes of the command were still running when "
                             f"it exited; moved to the root cgroup (not killed): "

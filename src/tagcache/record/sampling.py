@@ -91,6 +91,9 @@ class Sampler:
         self._marker_fd = None if marker is None else os.open(marker, os.O_WRONLY | os.O_CLOEXEC)
         self.samples_written = 0
         """Marker lines in the trace: the sidecar's ``cgroup_samples``."""
+        self.busy_samples = 0
+        """Samples where Buffers had grown by more than the cgroup's whole page cache: other
+        processes were reading filesystem metadata (Buffers is system-wide)."""
         self.first_marker = self.sample()
         """The sample just before CMD starts, for CMD's process to write once tracing is on
         (:meth:`started` counts it)."""
@@ -113,7 +116,10 @@ class Sampler:
         usage = self.cgroup.usage_bytes()
         file = self.cache_now = self.cgroup.cache_bytes(stat)
         self.cache_peak = max(self.cache_peak, file)
-        return marker_line(file, self.cgroup.anon_bytes(stat), usage, self.buffers.sample())
+        buffers = self.buffers.sample()
+        if buffers > file:
+            self.busy_samples += 1
+        return marker_line(file, self.cgroup.anon_bytes(stat), usage, buffers)
 
     def mark(self, line: bytes) -> None:
         """``line`` into the trace: one write(2). A failed write is not counted (and does not
