@@ -157,6 +157,11 @@ CENSORED_WARNING = 0.15
 """Warn when more of the kernel's insertions than this came on faults the model hit."""
 
 
+def _orders(hist: dict[str, int]) -> str:
+    """A folio-order histogram in a cell: 'order:folios' pairs."""
+    return " ".join(f"{o}:{n:,}" for o, n in sorted(hist.items(), key=lambda x: int(x[0])))
+
+
 def print_validation(v, trace_path, ra_pages: int, ra_from: str,
                      console: Console | None = None, by_file: int = 0) -> None:
     """The kernel-versus-model table of ``tagcache validate``; with ``by_file``, the files
@@ -198,12 +203,15 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
     rows = v.diverging_files(by_file)
     if rows:
         t = Table(header_style="bold", title="files where model and kernel differ most")
-        for col in ("file", "insertions kernel", "model", "re-insertions kernel", "model"):
+        for col in ("file", "insertions kernel", "model", "re-insertions kernel", "model",
+                    "folios by order kernel", "model"):
             t.add_column(col, justify="left" if col == "file" else "right")
         for r in rows:
             k, m = r["kernel"], r["model"]
+            orders = r.get("folio_orders", {})
             t.add_row(r.get("path") or r["file"], f"{k['insertions']:,}", f"{m['insertions']:,}",
-                      f"{k['reinsertions']:,}", f"{m['reinsertions']:,}")
+                      f"{k['reinsertions']:,}", f"{m['reinsertions']:,}",
+                      _orders(orders.get("kernel", {})), _orders(orders.get("model", {})))
         console.print(t)
     if v.interval is not None and v.censored > CENSORED_WARNING:
         iv = v.interval

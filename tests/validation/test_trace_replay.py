@@ -118,3 +118,29 @@ def test_mappings_need_a_sidecar(tmp_path, capsys):
     assert main(["run", "--no-progress", "--trace", str(lone), "--mappings"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sidecar" in err[0], err
+
+
+HEAP = ROOT / "captures" / "corpus" / "sqlite-heap-1.trace.zst"
+
+
+def test_capture_with_samples_replays_through_the_same_room(tmp_path, capsys):
+    """A capture with cgroup samples and kmem events (a heap that grows and shrinks): `run`
+    follows the same room as `validate` (samples, metadata, anonymous allocations), so the
+    model's counts agree; without the samples the room is fixed and they differ."""
+    if not HEAP.is_file():
+        import pytest
+        pytest.skip(f"{HEAP} not present")
+    models = {}
+    for flags in ((), ("--no-nonfile",)):
+        out = run_json(["--trace", str(HEAP), "--backend", "idle", "--tagged-share", "0.01",
+                        *flags], capsys)
+        v = tmp_path / "v.json"
+        assert main(["validate", str(HEAP), *flags, "--json", str(v)]) == 0
+        capsys.readouterr()
+        model = json.loads(v.read_text())
+        for r in out["results"]:
+            got = {k: r["page_cache"][k] for k in ("insertions", "reinsertions")}
+            assert got == model["model"], (flags, got, model["model"])
+        models[flags] = model
+    assert models[()]["samples"] > 10 and "nonfile" in models[()]["facts"]
+    assert models[()]["model"] != models[("--no-nonfile",)]["model"]

@@ -161,6 +161,12 @@ def test_kernel_reinsertions_per_file_and_paths_from_the_sidecar():
         "254:0:77": {"insertions": 7, "reinsertions": 3},
         "254:0:78": {"insertions": 2, "reinsertions": 0}}
     assert {r["file"]: r["path"] for r in v.by_file} == {"254:0:77": None, "254:0:78": "/b"}
+    # The kernel's folio orders per file, from its add events (a diagnostic), beside the
+    # model's (order-0 reads with readahead off).
+    assert {r["file"]: r["folio_orders"] for r in v.by_file} == {
+        "254:0:77": {"kernel": {"0": 1, "1": 1, "2": 1}, "model": {"0": 1}},
+        "254:0:78": {"kernel": {"0": 2}, "model": {"0": 1}}}
+    assert v.folio_orders == {"kernel": {"0": 3, "1": 1, "2": 1}, "model": {"0": 2}}
 
 
 @pytest.mark.parametrize("path", CENSORED, ids=lambda p: p.name.split(".")[0])
@@ -267,3 +273,24 @@ def test_validate_command_uses_every_fact_unless_naive(tmp_path):
     assert naive["model"] != plain["model"]          # no resident pages preloaded
     assert set(plain["faults"]) == {"both_hit", "kernel_miss_model_hit",
                                     "kernel_hit_model_miss", "both_miss"}
+
+
+def test_large_folios_follow_each_files_filesystem():
+    """A mapping supports large folios by its filesystem and the kernel release (ext4 since
+    6.16, xfs since 5.18), file by file; the cgroup's folio_orders at the end is only the
+    fallback for sidecars that do not name the filesystems."""
+    from tagcache.sidecar import capture_facts
+
+    files = FileTable.build([MKDEV_254_0, 8 << 20 | 1, 0 << 20 | 3], [1, 2, 3], [64] * 3)
+    trace = TraceBuilder().build(files)
+    meta = {"filesystems": {"254:0": "ext4", "8:1": "tmpfs"}, "kernel_release": "6.18.44-x",
+            "folio_orders": {"0": 10}}
+    assert capture_facts(trace, meta).file_large_folios(files).tolist() == [True, False, False]
+    older = meta | {"kernel_release": "6.15.2"}
+    assert capture_facts(trace, older).file_large_folios(files).tolist() == [False] * 3
+    xfs = meta | {"filesystems": {"254:0": "xfs"}, "kernel_release": "5.18.0"}
+    assert capture_facts(trace, xfs).file_large_folios(files).tolist() == [True, False, False]
+    fallback = {"folio_orders": {"0": 10, "2": 4}}
+    assert capture_facts(trace, fallback).file_large_folios(files).tolist() == [True] * 3
+    assert "filesystems" in capture_facts(trace, meta).used
+    assert "folio_orders" in capture_facts(trace, fallback).used
