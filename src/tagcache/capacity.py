@@ -17,7 +17,9 @@ Buffers is system-wide, and metadata read by other processes meanwhile adds to i
 idle machine it equals the capture's own block-device pages). ``tagcache record`` samples all three
 every 10 ms into the trace as ``tagcache_sample`` markers (Op.CGROUP_SAMPLE: arg0 file
 pages, arg1 usage - file pages, arg2 metadata pages), so the series has the trace's clock and
-order. Between two samples, a capture made with ``--with-alloc`` moves ``nonfile`` by the
+order; until the next sample the room is the larger of the two samples' rooms
+(CgroupRoom.sample()). Between two samples, a capture made with ``--with-alloc`` moves
+``nonfile`` by the
 command's anonymous allocations and frees (kmem mm_page_alloc with GFP_HIGHUSER_MOVABLE |
 __GFP_ZERO, and the frees of those pages), so a heap that grows inside 10 ms takes its room
 at once. When the room shrinks below what the model holds, the model reclaims as the kernel
@@ -70,6 +72,8 @@ class CgroupRoom:
     pages: int = 0
     lowest: int = 0
     samples: int = 0
+    series: np.ndarray | None = None
+    """The trace's samples (samples()), to look one sample ahead."""
 
     def __post_init__(self) -> None:
         self.pages = self.lowest = max(1, self.peak - self.metadata_peak)
@@ -85,7 +89,17 @@ class CgroupRoom:
         """A tagcache_sample marker, in pages: the cgroup's page cache, everything else it is
         charged, and the Buffers growth. Buffers is system-wide: metadata that other
         processes read meanwhile adds to it, but the cgroup cannot hold more metadata than
-        page cache, so it is capped at ``file``."""
+        page cache, so it is capped at ``file``.
+
+        Until the next sample the room is the larger of the two samples' rooms (``series``,
+        the trace's samples in order): the sampler does not see when within its interval a
+        charge came or went, and the kernel reclaims only when a charge finds the cgroup
+        full and stops as soon as memory is freed, so a heap freed by a process that exits
+        gives its room back at once, and one that grows takes it at the next sample."""
+        i = self.samples
+        if self.series is not None and i + 1 < len(self.series):
+            nonfile = min(nonfile, int(self.series[i + 1, 1]))
+            metadata = min(metadata, int(self.series[i + 1, 2]))
         self.samples += 1
         self.nonfile = nonfile
         self.metadata = min(metadata, file) if self.use_metadata else 0
@@ -116,7 +130,7 @@ def cgroup_room(trace: Trace, cache_peak: int, *, naive: bool = False, metadata:
     if not len(s):
         return CgroupRoom(cache_peak, metadata_peak if metadata else 0)
     peak = max(cache_peak, int((s[:, 0] + s[:, 1]).max())) if nonfile else cache_peak
-    room = CgroupRoom(peak, use_nonfile=nonfile, use_metadata=metadata)
+    room = CgroupRoom(peak, use_nonfile=nonfile, use_metadata=metadata, series=s)
     room.sample(int(s[0, 0]), int(s[0, 1]), int(s[0, 2]))
     room.samples = 0
     return room

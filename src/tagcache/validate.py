@@ -2,22 +2,22 @@
 
 Only pages of inodes with at least one access event count. The kernel's *insertions* are the
 pages its add events inserted; its *re-insertions* are insertions of a page inserted before.
-The model replays only the access events (get_pages, map_pages, fault) with no cleancache,
-under a page-cache capacity of the capture's ``kernel.cache_peak`` unless one is given, and
-its insertions and re-insertions are counted the same way. The add events serve one purpose
-on the model's side: each file's size (the highest page index ever inserted), since access
-ranges can pass the end of the file.
+The model replays only the access events (get_pages, map_pages, fault; and the command's
+writes and file deletions where the capture has ext4's write_begin and evict_inode events: a
+written file's pages take room, and count where the file is also read) with no cleancache,
+in the room the capture's cgroup left to the traced files over time (capacity.py: its
+samples less metadata and everything charged that is not page cache), and its insertions
+and re-insertions are counted the same way. The add events serve one purpose on the model's
+side: each file's size (the highest page index ever inserted), since access ranges can pass
+the end of the file; in diagnostics they also give the kernel's folio orders per file and
+the fault outcomes, never an input. ``naive`` replays in a fixed ``cache_peak`` with no other
+fact of the capture (DESIGN.md 5 to the letter).
 
-Where the comparison departs from the kernel by construction: the kernel's ``cache_peak``
-counts every page-cache page charged to the capture's cgroup, the block device's own pages
-(filesystem metadata, e.g. ext4's inode-table readahead) and pages of files without access
-events included, while the model fills the whole capacity with pages of accessed files only.
-Those other pages are seen only through add events, which the model may not use, so while
-they are resident the model has that many more pages than the kernel had (up to 655 of
-3,716 in ``git-log-p``, 773 of 1,615 in ``small-files-md5sum``). Workloads whose reuse
-distance sits between the two capacities are predicted with too few re-insertions.
-``minus_metadata`` takes that room off the capacity, as the recorder measured it
-(``buffers_growth_peak``), so that the add events still serve file sizes only.
+Where the comparison departs from the kernel by construction: pages of files the command
+neither read nor (with ext4 events) wrote, and whatever the cgroup held that its samples do
+not separate, take room in the kernel's cgroup that the model gives to the traced files. For
+mmap under pressure the trace is censored (Validation.censored), and validate reports an
+interval that contains the kernel's counts (bounds.py) instead of trusting the point.
 """
 
 from __future__ import annotations
@@ -142,12 +142,19 @@ def file_key(trace: Trace, f: int) -> str:
     return f"{device_key(int(trace.files.dev[f]))}:{int(trace.files.ino[f]) & (2**64 - 1):x}"
 
 
+def written_files(trace: Trace) -> np.ndarray:
+    """Ids of files the command wrote (ext4 write_begin events, Op.WRITE)."""
+    return np.unique(trace.arg0[trace.op == Op.WRITE])
+
+
 def model_files(trace: Trace, files: np.ndarray, large_folios: bool | np.ndarray) -> FileTable:
-    """The file table the model sees: sizes from add events, only accessed files spanned;
+    """The file table the model sees: sizes from add events; the accessed files and the
+    written ones spanned (a written file's pages take room even where nothing reads it);
     ``large_folios`` for every file or per file."""
     ft = trace.files
     keep = np.zeros(len(ft), bool)
     keep[files] = True
+    keep[written_files(trace)] = True
     size = np.where(keep, ft.size_pages, 0)
     span = np.where(keep, np.maximum(ft.span_pages, size), 0)
     return FileTable.build(ft.dev, ft.ino, size, span,
@@ -185,11 +192,12 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     facts.preload(pc)
     kernel_cached = pc.head >= 0        # the kernel's page cache as its events say
     handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
-                Op.FAULT: lambda f, i, _n: pc.fault(f, i)}
+                Op.FAULT: lambda f, i, _n: pc.fault(f, i), Op.WRITE: pc.write,
+                Op.UNLINK: lambda f, _a, _b: pc.unlink(f) if pc.span[f] else None}
     faults = dict.fromkeys(FAULT_OUTCOMES, 0)
     fault_pages = dict.fromkeys(FAULT_OUTCOMES, 0)
     outcome, fault_file = "", -1            # the last fault's class, until the next access
-    ops = [*ACCESS_OPS, Op.KERNEL_ADD, Op.KERNEL_DELETE]
+    ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
     if room.use_nonfile or room.use_metadata:
         ops.append(Op.CGROUP_SAMPLE)
     if room.use_nonfile:
@@ -224,7 +232,8 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
             faults[outcome] += 1
             fault_file = a0
         handlers[op](a0, a1, a2)
-    model = {"insertions": pc.stats.insertions, "reinsertions": pc.stats.reinsertions}
+    model = {"insertions": int(pc.file_insertions[files].sum()),
+             "reinsertions": int(pc.file_reinsertions[files].sum())}
     k_ins, k_re = kernel_counts_by_file(trace, files)
     paths = (meta or {}).get("paths") or {}
     keys = {f: file_key(trace, f) for f in files.tolist()}

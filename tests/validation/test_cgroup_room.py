@@ -71,3 +71,19 @@ def test_metadata_beyond_the_cgroups_page_cache_is_someone_elses():
     b = TraceBuilder()
     b.add(Op.CGROUP_SAMPLE, 100, 10, 300)
     assert cgroup_room(b.build(FILES), 200).pages == 200 - 10 - 100
+
+
+def test_a_heap_freed_between_samples_gives_its_room_back_at_once():
+    """Samples of 60 then 0 non-file pages (a process exited in between): from the first of
+    them the room is the larger, since the sampler cannot tell when the heap went; a heap that
+    grows (0 then 60) takes its room at the sample that shows it."""
+    b = TraceBuilder()
+    for nonfile in (60, 0, 0, 60):
+        b.add(Op.CGROUP_SAMPLE, 10, nonfile, 0)
+    trace = b.build(FILES)
+    room = cgroup_room(trace, 100)
+    seen = []
+    for nonfile in (60, 0, 0, 60):
+        room.sample(10, nonfile, 0)
+        seen.append(room.pages)
+    assert seen == [100, 100, 100, 40]
