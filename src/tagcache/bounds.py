@@ -27,11 +27,15 @@ read-around window (do_sync_mmap_readahead(): ``ra_pages``; a VM_HUGEPAGE mappin
 already uptodate and inserts nothing. So the kernel's insertions are at most the sum of those
 per event, and its re-insertions at most that sum less the distinct demanded pages.
 
+A write inserts at most the pages it names (captures with ext4's write_begin events); writes
+only add insertions, so the lower bound holds with them too.
+
 The upper bound is wide by nature (it assumes every event read as much as it could); its width
-is reported. Both bounds assume that the command did not write to the files it reads (written
-pages are inserted by write_begin with no filemap access event), that reads complete (a short
-read demands fewer pages than its event's range), and that nothing outside the cgroup evicted
-pages charged elsewhere. They use no add or delete event except for file sizes.
+is reported. It assumes that the capture shows the command's writes to the files it reads
+(ext4 write_begin events; a capture without them, of a command that writes what it reads, can
+exceed it). Both assume that reads complete (a short read demands fewer pages than its
+event's range) and that nothing outside the cgroup evicted pages charged elsewhere. They use
+no add or delete event except for file sizes.
 """
 
 from __future__ import annotations
@@ -125,7 +129,8 @@ def min_misses(refs: np.ndarray, capacity: int) -> int:
 def readahead_ceiling(trace: Trace, size: np.ndarray, ra_pages: int,
                       files: np.ndarray) -> int:
     """The most pages the access events on ``files`` could have inserted (module docstring);
-    no window passes the end of the file, so a file's size caps each window too."""
+    no window passes the end of the file, so a file's size caps each window too. A write
+    (ext4 write_begin, where the capture has them) inserts at most the pages it names."""
     m = np.isin(trace.op, np.array((Op.GET_PAGES, Op.READ, Op.FAULT), np.uint8))
     m &= np.isin(trace.arg0, files)
     fsize = size[trace.arg0[m].astype(np.int64)]
@@ -133,7 +138,8 @@ def readahead_ceiling(trace: Trace, size: np.ndarray, ra_pages: int,
     window = np.minimum(ra, fsize)
     around = np.where(trace.op[m] == Op.FAULT, np.minimum(max(ra, HPAGE_PMD_NR), fsize),
                       window)
-    return int((around + window + 1).sum())
+    w = (trace.op == Op.WRITE) & np.isin(trace.arg0, files)
+    return int((around + window + 1).sum()) + int(trace.arg2[w].sum())
 
 
 def kernel_bounds(trace: Trace, files: np.ndarray, size: np.ndarray, base: np.ndarray,
