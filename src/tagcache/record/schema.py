@@ -110,6 +110,16 @@ cannot learn from them, and would otherwise get wrong:
     folios when it sets up an inode (ext4 since 6.16, xfs since 5.18), so a model gives large
     folios per file by its device's filesystem (sidecar.large_folio_devices()) rather than
     by what the cgroup held at the end (``folio_orders``, the fallback for older sidecars).
+
+The trace NAME.trace.zst beside it holds, besides the filemap events (and the kmem events with
+``--with-alloc``), the command's writes to ext4 files and its deletions of them, where the
+kernel has ext4's tracepoints (record/tracefs.py, ``EXT4_EVENTS``): ``ext4_da_write_begin``
+and ``ext4_write_begin`` (``dev M,m ino DEC pos BYTES len BYTES``, one per folio-sized chunk a
+write copies in) and ``ext4_evict_inode`` (``dev M,m ino DEC nlink N``; nlink 0: the file was
+deleted and its page cache is freed). The filemap events show a written page only as the
+kernel's insertion, so without these a file the command writes and reads back would look read
+from disk. The ftrace reader turns them into Op.WRITE and Op.UNLINK rows of the same file ids
+as the filemap events (traces/ftrace.py); captures made before have none.
 """
 
 from __future__ import annotations

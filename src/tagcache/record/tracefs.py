@@ -1,6 +1,14 @@
 """The recorder's tracefs instance: its own ring buffer, event switches, ``set_event_pid`` and
 ``options/event-fork``, so the top-level tracing state is never written and stays as it was
-even if the recorder is killed. Created configured and off; removed on exit."""
+even if the recorder is killed. Created configured and off; removed on exit.
+
+A capture's events (:func:`capture_events`): the filemap events, required; ext4's
+``ext4_da_write_begin``, ``ext4_write_begin`` and ``ext4_evict_inode`` when the kernel has
+them (optional: a kernel without ext4's events still records), so a capture carries the
+command's writes to ext4 files and its deletions of them (an inode evicted with nlink 0), which
+the filemap events do not show (traces/ftrace.py reads them as WRITE and UNLINK rows); the kmem
+page allocator events with ``--with-alloc``. All of them are filtered alike, by set_event_pid
+and event-fork: the command's process tree only."""
 
 from __future__ import annotations
 
@@ -23,6 +31,9 @@ TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/traci
 FILEMAP_EVENTS = ("mm_filemap_get_pages", "mm_filemap_map_pages", "mm_filemap_fault",
                   "mm_filemap_add_to_page_cache", "mm_filemap_delete_from_page_cache")
 KMEM_EVENTS = ("mm_page_alloc", "mm_page_free")
+EXT4_EVENTS = ("ext4_da_write_begin", "ext4_write_begin", "ext4_evict_inode")
+"""Recorded when the kernel has them: the command's writes (one per folio-sized chunk a write
+copies in) and evictions of its ext4 inodes."""
 STATE_KEY = "tracefs_instance"
 """Key of the state file: the instance's path, written before it is created."""
 
@@ -41,7 +52,8 @@ def find_tracefs(candidates: tuple[Path, ...] | None = None) -> Path:
 
 
 def capture_events(tracefs: Path, with_alloc: bool) -> list[tuple[str, str]]:
-    """(system, event) of a capture; CaptureError if this kernel lacks one."""
+    """(system, event) of a capture: the ext4 events this kernel has, and the others, which
+    are required (CaptureError if this kernel lacks one)."""
     events = [("filemap", e) for e in FILEMAP_EVENTS]
     if with_alloc:
         events += [("kmem", e) for e in KMEM_EVENTS]
@@ -49,7 +61,8 @@ def capture_events(tracefs: Path, with_alloc: bool) -> list[tuple[str, str]]:
         if not (tracefs / "events" / system / event).is_dir():
             raise CaptureError(f"this kernel has no tracepoint {system}/{event} "
                                f"({tracefs / 'events' / system} has no {event})")
-    return events
+    return events + [("ext4", e) for e in EXT4_EVENTS
+                     if (tracefs / "events" / "ext4" / e / "enable").is_file()]
 
 
 def remove_instance(path: Path) -> None:

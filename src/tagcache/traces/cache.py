@@ -24,7 +24,7 @@ import zstandard
 from tagcache.outputs import Output
 from tagcache.workloads.events import ExtentMap, FileTable, Trace
 
-READER_VERSION = 4
+READER_VERSION = 5
 _META_KEY = b"tagcache.trace"
 _EXTENTS_KEY = b"tagcache.extents"
 _EXTENT_FIELDS = ("file", "lo", "hi", "delta")

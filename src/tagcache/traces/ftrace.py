@@ -1,4 +1,5 @@
-"""Raw tracefs ``trace`` text: the filemap events and the kmem page allocator events.
+"""Raw tracefs ``trace`` text: the filemap events, ext4's writes and evictions, and the kmem page
+allocator events.
 
 A line is ``COMM-PID [CPU] FLAGS SECONDS: EVENT: FIELDS``; the command may hold spaces and dashes
 (the pid follows the last dash before ``[CPU]``); lines starting with ``#`` are headers.
@@ -11,6 +12,9 @@ mm_filemap_map_pages               same                                         
 mm_filemap_fault                   ``dev=M:m ino=HEX ofs=A``                           FAULT
 mm_filemap_add_to_page_cache       ``dev M:m ino HEX pfn=0xP ofs=BYTES order=N``       KERNEL_ADD
 mm_filemap_delete_from_page_cache  same                                                KERNEL_DELETE
+ext4_da_write_begin                ``dev M,m ino DEC pos BYTES len BYTES``             WRITE
+ext4_write_begin                   same                                                WRITE
+ext4_evict_inode                   ``dev M,m ino DEC nlink N``                         UNLINK
 mm_page_alloc                      ``page=PTR pfn=0xP order=N migratetype=T``          PAGE_ALLOC
                                    ``gfp_flags=FLAGS``
 mm_page_free                       ``page=PTR pfn=0xP order=N``                        PAGE_FREE
@@ -20,9 +24,18 @@ tracing_mark_write                 ``tagcache_sample: file=B anon=B usage=B``   
 
 Ranges become (first page, pages) = (A >> 12, (B >> 12) - (A >> 12) + 1), which is the kernel's
 (index, last_index - index + 1) since it prints page-aligned A and B + 1; a range of more than
-MAX_REQUEST_BYTES (one read(2) moves at most 2 GiB) is a bad line. Files get dense ids in
-order of first appearance, one per (dev, ino) with dev = MKDEV(M, m) = M << 20 | m; a file's size
-is the highest page its add events inserted and its span also covers every page any event names.
+MAX_REQUEST_BYTES (one read(2) moves at most 2 GiB) is a bad line. A write (ext4's
+write_begin: one per folio-sized chunk that a write(2) copies in; ext4_da_write_begin falls back
+to ext4_write_begin before its own event, so a chunk is one line) is the row (file, POS >> 12,
+((POS + LEN - 1) >> 12) - (POS >> 12) + 1); LEN 0 yields no row, LEN over MAX_REQUEST_BYTES or
+POS + LEN over 2**63 - 1 is a bad line. An evicted inode with nlink 0 (deleted and its last
+reference dropped: evict() then frees its page cache, truncate_inode_pages_final) is the row
+(file, 0, 0); nlink > 0 (an inode dropped from the inode cache) yields no row. Files get dense
+ids in order of first appearance, one per (dev, ino) with dev = MKDEV(M, m) = M << 20 | m,
+whichever event names them first: ext4 prints ``dev M,m`` and the inode in decimal, the filemap
+events ``M:m`` and hex, the same numbers (MAJOR and MINOR of s_dev, i_ino). A file's size is the
+highest page its add events inserted or its writes wrote; its span also covers every page any
+event names (an eviction names none).
 Each file's pages are compacted in 2 MiB extents (``_common.compact_extents``, the map in
 ``Trace.extents``): a file read at a few far offsets spans a few extents, not its offsets.
 Add/delete lines of older kernels (``page=PTR``, decimal ``pfn``, no ``order``) are accepted.
@@ -33,12 +46,12 @@ row. Tasks (command, pid) are listed in order of first appearance on kmem lines 
 events, are skipped; a known event whose fields do not parse (a ``tagcache_sample:`` marker
 included) is a :class:`TraceError` naming the line.
 
-Speed: a 16 MiB chunk of lines is searched with numpy for the ``DIGIT: mm_`` markers (and
-``DIGIT: tracing_mark_write: tagcache_sample:``), events are told apart by their names' bytes,
-and the lines of each event type are parsed together with bytes methods (split at the field
-labels), ``numpy.fromstring`` for the decimal fields and one parse per distinct ``dev ... ino
-...`` field; a line-by-line regular expression runs only for the lines of a chunk where that
-fails (a bad line, or an older kernel's format).
+Speed: a 16 MiB chunk of lines is searched with numpy for the ``DIGIT: mm_`` and ``DIGIT: ext``
+markers (and ``DIGIT: tracing_mark_write: tagcache_sample:``), events are told apart by their
+names' bytes, and the lines of each event type are parsed together with bytes methods (split at
+the field labels), ``numpy.fromstring`` for the decimal fields and one parse per distinct ``dev
+... ino ...`` field; a line-by-line regular expression runs only for the lines of a chunk where
+that fails (a bad line, or an older kernel's format).
 """
 
 from __future__ import annotations
@@ -86,6 +99,10 @@ def mkdev(major, minor):
 # cannot parse is a bad line.
 
 _HEX = rb"([0-9a-fA-F]+)"
+_INO10 = -10
+"""The base of a decimal inode number (ext4's ``%lu``): like a hexadecimal one (``%lx``), a value
+of 2**63 or more wraps to the negative int64 of the same 64 bits, so both name the same file."""
+_INT64_MAX = (1 << 63) - 1
 _PFN = rb"(0x[0-9a-fA-F]+|\d+)"
 
 
@@ -117,9 +134,10 @@ def _byte_ranges(parts: list[bytes]) -> np.ndarray | None:
 
 _KEY_RANGE = re.compile(rb"dev=(\d+):(\d+) ino=([0-9a-fA-F]+)")
 _KEY_CACHE = re.compile(rb"dev (\d+):(\d+) ino ([0-9a-fA-F]+)")
+_KEY_EXT4 = re.compile(rb"dev (\d+),(\d+) ino (\d+)")
 
 
-def _file_keys(keys: list[bytes], rx: re.Pattern) -> np.ndarray | None:
+def _file_keys(keys: list[bytes], rx: re.Pattern, ino_base: int = 16) -> np.ndarray | None:
     """(n, 3) major, minor, inode of the ``dev ... ino ...`` field of each line, parsed once
     per distinct file (a trace names few files many times); None if one does not parse."""
     table: list[tuple[int, int, int]] = []
@@ -132,7 +150,7 @@ def _file_keys(keys: list[bytes], rx: re.Pattern) -> np.ndarray | None:
         if major >= 1 << (32 - MINORBITS) or minor >= 1 << MINORBITS:
             return -1                  # not a device number: the slow path names the line
         try:
-            table.append((major, minor, _int(m.group(3), 16, None)))
+            table.append((major, minor, _int(m.group(3), ino_base, None)))
         except ValueError:
             return -1
         return len(table) - 1
@@ -221,6 +239,31 @@ def _fast_free(blob: bytes, n: int):
     return np.concatenate([pfn[:, None], order], axis=1), {}
 
 
+def _fast_write(blob: bytes, n: int):
+    """ext4 write_begin ``dev M,m ino DEC pos BYTES len BYTES``."""
+    parts = _split(blob, n, (b" pos ",))
+    if parts is None:
+        return None
+    key = _file_keys(parts[0:2 * n:2], _KEY_EXT4, _INO10)
+    text = b"\n".join(parts[1:2 * n:2]) + b"\n"         # "BYTES len BYTES" on every line
+    rest = parse_words(text.replace(b" len ", b" "), n, (10, 10))
+    if key is None or rest is None:
+        return None
+    return np.concatenate([key, rest], axis=1), {}
+
+
+def _fast_evict(blob: bytes, n: int):
+    """ext4_evict_inode ``dev M,m ino DEC nlink N`` (a negative N: line by line)."""
+    parts = _split(blob, n, (b" nlink ",))
+    if parts is None:
+        return None
+    key = _file_keys(parts[0:2 * n:2], _KEY_EXT4, _INO10)
+    nlink = _decimals(parts[1:2 * n:2])
+    if key is None or nlink is None:
+        return None
+    return np.concatenate([key, nlink], axis=1), {}
+
+
 _SAMPLE_BLOB = re.compile(rb"(?: file=\d+ anon=\d+ usage=\d+ buffers=\d+\n)*")
 
 
@@ -242,8 +285,8 @@ def _int(word: bytes | None, base: int, default: int | None) -> int:
     if base == 0:
         v = int(word, 16) if word[:2] in (b"0x", b"0X") else int(word)
     else:
-        v = int(word, base)
-        if base == 16 and (1 << 63) <= v < (1 << 64):
+        v = int(word, abs(base))
+        if base in (16, _INO10) and (1 << 63) <= v < (1 << 64):
             v -= 1 << 64                      # 64-bit inode numbers keep their identity
     if not -(1 << 63) <= v < 1 << 63:
         raise ValueError(word)
@@ -274,6 +317,25 @@ def _rows_cache(c: np.ndarray):
     bad = (order < 0) | (order > MAX_ORDER) | _bad_dev(c)
     end = page + (np.int64(1) << np.clip(order, 0, MAX_ORDER))
     return _file_rows(c, page, order, end, end), bad
+
+
+def _rows_write(c: np.ndarray):
+    pos, length = c[:, 3], c[:, 4]
+    bad = (length > MAX_REQUEST_BYTES) | (pos > _INT64_MAX - length) | _bad_dev(c)
+    pos = np.where(bad, 0, pos)                # no overflow below; bad rows are dropped
+    first = pos >> 12
+    pages = np.where(length > 0, ((pos + length - 1) >> 12) - first + 1, 0)
+    end = first + pages
+    rows = _file_rows(c, first, pages, end, end)
+    rows["skip"] = length == 0                 # nothing written
+    return rows, bad
+
+
+def _rows_evict(c: np.ndarray):
+    zero = np.zeros(len(c), np.int64)
+    rows = _file_rows(c, zero, zero, np.full(len(c), -1, np.int64), None)   # names no page
+    rows["skip"] = c[:, 3] != 0                # still linked: only the inode cache shrank
+    return rows, _bad_dev(c)
 
 
 def _rows_sample(c: np.ndarray):
@@ -308,7 +370,8 @@ def _problem(ev: _Event, tail: bytes) -> str | None:
         return None
     major, minor = int(v[0]), int(v[1])
     if major >= 1 << (32 - MINORBITS) or minor >= 1 << MINORBITS:
-        return f"dev {major}:{minor} is not a device number (major < 4096, minor < 2**20)"
+        sep = "," if ev.rows in (_rows_write, _rows_evict) else ":"
+        return f"dev {major}{sep}{minor} is not a device number (major < 4096, minor < 2**20)"
     if ev.rows is _rows_range:
         a, b = int(v[3]), int(v[4])
         if b - a >= MAX_REQUEST_BYTES:
@@ -316,6 +379,13 @@ def _problem(ev: _Event, tail: bytes) -> str | None:
                     f"({MAX_REQUEST_BYTES} bytes, MAX_REQUEST_BYTES)")
         if (b >> 12) < (a >> 12) - 1:
             return f"the range {a}-{b} ends before it starts"
+    if ev.rows is _rows_write:
+        pos, length = int(v[3]), int(v[4])
+        if length > MAX_REQUEST_BYTES:
+            return (f"len {length} is more than one request can move "
+                    f"({MAX_REQUEST_BYTES} bytes, MAX_REQUEST_BYTES)")
+        if pos + length > _INT64_MAX:
+            return f"pos {pos} + len {length} is past the largest file offset (2**63 - 1)"
     return None
 
 
@@ -395,6 +465,8 @@ _CACHE = dict(pattern=rb"dev (\d+):(\d+) ino " + _HEX + rb"(?: page=\S+)? pfn=" 
               + rb" ofs=(\d+)(?: order=(\d+))?",
               bases=(10, 10, 16, 0, 10, 10), defaults=(None,) * 5 + (0,), rows=_rows_cache,
               fast=_fast_cache)
+_WRITE = dict(pattern=rb"dev (\d+),(\d+) ino (\d+) pos (\d+) len (\d+)",
+              bases=(10, 10, _INO10, 10, 10), rows=_rows_write, fast=_fast_write)
 
 EVENTS: dict[bytes, _Event] = {e.name: e for e in (
     _Event(b"mm_filemap_get_pages", Op.GET_PAGES, "'dev=M:m ino=HEX ofs=A-B'", **_RANGE),
@@ -413,6 +485,11 @@ EVENTS: dict[bytes, _Event] = {e.name: e for e in (
            rb"gfp_flags=(\S*)", bases=(0, 10), gfp_group=3, rows=_rows_page),
     _Event(b"mm_page_free", Op.PAGE_FREE, "'page=PTR pfn=0xPFN order=N'", fast=_fast_free,
            pattern=rb"page=\S+ pfn=" + _PFN + rb" order=(\d+)", bases=(0, 10), rows=_rows_page),
+    _Event(b"ext4_da_write_begin", Op.WRITE, "'dev M,m ino DEC pos BYTES len BYTES'", **_WRITE),
+    _Event(b"ext4_write_begin", Op.WRITE, "'dev M,m ino DEC pos BYTES len BYTES'", **_WRITE),
+    _Event(b"ext4_evict_inode", Op.UNLINK, "'dev M,m ino DEC nlink N'", fast=_fast_evict,
+           pattern=rb"dev (\d+),(\d+) ino (\d+) nlink (-?\d+)", bases=(10, 10, _INO10, 10),
+           rows=_rows_evict),
 )}
 _BY_LEN: dict[int, list[_Event]] = {}
 for _e in EVENTS.values():
@@ -442,10 +519,12 @@ class _Parser:
         colons = np.flatnonzero(buf == 58)
         c = colons[(colons > 0) & (colons < len(buf) - 5)]
         before = buf[c - 1]
-        after_time = (buf[c + 1] == 32) & (before >= 48) & (before <= 57)
-        hit = after_time & (buf[c + 2] == 109) & (buf[c + 3] == 109) & (buf[c + 4] == 95)
-        cand = c[hit]                                  # the ':' after the timestamp
-        mark = c[after_time & (buf[c + 2] == 116) & (buf[c + 3] == 114) & (buf[c + 4] == 97)]
+        c = c[(buf[c + 1] == 32) & (before >= 48) & (before <= 57)]   # the ':' after a time
+        b2, b3, b4 = buf[c + 2], buf[c + 3], buf[c + 4]
+        hit = (((b2 == 109) & (b3 == 109) & (b4 == 95))             # " mm_"
+               | ((b2 == 101) & (b3 == 120) & (b4 == 116)))         # " ext"
+        cand = c[hit]
+        mark = c[(b2 == 116) & (b3 == 114) & (b4 == 97)]
         groups = []
         if len(mark):                                  # " tra": tracing_mark_write?
             idx = mark[:, None] + 2 + np.arange(len(SAMPLE.marker))
@@ -489,6 +568,9 @@ class _Parser:
         if ev.op == Op.PAGE_ALLOC:       # pfn 0: the kernel printed a NULL page, nothing allocated
             real = rows["pfn"] != 0
             rows = {key: v[real] for key, v in rows.items()}
+        skip = rows.pop("skip", None)    # good lines that are no row (a write of 0 bytes, ...)
+        if skip is not None and skip.any():
+            rows = {key: v[~skip] for key, v in rows.items()}
         if ev.kmem and "gfp" not in rows:
             rows["gfp"] = np.zeros(len(rows["line"]), np.int64)
         rows["kmem"] = ev.kmem
@@ -586,7 +668,13 @@ class _Parser:
         isf = cat["file"]
         fid = cat["a0"][isf]
         first, end = cat["a1"][isf], cat["end"][isf]
-        delta, extents = compact_extents(fid, first, np.maximum(first, end - 1))
+        named = end >= 0                                # an eviction names no page
+        if named.all():
+            delta, extents = compact_extents(fid, first, np.maximum(first, end - 1))
+        else:
+            delta = np.zeros(len(fid), np.int64)
+            delta[named], extents = compact_extents(fid[named], first[named],
+                                                    np.maximum(first, end - 1)[named])
         cat["a1"][isf] = first - delta
         end = end - delta
         size = np.zeros(nfiles, np.int64)
@@ -628,7 +716,7 @@ def objection(head: bytes, path: PathLike) -> str | None:
     """None for a tracefs capture (the ``# tracer:`` header or a filemap/kmem event line),
     else why not."""
     if head.startswith(b"# tracer:") or re.search(
-            rb"\d: (mm_filemap_\w+|mm_page_alloc|mm_page_free): ", head) is not None:
+            rb"\d: (mm_filemap_\w+|mm_page_alloc|mm_page_free|ext4_\w+): ", head) is not None:
         return None
     return ("no '# tracer:' header and no 'SECONDS: mm_filemap_*:' or mm_page_alloc/free "
             f"event line (it starts {snippet(head[:40], 40)})")
