@@ -49,7 +49,7 @@ MIB = 1 << 20
 LIMIT = 16 * MIB
 SIDECAR = {"name", "limit_mib", "seconds", "trace_overrun_events", "command", "exit_code",
            "kernel", "read_ahead_kb", "resident_at_start", "exec_mappings", "cow_mappings",
-           "buffers_growth_peak", "paths", "cgroup_samples"}
+           "buffers_growth_peak", "paths", "cgroup_samples", "kernel_release", "filesystems"}
 OPTIONAL = {"folio_orders"}   # where /proc/kpageflags can be read (CONFIG_PROC_PAGE_MONITOR)
 KERNEL = {"workingset_refault_file", "pgmajfault", "pgpgin", "pgpgout", "cache",
           "inactive_file", "active_file", "cache_peak"}
