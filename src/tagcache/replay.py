@@ -251,6 +251,9 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     t0 = time.perf_counter()
     m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
+    if compiled_lru_applies(m, cfg, design):
+        return _replay_compiled_lru(m, cfg, design, trace, table, tagged_share, progress,
+                                    tag_tasks, t0)
     ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                        trace.arg2.tolist())
     checker = m.checker
@@ -285,6 +288,67 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     if tag_tasks:        # nothing was requested: the share is what the tasks tagged, at peak
         tagged_share = m.anon.peak_tagged / cfg.layout.data_pages
     return collect(m, design, tagged_share, len(ops), wall)
+
+
+def compiled_lru_applies(m: Machine, cfg: MachineConfig, design: Design) -> bool:
+    """The compiled plain-LRU page cache (engine/lru.py) serves a run whose page cache is a
+    plain LRU in a cgroup of fixed capacity with no cleancache backend and no checker: then
+    nothing else in the machine changes what the page cache does."""
+    return (cfg.page_cache_policy == "lru" and design.backend == "idle" and m.checker is None
+            and m.room is None and cfg.page_cache_limit_pages is not None)
+
+
+def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: Trace,
+                         table, tagged_share: float, progress, tag_tasks, t0: float
+                         ) -> RunResult:
+    """replay() with the page cache's events run compiled (engine/lru.py) and the rest (tag
+    storage, anonymous memory) through the machine as usual, in trace order; the averages
+    are the same per-event sums, taken over the runs of file events at once."""
+    from tagcache.engine.lru import NR_PAGES, LruState
+
+    pc = m.pc
+    state = LruState(pc.base, pc.span, pc.isize, np.asarray(pc.dev, np.int64),
+                     cfg.page_cache_limit_pages)
+    state.replay(trace.op, trace.arg0, trace.arg1, trace.arg2)
+    for k, v in state.stats().items():
+        setattr(pc.stats, k, v)
+    pc.stats.read_requests_without_cleancache = pc.stats.read_requests
+    pc.nr_pages = int(state.counters[NR_PAGES])
+    n = len(trace.op)
+    anon, tags = m.anon, m.tags.stats
+    rest = np.flatnonzero(~np.isin(trace.op, np.array(sorted(PAGE_CACHE_OPS), np.uint8)))
+    ops, a0, a1, a2 = (trace.op[rest].tolist(), trace.arg0[rest].tolist(),
+                       trace.arg1[rest].tolist(), trace.arg2[rest].tolist())
+    tagged_sum = reserved_sum = 0
+    tagged, reserved, prev_end = anon.nr_tagged, tags.reserved_pages, 0
+    for i, op, x, y, z in zip(rest.tolist(), ops, a0, a1, a2, strict=True):
+        tagged_sum += tagged * (i - prev_end)
+        reserved_sum += reserved * (i - prev_end)
+        try:
+            table[op](x, y, z)
+        except OutOfMemory:
+            m.oom_events += 1
+        tagged, reserved = anon.nr_tagged, tags.reserved_pages
+        tagged_sum += tagged
+        reserved_sum += reserved
+        prev_end = i + 1
+    tagged_sum += tagged * (n - prev_end)
+    reserved_sum += reserved * (n - prev_end)
+    if progress is not None:
+        progress(n)
+    wall = time.perf_counter() - t0
+    m.averages = {"tagged_pages": tagged_sum / max(1, n),
+                  "reserved_pages": reserved_sum / max(1, n), "cached_pages": 0.0}
+    if tag_tasks:
+        tagged_share = m.anon.peak_tagged / cfg.layout.data_pages
+    return collect(m, design, tagged_share, n, wall)
+
+
+PAGE_CACHE_OPS = frozenset({Op.READ, Op.GET_PAGES, Op.WRITE, Op.FAULT, Op.MAP_PAGES,
+                            Op.TRUNCATE, Op.UNLINK, Op.FSYNC, Op.UNMOUNT, Op.KERNEL_ADD,
+                            Op.KERNEL_DELETE, Op.CGROUP_SAMPLE})
+"""Ops that only the page cache acts on (or nothing, for the kernel's own answer and the
+cgroup's samples) in a run the compiled LRU page cache serves."""
 
 
 def _percentiles(x: np.ndarray) -> dict[str, float]:
