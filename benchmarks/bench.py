@@ -1,17 +1,33 @@
-"""Speed and memory of tagcache, measured (``make bench``); never asserted in tests.
+"""Speed and memory of tagcache against libCacheSim, measured (``make bench``); never asserted
+in tests. The items of issue 11, each end to end as whole processes from the same input files
+where the item says so (wall time and peak RSS from wait4()), median of ``RUNS`` runs:
 
-Measures, on this machine:
-  * ftrace parsing: lines per second on the shared capture, repeated to ~1M lines;
-  * plain-LRU replay against libCacheSim's LRU on the page-level cloudPhysics trace;
-  * the full model on the default scenario (events per second, one design);
-  * simulator memory per simulated 4 KiB page (array bytes of a built machine / its pages).
-Prints a table and writes benchmarks/results.json.
+  1. libCacheSim's LRU (PyPI libcachesim) on a txt trace: the page-level expansion of
+     ../shared/traces/cloudPhysicsIO.csv.zst repeated 10 times (11.4 M requests), 4096 pages;
+  2. ``tagcache run --trace FILE --format txt --policy lru --capacity 4096 --backend idle
+     --no-check`` on the same file;
+  3. ``tagcache run ... --capacity 4096 --backend cleancache --tagged-share 0.1 --no-check``:
+     the full kernel page-cache model with the tag-storage cleancache. Until the compiled
+     engine covers it, on the first tenth of one repetition (114 k requests), once, and the
+     11.4 M figure extrapolated from its rate (said so in the table);
+  4. ``tagcache validate`` on every capture under captures/ (one process each, once);
+  5. peak RSS of a 64 GiB machine (2 GiB of tag storage) whose page cache is full, in bytes
+     per simulated 4 KiB page (the run's RSS less an interpreter that imported tagcache);
+  6. time per event as a synthetic page trace grows from 1 M to 10 M to 50 M events (plain
+     LRU, in process: the replay alone);
+  7. ftrace text parsing, lines per second; the compiled engine's first-run compile time.
+
+Prints one table and writes benchmarks/results.json. ``python benchmarks/bench.py --quick``
+runs each item once on a tenth of the inputs (to check the harness, not to quote).
 """
 
 from __future__ import annotations
 
-import gc
 import json
+import os
+import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,116 +36,252 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from tagcache import Design, load_scenario, replay
-from tagcache.experiment import scenario_trace
-from tagcache.replay import Machine, MachineConfig
-from tagcache.traces import read_trace
-from tagcache.workloads.events import FileTable, Op, Trace
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "traces"
+BIN = Path(sys.executable).parent
+TAGCACHE = str(BIN / "tagcache")
+RUNS = 5
 
 
-def timed(fn):
+def run_process(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one whole process; it must exit 0."""
     t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env)
+    _, status, usage = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if p.stderr:
+        p.stderr.close()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        raise RuntimeError(f"{cmd[:4]}... exited {p.returncode}: {err[-400:]}")
+    return secs, usage.ru_maxrss * 1024
+
+
+def median_runs(cmd: list[str], runs: int) -> dict:
+    got = [run_process(cmd) for _ in range(runs)]
+    secs = statistics.median(s for s, _ in got)
+    return {"runs": runs, "seconds": secs, "all_seconds": [round(s, 3) for s, _ in got],
+            "peak_rss_mib": max(r for _, r in got) / 2**20}
+
+
+def page_trace(tmp: Path, repeat: int, fraction: float = 1.0) -> tuple[Path, int]:
+    """The page-level expansion of the cloudPhysics trace as libCacheSim txt, repeated."""
+    from tagcache.traces import read_trace
+    from tagcache.workloads.events import Op
+
+    tr = read_trace(SHARED / "cloudPhysicsIO.csv.zst", use_cache=False)
+    m = np.isin(tr.op, [Op.READ, Op.WRITE])
+    first, n = tr.arg1[m], tr.arg2[m]
+    pages = np.repeat(first, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+    pages = pages[:max(1, int(len(pages) * fraction))]
+    text = "\n".join(map(str, pages.tolist())) + "\n"
+    path = tmp / f"pages-{repeat}x-{fraction:g}.txt"
+    with path.open("w") as f:
+        for _ in range(repeat):
+            f.write(text)
+    return path, len(pages) * repeat
+
+
+LCS_SCRIPT = """
+import sys, libcachesim as lcs
+r = lcs.TraceReader(trace=sys.argv[1], trace_type=lcs.TraceType.PLAIN_TXT_TRACE)
+ratio, _ = lcs.LRU(cache_size=int(sys.argv[2])).process_trace(r)
+"""
+
+
+def bench_end_to_end(tmp: Path, runs: int, quick: bool) -> dict:
+    path, n = page_trace(tmp, 1 if quick else 10)
+    out: dict = {"requests": n, "capacity": 4096}
+    try:
+        import libcachesim  # noqa: F401
+        lcs = median_runs([sys.executable, "-c", LCS_SCRIPT, str(path), "4096"], runs)
+        out["libcachesim_lru"] = lcs | {"req_per_s": n / lcs["seconds"]}
+    except ImportError:
+        out["libcachesim_lru"] = {"skipped": "libcachesim not installed"}
+    j = tmp / "out.json"
+    lru = median_runs([TAGCACHE, "run", "--trace", str(path), "--format", "txt", "--policy",
+                       "lru", "--capacity", "4096", "--backend", "idle", "--no-check",
+                       "--no-progress", "--json", str(j)], runs)
+    out["tagcache_lru"] = lru | {"req_per_s": n / lru["seconds"]}
+    small, m = page_trace(tmp, 1, 0.01 if quick else 0.1)
+    full = median_runs([TAGCACHE, "run", "--trace", str(small), "--format", "txt",
+                        "--capacity", "4096", "--backend", "cleancache", "--tagged-share",
+                        "0.1", "--no-check", "--no-progress", "--json", str(j)], 1)
+    rate = m / full["seconds"]
+    out["tagcache_full_model"] = full | {"requests": m, "req_per_s": rate,
+                                         "extrapolated_seconds_for_all": n / rate}
+    return out
+
+
+def bench_validate() -> dict:
+    caps = sorted([*(ROOT / "captures").glob("**/*.trace.zst"),
+                   *(ROOT / "tests" / "data" / "captures").glob("*.trace.zst")])
+    secs = {}
+    for c in caps:
+        s, _ = run_process([TAGCACHE, "validate", str(c), "--json", os.devnull])
+        secs[c.name.removesuffix(".trace.zst")] = round(s, 3)
+    v = list(secs.values())
+    return {"captures": len(v), "median_seconds": statistics.median(v), "max_seconds": max(v),
+            "total_seconds": sum(v), "each": secs}
+
+
+MEMORY_SCRIPT = """
+import sys, numpy as np
+from tagcache import Design, replay
+from tagcache.hw.layout import simple_layout
+from tagcache.replay import MachineConfig
+from tagcache.workloads.events import FileTable, Op, Trace
+if sys.argv[1] == "empty":
+    sys.exit(0)
+mem = 64 << 30
+layout = simple_layout(mem, 4096, 0)
+pages = layout.data_pages
+step = 4096
+n = pages // step
+files = FileTable.build([0], [0], [pages])
+tr = Trace(np.full(n, Op.READ, np.uint8), np.zeros(n, np.int64),
+           np.arange(n, dtype=np.int64) * step, np.full(n, step, np.int64), files)
+cfg = MachineConfig(layout=layout, page_cache_limit_pages=pages, page_cache_policy="lru")
+r = replay(cfg, Design("idle"), tr)
+assert r.page_cache["insertions"] == pages, r.page_cache
+print(pages, layout.nr_tag_pages)
+"""
+
+
+def bench_memory() -> dict:
+    _, empty = run_process([sys.executable, "-c", MEMORY_SCRIPT, "empty"])
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, "full"], capture_output=True,
+                         text=True, check=True)
+    pages, tag_pages = map(int, out.stdout.split())
+    secs, rss = run_process([sys.executable, "-c", MEMORY_SCRIPT, "full"])
+    return {"simulated_pages": pages, "tag_pages": tag_pages, "seconds": secs,
+            "peak_rss_mib": rss / 2**20, "empty_rss_mib": empty / 2**20,
+            "bytes_per_page": (rss - empty) / pages}
+
+
+def bench_scaling(sizes: list[int]) -> dict:
+    from tagcache import Design, replay
+    from tagcache.hw.layout import simple_layout
+    from tagcache.replay import MachineConfig
+    from tagcache.workloads.events import FileTable, Op, Trace
+
+    out = {}
+    rng = np.random.default_rng(1)
+    layout = simple_layout(1 << 30, 4096, 0)
+    for n in sizes:
+        pages = (rng.zipf(1.2, n) % 1_000_000).astype(np.int64)
+        files = FileTable.build([0], [0], [1_000_000])
+        tr = Trace(np.full(n, Op.READ, np.uint8), np.zeros(n, np.int64), pages,
+                   np.ones(n, np.int64), files)
+        cfg = MachineConfig(layout=layout, page_cache_limit_pages=65536,
+                            page_cache_policy="lru")
+        t0 = time.perf_counter()
+        replay(cfg, Design("idle"), tr)
+        secs = time.perf_counter() - t0
+        out[str(n)] = {"seconds": secs, "ns_per_event": secs / n * 1e9}
+        del tr, pages
+    return out
+
+
+COMPILE_SCRIPT = """
+import time, numpy as np
+t0 = time.perf_counter()
+from tagcache.engine.lru import LruState
+s = LruState(np.array([0, 512]), np.array([8]), np.array([8]), np.array([1]), 4)
+z = np.zeros(1, np.int64)
+s.replay(np.zeros(1, np.uint8), z, z, z + 1)
+print(time.perf_counter() - t0)
+"""
 
 
 def bench_ftrace(tmp: Path) -> dict:
+    from tagcache.traces import read_trace
+
     src = SHARED / "dev-sample-grep.trace.zst"
-    if not src.is_file():
-        return {"skipped": f"{src} not present"}
     text = zstandard.ZstdDecompressor().stream_reader(src.open("rb")).read()
     body = b"".join(line + b"\n" for line in text.splitlines() if not line.startswith(b"#"))
     reps = max(1, 1_000_000 // body.count(b"\n"))
     big = tmp / "big.trace"
     big.write_bytes(text + body * (reps - 1))
     lines = text.count(b"\n") + body.count(b"\n") * (reps - 1)
-    _, secs = timed(lambda: read_trace(big, "ftrace", use_cache=False))
-    return {"lines": lines, "seconds": secs, "lines_per_s": lines / secs}
+    times = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        read_trace(big, "ftrace", use_cache=False)
+        times.append(time.perf_counter() - t0)
+    secs = statistics.median(times)
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        first = float(subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+        second = float(subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env,
+                                      capture_output=True, text=True, check=True).stdout)
+    return {"lines": lines, "seconds": secs, "lines_per_s": lines / secs,
+            "compile_first_run_s": first, "compile_cached_run_s": second}
 
 
-def bench_lru(tmp: Path) -> dict:
-    src = SHARED / "cloudPhysicsIO.csv.zst"
-    if not src.is_file():
-        return {"skipped": f"{src} not present"}
-    trace = read_trace(src, use_cache=False)
-    m = np.isin(trace.op, [Op.READ, Op.WRITE])
-    first, n = trace.arg1[m], trace.arg2[m]
-    pages = np.repeat(first, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-    txt = tmp / "pages.txt"
-    np.savetxt(txt, pages, fmt="%d")
-    cap = 16384
-    ops = np.full(len(pages), Op.READ, np.uint8)
-    files = FileTable.build([0], [0], [int(pages.max()) + 1])
-    tr = Trace(ops, np.zeros(len(pages), np.int64), pages, np.ones(len(pages), np.int64), files)
-    cfg = MachineConfig(layout=load_scenario().machine.layout, page_cache_limit_pages=cap,
-                        page_cache_policy="lru")
-    res, ours = timed(lambda: replay(cfg, Design("idle"), tr))
-    out = {"requests": len(pages), "capacity": cap, "tagcache_s": ours,
-           "tagcache_req_per_s": len(pages) / ours, "misses": res.page_cache["misses"]}
-    try:
-        import libcachesim as lcs
-    except ImportError:
-        return out | {"libcachesim": "not installed"}
-    reader = lcs.TraceReader(trace=str(txt), trace_type=lcs.TraceType.PLAIN_TXT_TRACE)
-    (ratio, _), theirs = timed(lambda: lcs.LRU(cache_size=cap).process_trace(reader))
-    return out | {"libcachesim_s": theirs, "libcachesim_req_per_s": len(pages) / theirs,
-                  "libcachesim_misses": round(ratio * len(pages)),
-                  "speed_vs_libcachesim": theirs / ours}
+def table(r: dict) -> str:
+    e = r["end_to_end"]
+    lcs, lru, full = e["libcachesim_lru"], e["tagcache_lru"], e["tagcache_full_model"]
+    rows = [("item", "measured", "target", "met")]
+    base = lcs.get("req_per_s")
+
+    def vs(x: float, factor: float) -> str:
+        return "n/a" if not base else ("yes" if x >= factor * base else "no")
+
+    if base:
+        rows.append(("1 libCacheSim LRU, end to end", f"{lcs['seconds']:.2f} s, "
+                     f"{base / 1e6:.2f} M req/s, {lcs['peak_rss_mib']:.0f} MiB", "-", "-"))
+    rows.append(("2 tagcache --policy lru, end to end", f"{lru['seconds']:.2f} s, "
+                 f"{lru['req_per_s'] / 1e6:.2f} M req/s, {lru['peak_rss_mib']:.0f} MiB",
+                 ">= 2x item 1", vs(lru["req_per_s"], 2)))
+    rows.append(("3 tagcache full model + cleancache", f"{full['req_per_s'] / 1e3:.1f} k req/s "
+                 f"on {full['requests']:,} req ({full['extrapolated_seconds_for_all']:.0f} s "
+                 f"for {e['requests'] / 1e6:.1f} M, extrapolated)", ">= item 1",
+                 vs(full["req_per_s"], 1)))
+    v = r["validate"]
+    rows.append(("4 tagcache validate, each capture", f"median {v['median_seconds']:.2f} s, "
+                 f"max {v['max_seconds']:.2f} s ({v['captures']} captures)", "seconds", "-"))
+    m = r["memory"]
+    rows.append(("5 memory, 64 GiB machine, cache full", f"{m['bytes_per_page']:.1f} B/page "
+                 f"({m['peak_rss_mib']:.0f} MiB RSS)", "<= 32 B/page",
+                 "yes" if m["bytes_per_page"] <= 32 else "no"))
+    s = r["scaling"]
+    ns = [x["ns_per_event"] for x in s.values()]
+    rows.append(("6 time per event, " + " / ".join(f"{int(k) // 10**6}M" for k in s),
+                 " / ".join(f"{x:.0f}" for x in ns) + " ns", "flat",
+                 "yes" if max(ns) <= 1.5 * min(ns) else "no"))
+    f = r["ftrace"]
+    rows.append(("7 ftrace parsing", f"{f['lines_per_s'] / 1e6:.2f} M lines/s", ">= 1 M/s",
+                 "yes" if f["lines_per_s"] >= 1e6 else "no"))
+    rows.append(("7 first-run compile", f"{f['compile_first_run_s']:.1f} s (cached "
+                 f"{f['compile_cached_run_s']:.2f} s)", "-", "-"))
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows)
 
 
-def bench_model() -> dict:
-    scn = load_scenario()
-    tr = scenario_trace(scn, 0.10)
-    cfg = scn.machine
-    res, secs = timed(lambda: replay(cfg, Design("cleancache", "whole"), tr))
-    return {"events": len(tr), "seconds": secs, "events_per_s": len(tr) / secs,
-            "invariants_checked": False, "cleancache_restored": res.cleancache["restored"]}
-
-
-def bench_memory() -> dict:
-    scn = load_scenario()
-    tr = scenario_trace(scn, 0.01)
-    gc.collect()
-    m = Machine(scn.machine, Design("cleancache", "whole"), tr, check=False)
-    seen: set[int] = set()
-    total = 0
-    stack = [m]
-    while stack:                      # sum every numpy array reachable from the machine
-        o = stack.pop()
-        if id(o) in seen:
-            continue
-        seen.add(id(o))
-        if isinstance(o, np.ndarray):
-            total += o.nbytes
-        elif hasattr(o, "__dict__"):
-            stack.extend(vars(o).values())
-        elif isinstance(o, list | tuple | set):
-            stack.extend(o)
-        elif isinstance(o, dict):
-            stack.extend(o.values())
-    pages = scn.machine.layout.nr_pfns
-    return {"array_bytes": total, "simulated_pages": pages, "bytes_per_page": total / pages,
-            "page_cache_slots": m.pc.nr_slots}
-
-
-def main() -> int:
-    out = {}
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    runs = 1 if quick else RUNS
+    out: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                             "platform": platform.platform()}}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for name, fn in (("ftrace_parse", lambda: bench_ftrace(tmp)),
-                         ("lru_vs_libcachesim", lambda: bench_lru(tmp)),
-                         ("full_model", bench_model), ("memory", bench_memory)):
+        steps = (("end_to_end", lambda: bench_end_to_end(tmp, runs, quick)),
+                 ("validate", bench_validate), ("memory", bench_memory),
+                 ("scaling", lambda: bench_scaling([10**5, 10**6] if quick else
+                                                   [10**6, 10**7, 5 * 10**7])),
+                 ("ftrace", lambda: bench_ftrace(tmp)))
+        for name, fn in steps:
             print(f"{name} ...", file=sys.stderr, flush=True)
             out[name] = fn()
-    for name, r in out.items():
-        print(f"{name:20s} " + ", ".join(f"{k}={v:,.3g}" if isinstance(v, float) else
-                                          f"{k}={v}" for k, v in r.items()))
-    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(table(out))
+    if not quick:
+        (ROOT / "benchmarks" / "results.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -3,6 +3,7 @@ the same counters on every trace, compiled and interpreted (NUMBA_DISABLE_JIT=1)
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -15,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tagcache.replay as replay_mod
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.engine.lru import NR_DIRTY, NR_PAGES, LruState
 from tagcache.experiment import run_trace
@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from expected_counts import READER_CASES, TRACE_SCENARIO, TRACES  # noqa: E402
 
+replay_mod = importlib.import_module("tagcache.replay")   # the module, not tagcache.replay()
 SIZES = [6, 9, 4]
 FILES = FileTable.build([1, 1, 2], [10, 11, 12], SIZES, [12, 12, 8])
 COUNTERS = ("accesses", "hits", "misses", "insertions", "reinsertions", "refaults",

@@ -64,7 +64,7 @@ def trace_digest(trace: Trace) -> str:
     h = hashlib.blake2b(digest_size=16)
     for col, dt in ((trace.op, np.uint8), (trace.arg0, np.int64), (trace.arg1, np.int64),
                     (trace.arg2, np.int64)):
-        h.update(np.ascontiguousarray(col, dtype=dt).tobytes())
+        h.update(memoryview(np.ascontiguousarray(col, dtype=dt)).cast("B"))
     return h.hexdigest()
 
 
@@ -94,15 +94,24 @@ def plan_size(scn: Scenario, traces: dict[float, Trace]) -> int:
 
 def _replay_all(cfg: MachineConfig, designs: list[Design], trace: Trace, share: float,
                 **kw) -> list[RunResult]:
-    """Every design on one trace; asserts that each replayed the identical events."""
+    """Every design on one trace, the identical events for each: the trace's columns are
+    read-only while the designs run (a design that wrote to them would raise), and their
+    digest is recorded with every result."""
     digest = trace_digest(trace)
+    cols = (trace.op, trace.arg0, trace.arg1, trace.arg2)
+    writeable = [c.flags.writeable for c in cols]
+    for c in cols:
+        c.flags.writeable = False
     out = []
-    for design in designs:
-        r = replay(cfg, design, trace, tagged_share=share, **kw)
-        got = trace_digest(trace)
-        assert got == digest, f"{design.label} at {share:g} replayed a changed trace"
-        r.perf["trace_digest"] = got
-        out.append(r)
+    try:
+        for design in designs:
+            r = replay(cfg, design, trace, tagged_share=share, **kw)
+            r.perf["trace_digest"] = digest
+            out.append(r)
+    finally:
+        for c, w in zip(cols, writeable, strict=True):
+            if w:
+                c.flags.writeable = True
     return out
 
 

@@ -183,7 +183,19 @@ def merge(file_ev: np.ndarray, tag_ev: np.ndarray, tag_at: np.ndarray) -> np.nda
     """Insert anonymous-memory events before the file events they are scheduled at."""
     if not len(tag_ev):
         return file_ev
-    return np.insert(file_ev, np.clip(tag_at, 0, len(file_ev)), tag_ev, axis=0)
+    at = np.clip(np.asarray(tag_at, np.int64), 0, len(file_ev))
+    order = np.argsort(at, kind="stable")
+    at, tag_ev = at[order], np.asarray(tag_ev)[order]
+    # As np.insert(file_ev, at, tag_ev, axis=0), by slices: the file events between two
+    # insertion points move as one block (a long trace, a few thousand tag events).
+    out = np.empty((len(file_ev) + len(tag_ev), file_ev.shape[1]), file_ev.dtype)
+    prev = 0
+    for k, a in enumerate(at.tolist()):
+        out[prev + k:a + k] = file_ev[prev:a]
+        out[a + k] = tag_ev[k]
+        prev = a
+    out[prev + len(at):] = file_ev[prev:]
+    return out
 
 
 def generate(fw: FileWorkload, tw: TaggedWorkload, data_pages: int, seed: int,
