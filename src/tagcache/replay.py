@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -21,12 +21,12 @@ from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
 from tagcache.mm.anon import AnonMemory
-from tagcache.mm.filemap import PageCache
+from tagcache.mm.filemap import SLOT_ALIGN, PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SHIFT
-from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
+from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
 
 BACKEND_NAMES = ("idle", *BACKENDS)
 CLEANCACHE_DEPENDENT = ("cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging")
@@ -249,11 +249,15 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     folio sizes (experiment.run_trace() sets them).
     """
     t0 = time.perf_counter()
+    if compiled_lru_applies(cfg, design, check, facts):
+        # The object page cache of this machine holds no slot: the compiled one has them.
+        empty = np.zeros(len(trace.files), np.int64)
+        files = FileTable.build(trace.files.dev, trace.files.ino, empty, empty)
+        m = Machine(cfg, design, replace(trace, files=files), check, facts)
+        return _replay_compiled_lru(m, cfg, design, trace, _dispatch(m, tag_tasks),
+                                    tagged_share, progress, tag_tasks, t0)
     m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
-    if compiled_lru_applies(m, cfg, design):
-        return _replay_compiled_lru(m, cfg, design, trace, table, tagged_share, progress,
-                                    tag_tasks, t0)
     ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                        trace.arg2.tolist())
     checker = m.checker
@@ -290,12 +294,13 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     return collect(m, design, tagged_share, len(ops), wall)
 
 
-def compiled_lru_applies(m: Machine, cfg: MachineConfig, design: Design) -> bool:
+def compiled_lru_applies(cfg: MachineConfig, design: Design, check: bool,
+                         facts: CaptureFacts | None) -> bool:
     """The compiled plain-LRU page cache (engine/lru.py) serves a run whose page cache is a
-    plain LRU in a cgroup of fixed capacity with no cleancache backend and no checker: then
-    nothing else in the machine changes what the page cache does."""
-    return (cfg.page_cache_policy == "lru" and design.backend == "idle" and m.checker is None
-            and m.room is None and cfg.page_cache_limit_pages is not None)
+    plain LRU in a cgroup of fixed capacity (no capture's room to follow) with no cleancache
+    backend and no checker: then nothing else in the machine changes what it does."""
+    return (cfg.page_cache_policy == "lru" and design.backend == "idle" and not check
+            and facts is None and cfg.page_cache_limit_pages is not None)
 
 
 def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: Trace,
@@ -307,8 +312,12 @@ def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: 
     from tagcache.engine.lru import NR_PAGES, LruState
 
     pc = m.pc
-    state = LruState(pc.base, pc.span, pc.isize, np.asarray(pc.dev, np.int64),
-                     cfg.page_cache_limit_pages)
+    files = trace.files
+    span = np.asarray(files.span_pages, np.int64)
+    base = np.zeros(len(span) + 1, np.int64)
+    np.cumsum((span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN, out=base[1:])
+    state = LruState(base, span, np.asarray(files.size_pages, np.int64),
+                     np.asarray(files.dev, np.int64), cfg.page_cache_limit_pages)
     state.replay(trace.op, trace.arg0, trace.arg1, trace.arg2)
     for k, v in state.stats().items():
         setattr(pc.stats, k, v)
