@@ -361,8 +361,10 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
 @click.option("--large-folios/--no-large-folios", default=None,
               help="Whether the traced files' mappings support large folios (up to order 9, "
                    "sized by readahead): ext4 does since Linux 6.16 (as on the machine of "
-                   "captures/), xfs since 5.18.  [default: as the sidecar's folio_orders "
-                   "say (any large folio in the cgroup's page cache at the end), else no]")
+                   "captures/), xfs since 5.18.  [default: per file, by its device's "
+                   "filesystem and the kernel release (sidecar filesystems, kernel_release); "
+                   "for older sidecars as folio_orders say (any large folio in the cgroup's "
+                   "page cache at the end); else no]")
 @click.option("--mappings/--no-mappings", default=None,
               help="Use the sidecar's exec_mappings as VM_EXEC mappings (forward fault "
                    "readahead within the VMA, activation of young executable folios) and its "
