@@ -22,9 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tagcache.report import CENSORED_WARNING
-from tagcache.sidecar import load_sidecar, read_ahead_pages, sidecar_for
-from tagcache.traces import read_trace
-from tagcache.validate import Validation, validate_trace
+from tagcache.validate import Validation, validate_capture
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "captures" / "corpus"
@@ -33,14 +31,6 @@ OLDER = [*sorted((ROOT / "captures").glob("*.trace.zst")),
 TARGET = {"insertions": 0.10, "reinsertions": 0.20}
 HELD_BACK = ("pip-install", "python-import", "sqlite-mmap", "sort-heap", "convert-images")
 """Classes recorded but kept out of the model's tuning; reported as they came."""
-
-
-def validate(path: Path, naive: bool = False) -> Validation:
-    meta = load_sidecar(sidecar_for(path))
-    trace = read_trace(path)
-    ra, _ = read_ahead_pages(trace, meta)
-    return validate_trace(trace, meta["kernel"]["cache_peak"] // 4096, ra_pages=ra,
-                          meta=meta, naive=naive)
 
 
 def censored(v: Validation) -> bool:
@@ -83,8 +73,8 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---|---|---|---|---|")
     dump = {}
     for name, ps in groups.items():
-        vs = [validate(p) for p in ps]
-        naive = [validate(p, naive=True) for p in ps]
+        vs = [validate_capture(p) for p in ps]
+        naive = [validate_capture(p, naive=True) for p in ps]
         for p, v, n in zip(ps, vs, naive, strict=True):
             dump[p.name.removesuffix(".trace.zst")] = {"default": v.to_json() | {"by_file": []},
                                                        "naive": n.to_json() | {"by_file": []},

@@ -91,14 +91,9 @@ def capture_name(path: Path) -> str:
 def capture_case(path: Path) -> dict:
     """``tagcache validate``'s default on a capture: the kernel's counts, the model's, the
     interval, the room, the folio orders and the fault classes."""
-    from tagcache.sidecar import load_sidecar, read_ahead_pages, sidecar_for
-    from tagcache.validate import validate_trace
+    from tagcache.validate import validate_capture
 
-    meta = load_sidecar(sidecar_for(path))
-    trace = read_trace(path, use_cache=False)
-    ra, _ = read_ahead_pages(trace, meta)
-    v = validate_trace(trace, meta["kernel"]["cache_peak"] // 4096, ra_pages=ra, meta=meta)
-    j = v.to_json()
+    j = validate_capture(path, use_cache=False).to_json()
     return {k: j[k] for k in ("kernel", "model", "capacity_pages", "capacity_lowest",
                               "samples", "facts", "folio_orders", "faults", "fault_pages",
                               "interval")}

@@ -37,12 +37,17 @@ file sizes only) and gives their room to the traced files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
+if TYPE_CHECKING:
+    from tagcache.mm.filemap import PageCache
+
 CGROUP_SAMPLE = int(Op.CGROUP_SAMPLE)
+PAGE_ALLOC, PAGE_FREE = int(Op.PAGE_ALLOC), int(Op.PAGE_FREE)
 
 
 def samples(trace: Trace) -> np.ndarray:
@@ -117,6 +122,23 @@ class CgroupRoom:
         if order is not None:
             self.anon -= 1 << order
             self._update()
+
+
+def follow_room(room: CgroupRoom, pc: PageCache, op: int, a0: int, a1: int, a2: int) -> None:
+    """A cgroup sample or a kmem event of a capture moves ``room``; where a charge shrank it
+    below what ``pc`` holds, the page cache is reclaimed as the charge's try_charge_memcg()
+    reclaims it. kmem events count only where the room follows the non-file charges."""
+    before = room.pages
+    if op == CGROUP_SAMPLE:
+        room.sample(a0, a1, a2)
+    elif not room.use_nonfile:
+        return
+    elif op == PAGE_ALLOC:
+        room.page_alloc(a0, a1, a2)
+    elif op == PAGE_FREE:
+        room.page_free(a0)
+    if room.pages < before and pc.nr_pages > room.pages:
+        pc.charge(0)
 
 
 def cgroup_room(trace: Trace, cache_peak: int, *, naive: bool = False, metadata: bool = True,

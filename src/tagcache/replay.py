@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from tagcache import invariants
+from tagcache.capacity import follow_room
 from tagcache.cleancache.backends import BACKENDS
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.costs import CostTable
@@ -21,7 +22,7 @@ from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
 from tagcache.mm.anon import AnonMemory
-from tagcache.mm.filemap import SLOT_ALIGN, PageCache
+from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
@@ -181,27 +182,20 @@ def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
     pc, anon, room = m.pc, m.anon, m.room
 
     def page_alloc(pfn: int, order: int, info: int) -> None:
-        if room is not None and room.use_nonfile:
-            follow(room.page_alloc, pfn, order, info)
+        if room is not None:
+            follow_room(room, pc, Op.PAGE_ALLOC, pfn, order, info)
         if tag_tasks and info & GFP_USER_ANON and (info >> 8) in tag_tasks:
             anon.tag_pfns(pfn, order)
 
-    def page_free(pfn: int, order: int, _info: int) -> None:
-        if room is not None and room.use_nonfile:
-            follow(room.page_free, pfn)
+    def page_free(pfn: int, order: int, info: int) -> None:
+        if room is not None:
+            follow_room(room, pc, Op.PAGE_FREE, pfn, order, info)
         if tag_tasks:
             anon.untag_pfns(pfn, order)
 
-    def follow(update: Callable[..., None], *args: int) -> None:
-        """The cgroup's room moved: a charge that shrank it reclaims page cache."""
-        before = room.pages
-        update(*args)
-        if room.pages < before and pc.nr_pages > room.pages:
-            pc.charge(0)
-
     def sample(file: int, nonfile: int, metadata: int) -> None:
         if room is not None:
-            follow(room.sample, file, nonfile, metadata)
+            follow_room(room, pc, Op.CGROUP_SAMPLE, file, nonfile, metadata)
 
     kmem = bool(tag_tasks) or (room is not None and room.use_nonfile)
 
@@ -313,10 +307,8 @@ def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: 
 
     pc = m.pc
     files = trace.files
-    span = np.asarray(files.span_pages, np.int64)
-    base = np.zeros(len(span) + 1, np.int64)
-    np.cumsum((span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN, out=base[1:])
-    state = LruState(base, span, np.asarray(files.size_pages, np.int64),
+    state = LruState(PageCache.slot_bases(files), np.asarray(files.span_pages, np.int64),
+                     np.asarray(files.size_pages, np.int64),
                      np.asarray(files.dev, np.int64), cfg.page_cache_limit_pages)
     state.replay(trace.op, trace.arg0, trace.arg1, trace.arg2)
     for k, v in state.stats().items():

@@ -23,16 +23,27 @@ interval that contains the kernel's counts (bounds.py) instead of trusting the p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tagcache.bounds import Interval, kernel_bounds
+from tagcache.capacity import follow_room
 from tagcache.cleancache.frontend import Cleancache
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
 from tagcache.mm.page_flags import PG_FOREIGN
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
-from tagcache.sidecar import ACCESS_OPS, capture_facts, device_key
+from tagcache.sidecar import (
+    ACCESS_OPS,
+    capture_facts,
+    device_key,
+    load_sidecar,
+    read_ahead_pages,
+    sidecar_for,
+)
+from tagcache.traces import read_trace
+from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
 
 FAULT_OUTCOMES = ("both_hit", "kernel_miss_model_hit", "kernel_hit_model_miss", "both_miss")
@@ -214,15 +225,7 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
                     if op == Op.KERNEL_ADD and a0 == fault_file:
                         fault_pages[outcome] += 1 << a2
                 continue
-            before = room.pages
-            if op == Op.CGROUP_SAMPLE:
-                room.sample(a0, a1, a2)
-            elif op == Op.PAGE_ALLOC:
-                room.page_alloc(a0, a1, a2)
-            else:
-                room.page_free(a0)
-            if room.pages < before and pc.nr_pages > room.pages:
-                pc.charge(0)        # the charge that took the room reclaims page cache
+            follow_room(room, pc, op, a0, a1, a2)
             continue
         fault_file = -1
         if op == Op.FAULT and a1 < span[a0]:
@@ -257,6 +260,17 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
                                     "model": _histogram(pc.file_orders.sum(axis=0))},
                       capacity_lowest=room.lowest, samples=room.samples, facts=list(facts.used),
                       naive=naive, interval=interval)
+
+
+def validate_capture(path: str | Path, *, use_cache: bool = True, **kw: Any) -> Validation:
+    """:func:`validate_trace` of a capture file as ``tagcache validate PATH`` runs it: its
+    sidecar beside it, its read_ahead_kb, a capacity of its ``kernel.cache_peak``; ``kw`` as
+    validate_trace() takes them."""
+    meta = load_sidecar(sidecar_for(path))
+    trace = read_trace(path, use_cache=use_cache)
+    ra, _ = read_ahead_pages(trace, meta)
+    return validate_trace(trace, meta["kernel"]["cache_peak"] // PAGE_SIZE,
+                          ra_pages=kw.pop("ra_pages", ra), meta=meta, **kw)
 
 
 def kernel_orders_by_file(trace: Trace, files: np.ndarray) -> np.ndarray:

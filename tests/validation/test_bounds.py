@@ -13,9 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagcache.bounds import min_misses, next_use
-from tagcache.sidecar import load_sidecar, read_ahead_pages, sidecar_for
-from tagcache.traces import read_trace
-from tagcache.validate import validate_trace
+from tagcache.validate import validate_capture, validate_trace
 from tagcache.workloads.events import FileTable, Op, TraceBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,10 +76,7 @@ def test_interval_from_a_hand_made_trace():
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name.split(".")[0])
 def test_kernel_counts_lie_in_the_interval_on_every_capture(path):
-    meta = load_sidecar(sidecar_for(path))
-    trace = read_trace(path)
-    ra, _ = read_ahead_pages(trace, meta)
-    v = validate_trace(trace, meta["kernel"]["cache_peak"] // 4096, ra_pages=ra, meta=meta)
+    v = validate_capture(path)
     assert v.interval.contains(v.kernel), (v.kernel, v.interval)
 
 

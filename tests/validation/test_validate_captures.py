@@ -14,10 +14,10 @@ import pytest
 
 from tagcache.cli import main
 from tagcache.errors import TraceError
-from tagcache.sidecar import load_sidecar, metadata_pages, read_ahead_pages, sidecar_for
+from tagcache.sidecar import metadata_pages, sidecar_for
 from tagcache.traces import read_trace
 from tagcache.units import PAGE_SIZE
-from tagcache.validate import accessed_files, kernel_counts, validate_trace
+from tagcache.validate import accessed_files, kernel_counts, validate_capture, validate_trace
 from tagcache.workloads.events import FileTable, Op, TraceBuilder
 
 MKDEV_254_0 = 254 << 20
@@ -32,12 +32,7 @@ WITHIN_TARGET_MAPPED_LESS_METADATA = [
     CAPTURES / "sqlite-point-queries.trace.zst", CAPTURES / "git-log-p.trace.zst"]
 
 
-def _validate(path: Path, **kw):
-    meta = load_sidecar(sidecar_for(path))
-    trace = read_trace(path)
-    ra, _ = read_ahead_pages(trace, meta)
-    return validate_trace(trace, meta["kernel"]["cache_peak"] // PAGE_SIZE, ra_pages=ra,
-                          meta=meta, **kw)
+_validate = validate_capture
 
 
 CENSORED = [CAPTURES / "git-log-p.trace.zst", CAPTURES / "git-log-p-12m.trace.zst"]

@@ -105,10 +105,18 @@ class PageCache:
     """All files' page cache, the two file LRU lists, readahead state and workingset."""
 
     @staticmethod
+    def slot_bases(files: FileTable) -> np.ndarray:
+        """Each file's first slot, and the size of the slot space last (``len(files) + 1``
+        entries): every file's span gets a run of slots aligned to 512."""
+        span = np.asarray(files.span_pages, np.int64)
+        base = np.zeros(len(span) + 1, np.int64)
+        np.cumsum((span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN, out=base[1:])
+        return base
+
+    @staticmethod
     def slots_needed(files: FileTable) -> int:
         """Size of the slot space for ``files`` (each run aligned to 512 slots)."""
-        span = np.asarray(files.span_pages, np.int64)
-        return int(((span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN).sum())
+        return int(PageCache.slot_bases(files)[-1])
 
     def __init__(self, files: FileTable, cleancache: Cleancache,
                  limit_pages: Callable[[], int], *, ra_pages: int = ra_mod.VM_READAHEAD_PAGES,
@@ -123,9 +131,7 @@ class PageCache:
             ra_pages, max_folio_order = 0, 0
         n = len(files)
         span = np.asarray(files.span_pages, np.int64)
-        aligned = (span + SLOT_ALIGN - 1) // SLOT_ALIGN * SLOT_ALIGN
-        self.base = np.zeros(n + 1, np.int64)
-        np.cumsum(aligned, out=self.base[1:])
+        self.base = self.slot_bases(files)
         self.nr_slots = int(self.base[-1])
         self.span = span
         self.isize = np.asarray(files.size_pages, np.int64).copy()
