@@ -12,7 +12,11 @@ start-up) does its heavy imports itself, where an interrupt is handled (cli.py).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
@@ -26,6 +30,28 @@ _EXPORTS = {
 __all__ = ["Design", "Experiment", "MachineConfig", "RunResult", "Scenario", "load_scenario",
            "replay", "run_scenario", "scenario_trace"]
 __version__ = "0.1.0"
+
+
+def _numba_cache_dir() -> None:
+    """Point numba's on-disk cache (``@njit(cache=True)``) at a folder named by a hash of this
+    package's sources, unless the user chose one (NUMBA_CACHE_DIR) or numba is already loaded.
+
+    numba checks a cached function against its own file only, not the files of the compiled
+    functions it calls, so after an upgrade or an edit of a callee a caller could run stale
+    machine code; a folder per version of the whole package cannot.
+    """
+    if "NUMBA_CACHE_DIR" in os.environ or "numba" in sys.modules:
+        return
+    h = hashlib.blake2b(digest_size=8)
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ["NUMBA_CACHE_DIR"] = str(base / "tagcache" / "numba" / h.hexdigest())
+
+
+_numba_cache_dir()
 
 
 def __getattr__(name: str) -> Any:
