@@ -6,6 +6,7 @@ calls exactly these three hooks, as mm/filemap.py calls cleancache/frontend.py:
     cleancache_store_folio(cc, head, order, dirty)     reclaim evicts a folio
     cleancache_restore_folio(cc, head, nr) -> bool     a folio is read in: restored whole?
     cleancache_invalidate_range(cc, first, end)        write, truncate, inode eviction
+    cleancache_cached(cc) -> int                       pages stored now (for the averages)
 
 With no backend (``cc.kind == KIND_NONE``) each returns at once and counts nothing.
 """
@@ -60,3 +61,11 @@ def cleancache_invalidate_range(cc, first, end):
     """Forget stored copies of slots ``[first, end)``."""
     if cc.kind == KIND_NONE:
         return
+
+
+@njit(cache=True)
+def cleancache_cached(cc):
+    """Pages stored now (0 with no backend)."""
+    if cc.kind == KIND_NONE:
+        return 0
+    return 0
