@@ -201,3 +201,33 @@ def test_run_trace_with_the_generator_has_baselines(small):
     assert e.results[0].perf["events"] == e.baselines[0].perf["events"] > len(trace)
     assert e.results[0].page_cache["hits_lost_to_tagging"] == 0       # fixed capacity, idle
     assert all(r.io["oom_events"] == 0 for r in e.results + e.baselines)
+
+
+# -- a reader trace with generated tagged memory ---------------------------------------------------
+
+def test_inserted_events_and_one_page_cache_pass_equal_merged_runs(small):
+    """run_trace() inserts each share's anonymous events into the reader trace without copying
+    it, and replays an LRU page cache of fixed capacity once for all shares: every count equals
+    a replay of the merged trace on the object model (the checker forces it), share by share."""
+    from tagcache.workloads.generators import merge
+
+    scn = replace(small, designs=[Design("idle")])
+    base = scenario_trace(scn, 0.0)
+    keep = np.isin(base.op, [Op.READ, Op.WRITE])
+    reader = replace(base, op=base.op[keep], arg0=base.arg0[keep], arg1=base.arg1[keep],
+                     arg2=base.arg2[keep])
+    got = run_trace(scn, reader, capacity_pages=48, policy="lru", check=False)
+    cfg = replace(scn.machine, page_cache_limit_pages=48, page_cache_policy="lru")
+    cols = np.stack([reader.op.astype(np.int64), reader.arg0, reader.arg1, reader.arg2], 1)
+    for r in got.results + got.baselines:
+        tev, at = anon_events(replace(scn.tagged, share=r.tagged_share), DATA, len(reader),
+                              scn.seed)
+        m = merge(cols, tev, at)
+        merged = replace(reader, op=m[:, 0].astype(np.uint8), arg0=m[:, 1].copy(),
+                         arg1=m[:, 2].copy(), arg2=m[:, 3].copy())
+        want = replay(cfg, Design("idle"), merged, tagged_share=r.tagged_share, check=True)
+        assert r.perf["events"] == len(merged)
+        against_baseline = ("hits_lost_to_tagging", "extra_pages_read_vs_untagged")
+        for part in ("page_cache", "cleancache", "io", "tag_storage"):
+            mine = {k: v for k, v in getattr(r, part).items() if k not in against_baseline}
+            assert mine == getattr(want, part), part

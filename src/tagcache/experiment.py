@@ -15,19 +15,19 @@ plus cleancache restores at 0% minus at its share) and ``io["extra_pages_read_vs
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import xxhash
 
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
 from tagcache.replay import Design, MachineConfig, RunResult, replay
 from tagcache.scenario import Scenario
 from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SIZE
-from tagcache.workloads.events import Op, Trace
+from tagcache.workloads.events import Inserted, Op, Trace
 from tagcache.workloads.generators import generate
 
 BASELINE_SHARE = 0.0
@@ -59,12 +59,17 @@ class Experiment:
 
 
 def trace_digest(trace: Trace) -> str:
-    """BLAKE2b of the event columns (op, arg0, arg1, arg2), fixed widths: equal digests mean
-    the same events in the same order."""
-    h = hashlib.blake2b(digest_size=16)
+    """XXH3-128 of the event columns (op, arg0, arg1, arg2) at fixed widths, then of the
+    inserted events and their positions: equal digests mean the same events in the same
+    order (the same events held merged or inserted hash differently)."""
+    h = xxhash.xxh3_128()
     for col, dt in ((trace.op, np.uint8), (trace.arg0, np.int64), (trace.arg1, np.int64),
                     (trace.arg2, np.int64)):
         h.update(memoryview(np.ascontiguousarray(col, dtype=dt)).cast("B"))
+    if trace.inserted is not None:
+        h.update(b"inserted")
+        for col in (trace.inserted.events, trace.inserted.at):
+            h.update(memoryview(np.ascontiguousarray(col, dtype=np.int64)).cast("B"))
     return h.hexdigest()
 
 
@@ -99,6 +104,8 @@ def _replay_all(cfg: MachineConfig, designs: list[Design], trace: Trace, share: 
     digest is recorded with every result."""
     digest = trace_digest(trace)
     cols = (trace.op, trace.arg0, trace.arg1, trace.arg2)
+    if trace.inserted is not None:
+        cols += (trace.inserted.events, trace.inserted.at)
     writeable = [c.flags.writeable for c in cols]
     for c in cols:
         c.flags.writeable = False
@@ -179,7 +186,7 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
     resident pages and mappings instead of the scenario's.
     """
     from tagcache.hw.layout import simple_layout
-    from tagcache.workloads.generators import anon_events, merge
+    from tagcache.workloads.generators import anon_events
 
     t0 = time.perf_counter()
     page_cache = {"page_cache_limit_pages": capacity_pages, "page_cache_policy": policy}
@@ -204,19 +211,16 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
         return Experiment(scn, results, time.perf_counter() - t0,
                           _trace_note(trace, capacity_pages, policy, cfg, facts) +
                           f"; tagged: user anonymous pages of {len(tasks)} captured tasks")
-    cols = np.stack([trace.op.astype(np.int64), trace.arg0, trace.arg1, trace.arg2], axis=1)
     runs = {}
+    memo: dict = {}
     for share in run_shares(scn):
         tw = replace(scn.tagged, share=share)
         tev, at = anon_events(tw, base.layout.data_pages, len(trace), scn.seed)
-        if len(tev):
-            m = merge(cols, tev, at)
-            tr = Trace(m[:, 0].astype(np.uint8), m[:, 1].copy(), m[:, 2].copy(),
-                       m[:, 3].copy(), trace.files, trace.name, trace.tasks)
-        else:
-            tr = trace
+        tr = trace
+        if len(tev):       # the trace's columns are shared, not copied, by every share
+            tr = replace(trace, inserted=Inserted.build(tev, at, len(trace)))
         runs[share] = _replay_all(base, scn.designs, tr, share, check=check,
-                                  progress=progress, facts=facts)
+                                  progress=progress, facts=facts, memo=memo)
     return _split(scn, runs, time.perf_counter() - t0,
                   _trace_note(trace, capacity_pages, policy, base, facts) +
                   "; tagged: the scenario's generator")

@@ -233,7 +233,7 @@ def _ignore(_a: int, _b: int, _c: int) -> None:
 def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
            check: bool = False, progress: Callable[[int], None] | None = None,
            tag_tasks: frozenset[int] | None = None,
-           facts: CaptureFacts | None = None) -> RunResult:
+           facts: CaptureFacts | None = None, memo: dict | None = None) -> RunResult:
     """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events.
 
     ``tag_tasks``: indexes into ``trace.tasks`` whose user anonymous pages (kmem
@@ -241,15 +241,19 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     ``facts``: the capture's page cache as its sidecar describes it (sidecar.py): pages
     resident before it and mappings; ``cfg`` and ``trace.files`` carry its readahead and
     folio sizes (experiment.run_trace() sets them).
+    ``memo``: a dict the caller keeps across runs of the same trace columns (with other
+    events inserted, or none); a page cache that nothing else in the machine can change
+    (:func:`compiled_lru_applies`) is then replayed once and its result reused.
     """
     t0 = time.perf_counter()
     if compiled_lru_applies(cfg, design, check, facts):
         # The object page cache of this machine holds no slot: the compiled one has them.
         empty = np.zeros(len(trace.files), np.int64)
         files = FileTable.build(trace.files.dev, trace.files.ino, empty, empty)
-        m = Machine(cfg, design, replace(trace, files=files), check, facts)
+        m = Machine(cfg, design, replace(trace, files=files, inserted=None), check, facts)
         return _replay_compiled_lru(m, cfg, design, trace, _dispatch(m, tag_tasks),
-                                    tagged_share, progress, tag_tasks, t0)
+                                    tagged_share, progress, tag_tasks, t0, memo)
+    trace = trace.merged()
     m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
     ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
@@ -298,31 +302,53 @@ def compiled_lru_applies(cfg: MachineConfig, design: Design, check: bool,
 
 
 def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: Trace,
-                         table, tagged_share: float, progress, tag_tasks, t0: float
-                         ) -> RunResult:
+                         table, tagged_share: float, progress, tag_tasks, t0: float,
+                         memo: dict | None) -> RunResult:
     """replay() with the page cache's events run compiled (engine/lru.py) and the rest (tag
     storage, anonymous memory) through the machine as usual, in trace order; the averages
-    are the same per-event sums, taken over the runs of file events at once."""
+    are the same per-event sums, taken over the runs of file events at once. The page cache
+    is the same whatever else the trace holds, so with a ``memo`` it runs once per trace."""
     from tagcache.engine.lru import NR_PAGES, LruState
 
     pc = m.pc
     files = trace.files
-    state = LruState(PageCache.slot_bases(files), np.asarray(files.span_pages, np.int64),
-                     np.asarray(files.size_pages, np.int64),
-                     np.asarray(files.dev, np.int64), cfg.page_cache_limit_pages)
-    state.replay(trace.op, trace.arg0, trace.arg1, trace.arg2)
+    key = ("lru", id(trace.op), cfg.page_cache_limit_pages)
+    if memo is not None and key in memo:
+        state, rest = memo[key][1:]
+    else:
+        state = LruState(PageCache.slot_bases(files), np.asarray(files.span_pages, np.int64),
+                         np.asarray(files.size_pages, np.int64),
+                         np.asarray(files.dev, np.int64), cfg.page_cache_limit_pages)
+        state.replay(trace.op, trace.arg0, trace.arg1, trace.arg2)
+        rest = np.flatnonzero(~np.isin(trace.op, np.array(sorted(PAGE_CACHE_OPS), np.uint8)))
+        if memo is not None:       # the columns are kept alive with the result
+            memo[key] = (trace.op, state, rest)
     for k, v in state.stats().items():
         setattr(pc.stats, k, v)
     pc.stats.read_requests_without_cleancache = pc.stats.read_requests
     pc.nr_pages = int(state.counters[NR_PAGES])
-    n = len(trace.op)
+    n = len(trace)
     anon, tags = m.anon, m.tags.stats
-    rest = np.flatnonzero(~np.isin(trace.op, np.array(sorted(PAGE_CACHE_OPS), np.uint8)))
-    ops, a0, a1, a2 = (trace.op[rest].tolist(), trace.arg0[rest].tolist(),
-                       trace.arg1[rest].tolist(), trace.arg2[rest].tolist())
+    # The other events, in stream order, with their index in the stream: the columns' own
+    # (past the inserted events before them) and the inserted ones.
+    ops, a0, a1, a2 = (trace.op[rest], trace.arg0[rest], trace.arg1[rest], trace.arg2[rest])
+    ins = trace.inserted
+    where = rest
+    if ins is not None and np.isin(ins.events[:, 0], list(PAGE_CACHE_OPS)).any():
+        raise ValueError("page-cache events inserted into a trace replayed in parts")
+    if ins is not None and len(ins):
+        where = np.concatenate([rest + np.searchsorted(ins.at, rest, "right"),
+                                ins.positions()])
+        order = np.argsort(where, kind="stable")
+        where = where[order]
+        ops = np.concatenate([ops.astype(np.int64), ins.events[:, 0]])[order]
+        a0 = np.concatenate([a0, ins.events[:, 1]])[order]
+        a1 = np.concatenate([a1, ins.events[:, 2]])[order]
+        a2 = np.concatenate([a2, ins.events[:, 3]])[order]
     tagged_sum = reserved_sum = 0
     tagged, reserved, prev_end = anon.nr_tagged, tags.reserved_pages, 0
-    for i, op, x, y, z in zip(rest.tolist(), ops, a0, a1, a2, strict=True):
+    for i, op, x, y, z in zip(where.tolist(), ops.tolist(), a0.tolist(), a1.tolist(),
+                              a2.tolist(), strict=True):
         tagged_sum += tagged * (i - prev_end)
         reserved_sum += reserved * (i - prev_end)
         try:

@@ -50,7 +50,7 @@ CMD started. They describe the environment and are never replayed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
@@ -156,13 +156,41 @@ class ExtentMap:
         return out
 
 
+@dataclass(frozen=True)
+class Inserted:
+    """Events inserted into a trace without copying its columns: ``events[k]`` (op, arg0,
+    arg1, arg2) goes just before event ``at[k]`` of the trace (``at`` non-decreasing; equal
+    positions keep their order; ``at == len`` appends). A long reader trace gets a few
+    hundred generated anonymous-memory events per tagged share this way, instead of a new
+    copy of its columns per share."""
+
+    events: np.ndarray    # (k, 4) int64
+    at: np.ndarray        # (k,) int64
+
+    @classmethod
+    def build(cls, events: np.ndarray, at: np.ndarray, n: int) -> Inserted:
+        """From events scheduled at ``at`` in any order (clipped to ``[0, n]``), sorted
+        stably by position, as np.insert() places them."""
+        at = np.clip(np.asarray(at, np.int64), 0, n)
+        order = np.argsort(at, kind="stable")
+        return cls(np.asarray(events, np.int64).reshape(-1, 4)[order], at[order])
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def positions(self) -> np.ndarray:
+        """Each inserted event's index in the merged stream."""
+        return self.at + np.arange(len(self.at))
+
+
 @dataclass
 class Trace:
     """An event stream: ``op`` and three argument columns, plus the files they name.
 
     ``extents`` maps the addresses the trace was read from to its page indexes (None: the
     page indexes are the trace's own, or names of objects with no address, as in
-    libCacheSim's object traces).
+    libCacheSim's object traces). ``inserted``: events that go between the columns' events
+    (:class:`Inserted`); the stream is then the merge of both (:meth:`merged`).
     """
 
     op: np.ndarray
@@ -174,9 +202,28 @@ class Trace:
     tasks: list[tuple[str, int]] = field(default_factory=list)
     skipped_lines: int = 0
     extents: ExtentMap | None = None
+    inserted: Inserted | None = None
 
     def __len__(self) -> int:
-        return len(self.op)
+        return len(self.op) + (len(self.inserted) if self.inserted is not None else 0)
+
+    def merged(self) -> Trace:
+        """The same events as plain columns (a copy when events are inserted)."""
+        ins = self.inserted
+        if ins is None:
+            return self
+        n, k = len(self.op), len(ins)
+        pos = ins.positions()
+        keep = np.ones(n + k, bool)
+        keep[pos] = False
+        cols = []
+        for j, col in enumerate((self.op, self.arg0, self.arg1, self.arg2)):
+            out = np.empty(n + k, col.dtype)
+            out[keep] = col
+            out[pos] = ins.events[:, j]
+            cols.append(out)
+        return replace(self, op=cols[0], arg0=cols[1], arg1=cols[2], arg2=cols[3],
+                       inserted=None)
 
 
 class TraceBuilder:
