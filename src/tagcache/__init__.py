@@ -38,15 +38,17 @@ def _numba_cache_dir() -> None:
 
     numba checks a cached function against its own file only, not the files of the compiled
     functions it calls, so after an upgrade or an edit of a callee a caller could run stale
-    machine code; a folder per version of the whole package cannot.
+    machine code; a folder per version of the package's compiled modules cannot.
     """
     if "NUMBA_CACHE_DIR" in os.environ or "numba" in sys.modules:
         return
     h = hashlib.blake2b(digest_size=8)
     root = Path(__file__).parent
     for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
+        text = path.read_bytes()
+        if b"numba" in text:          # only compiled code can go stale
+            h.update(str(path.relative_to(root)).encode())
+            h.update(text)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     os.environ["NUMBA_CACHE_DIR"] = str(base / "tagcache" / "numba" / h.hexdigest())
 
