@@ -1,0 +1,361 @@
+"""The invariant checker of invariants.py as flat state and compiled observation functions.
+
+The same six rules, the same ground truth, the same observation points: the compiled page
+cache, cleancache frontend, tag storage and anonymous memory call these functions where the
+object model calls ``observer.<name>()``, each guarded by ``ck.c[ON]`` so that a run without
+the checker pays one branch per site and nothing else. Ground truth, as there, is the
+checker's own: a contents generation per page-cache slot (``version``), the generation on
+disk (``disk``) and of each stored copy (``copy``, ``held``, the folio it was stored with),
+its own tagged bit per frame and tagged-page count per tag block, and the backend's cached
+count and tag-page states measured before and after every claim. It reads the backend only as
+the object checker does: where a slot's copy is (``slot_tp``: locate()), what each tag page
+holds (``tp_state``: tag_page_use()) and how many pages it caches.
+
+Every breach is counted at its event; the event numbers (at most MAX_EVENTS per rule) and the
+first MAX_REPORTS breaches per rule, as (kind, event, n, x, y) rows, are kept in arrays and
+turned into the object checker's sentences by :func:`reports` after the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.experimental import structref
+
+from tagcache.invariants import MAX_EVENTS, MAX_REPORTS, RULES, Violation
+
+TAGS_RESERVED, TAGS_XOR_CACHE, RESTORE_FRESH, RESERVE_BOUNDED, NO_DIRTY_STORE, CONSERVATION = (
+    range(6))
+assert RULES[CONSERVATION] == "conservation"
+
+# Counters (ck.c).
+ON, EVENT, CLAIM_BLOCK, CLAIM_BEFORE, CLAIM_BOUND, NR_MARKED = range(6)
+COUNT0 = 8                   # COUNT0 + rule: breaches of the rule
+NR_COUNTERS = COUNT0 + len(RULES)
+
+USE_FREE, USE_CACHE, USE_TAGS = 0, 1, 2
+
+# Report kinds: which sentence, and what x and y hold.
+(K_TAGS_WRITTEN, K_DIRTY_STORE, K_STORED_NOWHERE, K_STORED_ON_TAGS, K_STALE_RESTORE,
+ K_SURVIVED, K_CLAIM, K_CONSERVATION) = range(8)
+CLAIM_DROPPED, CLAIM_TOUCHED, CLAIM_DECLARED, CLAIM_NOT_TAGS = 1, 2, 4, 8
+MESSAGES = {
+    K_TAGS_WRITTEN: "tags of {n} pages written under tag block {x} not holding tags",
+    K_DIRTY_STORE: "{n} pages of the folio at slot {x} stored with contents not on disk",
+    K_STORED_NOWHERE: "{n} pages stored at slot {x} held by no tag page",
+    K_STORED_ON_TAGS: "{n} pages of the folio at slot {x} stored on tag page {y} of a "
+                      "reserved block",
+    K_STALE_RESTORE: "{n} pages restored from an old or absent copy (slot {x})",
+    K_SURVIVED: "{n} copies survived invalidation of slots [{x}, {y})",
+    K_CONSERVATION: "stored - restored - invalidated - reclaimed - evicted = {x}, but {y} "
+                    "cached",
+}
+
+
+@structref.register
+class CheckStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+_FIELDS = ["c", "version", "disk", "copy", "held", "folio_head", "folio_nr", "mark",
+           "marked", "tp_slot", "block_tagged", "pfn_tagged", "claim_use", "events",
+           "nr_events", "report_rows", "nr_reports", "pfn_to_block", "tag_page_block",
+           "block_first_tag_page", "block_tag_pages"]
+_PY_FIELDS = ("c", "version", "disk", "copy", "held", "events", "nr_events", "report_rows",
+              "nr_reports")
+
+
+@njit(cache=True)
+def _py_fields(ck):
+    return (ck.c, ck.version, ck.disk, ck.copy, ck.held, ck.events, ck.nr_events,
+            ck.report_rows, ck.nr_reports)
+
+
+class CheckState(structref.StructRefProxy):
+    """The checker's ground truth, counters and breach log (the arrays of ``_PY_FIELDS``
+    are readable from Python: they are the same arrays, not copies)."""
+
+    def __getattr__(self, name: str):
+        if name not in _PY_FIELDS:
+            raise AttributeError(name)
+        return _py_fields(self)[_PY_FIELDS.index(name)]
+
+
+structref.define_proxy(CheckState, CheckStateType, _FIELDS)
+
+
+def make_checker(layout, nr_slots: int, on: bool) -> CheckState:
+    """Ground truth for ``nr_slots`` page-cache slots on ``layout``; with ``on`` False every
+    array is empty and every observation returns at once."""
+    n = nr_slots if on else 0
+    t = layout.nr_tag_pages if on else 0
+    c = np.zeros(NR_COUNTERS, np.int64)
+    c[ON] = int(on)
+    c[EVENT] = -1
+    return CheckState(
+        c, np.zeros(n, np.uint32), np.zeros(n, np.uint32), np.zeros(n, np.uint32),
+        np.zeros(n, np.uint8), np.full(n, -1, np.int32), np.zeros(n, np.int32),
+        np.zeros(n, np.uint8), np.zeros(n, np.int64), np.full(t, -1, np.int64),
+        np.zeros(layout.nr_tag_blocks if on else 0, np.int32),
+        np.zeros(layout.nr_pfns if on else 0, np.uint8), np.zeros(t, np.uint8),
+        np.zeros((len(RULES), MAX_EVENTS if on else 0), np.int64),
+        np.zeros(len(RULES), np.int64), np.zeros((len(RULES), MAX_REPORTS, 5), np.int64),
+        np.zeros(len(RULES), np.int64), layout.pfn_to_block, layout.tag_page_block,
+        layout.block_first_tag_page, layout.block_tag_pages)
+
+
+@njit(cache=True)
+def fail(ck, rule, kind, n, x, y):
+    """Count ``n`` breaches of ``rule`` at the current event; keep the first reports."""
+    if n <= 0:
+        return
+    c = ck.c
+    c[COUNT0 + rule] += n
+    ev = ck.events
+    k = ck.nr_events[rule]
+    end = min(k + n, ev.shape[1])
+    ev[rule, k:end] = c[EVENT]
+    ck.nr_events[rule] = end
+    r = ck.nr_reports[rule]
+    if r < ck.report_rows.shape[1]:
+        row = ck.report_rows[rule, r]
+        row[0], row[1], row[2], row[3], row[4] = kind, c[EVENT], n, x, y
+        ck.nr_reports[rule] = r + 1
+
+
+@njit(cache=True)
+def _block_holds_tags(ck, refs, tp_state, block):
+    """Reserved and, with a backend (``tp_state`` not empty), every tag page holding tags."""
+    if refs[block] <= 0:
+        return False
+    if len(tp_state):
+        first = ck.block_first_tag_page[block]
+        for tp in range(first, first + ck.block_tag_pages[block]):
+            if tp_state[tp] != USE_TAGS:
+                return False
+    return True
+
+
+# -- tagged memory (generic mm side) -------------------------------------------------------
+
+@njit(cache=True)
+def tags_written(ck, refs, tp_state, pfn_base, pfns):
+    """Tags of ``pfns`` were just written (mte_sync_tags(), a tag copy, a tag restore). Each
+    tagged page holds its own reference: a block reserved for other pages does not make up
+    for a hook that did not reserve."""
+    for p in pfns:
+        i = p - pfn_base
+        if not ck.pfn_tagged[i]:
+            ck.pfn_tagged[i] = 1
+            ck.block_tagged[ck.pfn_to_block[i]] += 1
+    bad, first_bad = 0, -1
+    for p in pfns:
+        b = ck.pfn_to_block[p - pfn_base]
+        if not _block_holds_tags(ck, refs, tp_state, b) or refs[b] < ck.block_tagged[b]:
+            bad += 1
+            if first_bad < 0:
+                first_bad = b
+    fail(ck, TAGS_RESERVED, K_TAGS_WRITTEN, bad, first_bad, 0)
+
+
+@njit(cache=True)
+def tags_freed(ck, pfn_base, pfns):
+    for p in pfns:
+        i = p - pfn_base
+        if ck.pfn_tagged[i]:
+            ck.pfn_tagged[i] = 0
+            ck.block_tagged[ck.pfn_to_block[i]] -= 1
+
+
+# -- page contents (page cache) ------------------------------------------------------------
+
+@njit(cache=True)
+def pages_written(ck, first, end):
+    for s in range(first, end):
+        ck.version[s] += 1
+
+
+@njit(cache=True)
+def pages_cleaned(ck, head, nr):
+    for s in range(head, head + nr):
+        ck.disk[s] = ck.version[s]
+
+
+@njit(cache=True)
+def pages_truncated(ck, first, end):
+    """Gone past EOF, from the page cache and the disk alike."""
+    for s in range(first, end):
+        ck.version[s] += 1
+        ck.disk[s] = ck.version[s]
+
+
+# -- cleancache frontend -------------------------------------------------------------------
+
+@njit(cache=True)
+def stored(ck, slot_tp, refs, head, nr):
+    """The backend accepted copies of slots ``[head, head + nr)``."""
+    dirty = nowhere = on_tags = 0
+    first_tp = -1
+    for s in range(head, head + nr):
+        if ck.version[s] != ck.disk[s]:
+            dirty += 1
+        ck.copy[s] = ck.version[s]
+        ck.held[s] = 1
+        ck.folio_head[s] = head
+        ck.folio_nr[s] = nr
+        tp = slot_tp[s]
+        if tp < 0:
+            nowhere += 1
+            continue
+        ck.tp_slot[tp] = s
+        b = ck.tag_page_block[tp]
+        if ck.block_tagged[b] > 0 or refs[b] > 0:
+            on_tags += 1
+            if first_tp < 0:
+                first_tp = tp
+    fail(ck, NO_DIRTY_STORE, K_DIRTY_STORE, dirty, head, 0)
+    fail(ck, TAGS_XOR_CACHE, K_STORED_NOWHERE, nowhere, head, 0)
+    fail(ck, TAGS_XOR_CACHE, K_STORED_ON_TAGS, on_tags, head, first_tp)
+
+
+@njit(cache=True)
+def restored(ck, first, end):
+    """The backend handed back copies of slots ``[first, end)``."""
+    bad, first_bad = 0, -1
+    for s in range(first, end):
+        if not ck.held[s] or ck.copy[s] != ck.version[s]:
+            bad += 1
+            if first_bad < 0:
+                first_bad = s
+        ck.held[s] = 0
+    fail(ck, RESTORE_FRESH, K_STALE_RESTORE, bad, first_bad, 0)
+
+
+@njit(cache=True)
+def invalidated(ck, slot_tp, first, end):
+    """The backend was told to forget ``[first, end)``."""
+    left = 0
+    for s in range(first, end):
+        if slot_tp[s] >= 0:
+            left += 1
+        ck.held[s] = 0
+    fail(ck, RESTORE_FRESH, K_SURVIVED, left, first, end)
+
+
+# -- reservations --------------------------------------------------------------------------
+
+@njit(cache=True)
+def reserve_begin(ck, tp_state, slot_tp, cached, block):
+    """A claim of ``block`` starts: note the cached pages and derive the bound from the
+    checker's own record of the folios stored on the block's tag pages."""
+    c = ck.c
+    nm = 0
+    first = ck.block_first_tag_page[block]
+    for tp in range(first, first + ck.block_tag_pages[block]):
+        s = ck.tp_slot[tp]
+        if s < 0:
+            continue
+        h, nr = ck.folio_head[s], ck.folio_nr[s]
+        if h < 0:
+            continue
+        for x in range(h, h + nr):
+            if not ck.mark[x]:
+                ck.mark[x] = 1
+                ck.marked[nm] = x
+                nm += 1
+    bound = 0
+    for k in range(nm):
+        x = ck.marked[k]
+        ck.mark[x] = 0
+        if slot_tp[x] >= 0:
+            bound += 1
+    ck.claim_use[:] = tp_state
+    c[CLAIM_BLOCK], c[CLAIM_BEFORE], c[CLAIM_BOUND] = block, cached, bound
+
+
+@njit(cache=True)
+def reserve_end(ck, tp_state, cached, block, failed, slept, copied):
+    """The claim of ``block`` ended: hold what it did against the bound."""
+    c = ck.c
+    bound = c[CLAIM_BOUND]
+    dropped = c[CLAIM_BEFORE] - cached
+    touched = 0
+    for tp in range(len(tp_state)):
+        if tp_state[tp] != ck.claim_use[tp]:
+            touched += 1
+    first = ck.block_first_tag_page[block]
+    nr_tp = ck.block_tag_pages[block]
+    problems = 0
+    if dropped > bound:
+        problems |= CLAIM_DROPPED
+    if touched > nr_tp + bound:
+        problems |= CLAIM_TOUCHED
+    if failed or slept or copied:
+        problems |= CLAIM_DECLARED
+    for tp in range(first, first + nr_tp):
+        if tp_state[tp] != USE_TAGS:
+            problems |= CLAIM_NOT_TAGS
+            break
+    if problems:
+        fail(ck, RESERVE_BOUNDED, K_CLAIM, 1, block, problems)
+
+
+# -- counters ------------------------------------------------------------------------------
+
+@njit(cache=True)
+def conservation(ck, stored_, restored_, invalidated_, reclaimed, evicted, cached):
+    """stored - restored - invalidated - reclaimed - evicted == cached."""
+    expect = stored_ - restored_ - invalidated_ - reclaimed - evicted
+    if expect != cached:
+        fail(ck, CONSERVATION, K_CONSERVATION, 1, expect, cached)
+
+
+# -- after the run (Python) ----------------------------------------------------------------
+
+def fail_walk(ck: CheckState, details: dict[int, list[str]], rule: int, detail: str,
+              n: int = 1) -> None:
+    """A breach found by the end-of-run walk (Python), logged like the compiled ones; its
+    sentence goes to ``details``, which :func:`reports` takes."""
+    fail(ck, rule, -1, n, 0, 0)
+    details.setdefault(rule, []).append(detail)
+
+
+def _claim_text(block: int, problems: int) -> str:
+    parts = []
+    if problems & CLAIM_DROPPED:
+        parts.append("dropped more stored pages than were on it")
+    if problems & CLAIM_TOUCHED:
+        parts.append("changed more tag pages than its block and the stored pages")
+    if problems & CLAIM_DECLARED:
+        parts.append("failed, slept or copied")
+    if problems & CLAIM_NOT_TAGS:
+        parts.append("left tag pages not holding tags")
+    return f"claim of block {block}: " + "; ".join(parts)
+
+
+def reports(ck: CheckState, walk_details: dict[int, list[str]] | None = None
+            ) -> list[Violation]:
+    """The kept breaches as the object checker's Violation rows, rule by rule."""
+    out: list[Violation] = []
+    walk = {r: list(v) for r, v in (walk_details or {}).items()}
+    for rule, name in enumerate(RULES):
+        for row in ck.report_rows[rule, :int(ck.nr_reports[rule])].tolist():
+            kind, event, n, x, y = row
+            if kind == K_CLAIM:
+                text = _claim_text(x, y)
+            elif kind < 0:
+                text = walk[rule].pop(0) if walk.get(rule) else "found by the final walk"
+            else:
+                text = MESSAGES[kind].format(n=n, x=x, y=y)
+            out.append(Violation(name, int(event), text))
+    return out
+
+
+def counts(ck: CheckState) -> dict[str, int]:
+    return {name: int(ck.c[COUNT0 + r]) for r, name in enumerate(RULES)}
+
+
+def events(ck: CheckState) -> dict[str, list[int]]:
+    return {name: ck.events[r, :int(ck.nr_events[r])].tolist()
+            for r, name in enumerate(RULES)}
