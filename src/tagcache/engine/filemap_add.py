@@ -1,0 +1,77 @@
+"""filemap_add_folio() and the read that follows it (mm/filemap.c), compiled: PageCache.add_folio()
+over the flat state of engine/pagecache.py.
+
+A folio is charged first (try_charge_memcg(): readahead's __GFP_NORETRY allocations get one
+reclaim pass, everything else the full retries), then added: a fill whose head slot has a
+shadow entry is a refault and workingset_refault() decides whether it goes to the active
+list with PG_workingset; every other insertion drops the slots' shadows. A fill is then read:
+restored from cleancache whole (PG_RESTORED, no I/O) or from the disk, into the running
+readahead window's batch of requests or as a request of its own. Its own module so that
+readahead (which adds folios) and the system calls sit above it and reclaim below it.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from tagcache.engine.cleancache import cleancache_restore_folio
+from tagcache.engine.pagecache import (
+    INSERTIONS,
+    NR_PAGES,
+    PAGES_READ,
+    REFAULTS,
+    REINSERTIONS,
+    account_read,
+    lruvec_add_folio,
+    workingset_forget,
+    workingset_refault,
+)
+from tagcache.engine.vmscan import try_charge_memcg
+from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, MEMCG_NORETRY_RECLAIMS
+from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.mm.page_flags import PG_ACTIVE, PG_READAHEAD, PG_RESTORED, PG_WORKINGSET
+
+
+@njit(cache=True)
+def filemap_add_folio(pc, f, index, order, readahead, fill, noretry):
+    """Add a folio of ``order`` at page ``index`` of file ``f`` and, with ``fill``, read it
+    in (without, it is created for a full overwrite). ``readahead`` gives it PG_readahead.
+    Returns its head slot, or -1 when the charge failed (nothing added)."""
+    nr = 1 << order
+    if not try_charge_memcg(pc, nr, MEMCG_NORETRY_RECLAIMS if noretry else MAX_RECLAIM_RETRIES):
+        return -1
+    c = pc.c
+    head = pc.base[f] + index
+    if fill and pc.shadow[head] >= 0:      # writes never refault (__GFP_WRITE)
+        c[REFAULTS] += nr
+        active, workingset = workingset_refault(pc, head, nr)
+    else:
+        active = workingset = False
+        workingset_forget(pc, head, head + nr)
+    fl = (PG_ACTIVE if active else 0) | (PG_WORKINGSET if workingset else 0)
+    if readahead:
+        fl |= PG_READAHEAD
+    slots = pc.head
+    ever = pc.ever
+    again = 0
+    for s in range(head, head + nr):
+        slots[s] = head
+        again += int(ever[s])
+        ever[s] = 1
+    pc.order[head] = order
+    pc.flags[head] = fl
+    lruvec_add_folio(pc, LRU_ACTIVE_FILE if active else LRU_INACTIVE_FILE, head, nr)
+    c[NR_PAGES] += nr
+    c[INSERTIONS] += nr
+    c[REINSERTIONS] += again
+    pc.file_insertions[f] += nr
+    pc.file_reinsertions[f] += again
+    pc.file_orders[f, order] += 1
+    if fill:
+        from_disk = not cleancache_restore_folio(pc.cc, head, nr)
+        if from_disk:
+            c[PAGES_READ] += nr
+        else:
+            pc.flags[head] = fl | PG_RESTORED
+        account_read(pc, head, order, from_disk)
+    return head

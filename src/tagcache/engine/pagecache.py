@@ -1,0 +1,551 @@
+"""The kernel page cache as one flat state: the record, its builder, readers and leaf operations.
+
+The compiled engine (issue 11) runs the page-cache model of mm/ (filemap.py with
+``policy="kernel"``, readahead.py, vmscan.py, workingset.py, lru.py) as numba functions over
+one record, :class:`PageCacheState`, instead of objects. The record holds, sized at build
+time from the file table (slots as ``PageCache.slot_bases()`` lays them out, file ``f``'s page
+``i`` is slot ``base[f] + i``)::
+
+    per slot      head int32, order int8, flags uint16 (mm/page_flags.py, plus PG_LOCKED and
+                  PG_PINNED below), ever int8 (inserted before), shadow int64 (-1 none, else
+                  nonresident_age << 1 | workingset: mm/workingset.py's encoding)
+    lru_prev/next int32 per slot + 2 sentinels (nr_slots + LRU_INACTIVE_FILE / _ACTIVE_FILE)
+    per file      base, span, isize, dev, max_order; the file_ra_state (ra_start, ra_size,
+                  ra_async_size, ra_prev_pos, ra_mmap_miss, ra_order); file_insertions,
+                  file_reinsertions, file_orders[f, order]
+    VMAs          exec_*/cow_*: file f's sorted, disjoint [start, end) page ranges are
+                  entries off[f]..off[f+1] of the start/end arrays (binary search)
+    scratch       io_key (the folios one readahead window reads, see begin_read()), present
+                  (which pages of a read were cached before it), isolated (one
+                  isolate_lru_folios() batch)
+    c             int64 counters, indexed by the constants below
+    cc            the cleancache state (engine/cleancache.py) the hooks take
+
+This module has the leaf operations every other part calls: the LRU lists, the workingset's
+shadow entries, lookups (folio_at, range_free, page_cache_prev_miss / next_miss, the VMA
+that covers a page), folio_mark_accessed(), freeing a folio, writeback and the accounting of
+a window's disk requests. Reclaim is engine/vmscan.py, insertion engine/filemap_add.py,
+readahead engine/readahead.py, the system calls and the trace loop engine/filemap.py; the
+imports go one way: filemap -> readahead -> filemap_add -> vmscan -> pagecache, cleancache.
+
+Where the object model keeps Python sets, the record keeps flag bits: a folio a readahead
+window holds locked (``pc.locked``) has PG_LOCKED, a folio a running read or fault holds a
+reference to (``pc.pinned``) has PG_PINNED. Neither nests (a readahead never starts a read
+or a fault), so a bit is the set exactly; both are clear between events, so ``flags``
+compares equal to the object model's. Errors are codes in ``c[ERROR]``, not exceptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, types
+from numba.experimental import structref
+
+from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache, PageCacheStats, _ranges
+from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.mm.page_flags import (
+    PG_ACTIVE,
+    PG_DIRTY,
+    PG_FOREIGN,
+    PG_MAPPED,
+    PG_READAHEAD,
+    PG_REFERENCED,
+    PG_RESTORED,
+    PG_WORKINGSET,
+    PTE_YOUNG,
+    VM_EXEC_MAPPED,
+)
+from tagcache.mm.vmscan import SWAP_CLUSTER_MAX
+from tagcache.mm.workingset import NO_SHADOW
+from tagcache.workloads.events import FileTable
+
+PG_LOCKED = 1 << 10
+"""A readahead window's folio, locked until the window is read (``pc.locked``)."""
+PG_PINNED = 1 << 11
+"""A folio a running read or fault holds a reference to (``pc.pinned``)."""
+assert not (PG_LOCKED | PG_PINNED) & (PG_ACTIVE | PG_REFERENCED | PG_DIRTY | PG_READAHEAD
+                                      | PG_WORKINGSET | PG_MAPPED | PTE_YOUNG | PG_FOREIGN
+                                      | VM_EXEC_MAPPED | PG_RESTORED)
+
+# -- counters: c[...] ---------------------------------------------------------------------------
+
+STAT_NAMES = tuple(f.name for f in dataclasses.fields(PageCacheStats))
+"""PageCacheStats' counters, which are c[0:len(STAT_NAMES)] in this order."""
+(ACCESSES, HITS, MISSES, INSERTIONS, REINSERTIONS, REFAULTS, CLEANCACHE_HITS, EVICTIONS,
+ PAGES_READ, PAGES_WRITTEN, READ_REQUESTS, READ_REQUESTS_WITHOUT_CLEANCACHE) = range(12)
+assert STAT_NAMES[READ_REQUESTS_WITHOUT_CLEANCACHE] == "read_requests_without_cleancache"
+assert len(STAT_NAMES) == 12
+NR_PAGES = 12           # pages charged (PG_FOREIGN ones are not)
+NR_DIRTY = 13
+NR_LRU = 14             # c[NR_LRU + lru]: pages on the list (lruvec->lru_zone_size)
+NR_INACTIVE_FILE = NR_LRU + LRU_INACTIVE_FILE
+NR_ACTIVE_FILE = NR_LRU + LRU_ACTIVE_FILE
+NONRESIDENT_AGE = 16
+WORKINGSET_REFAULT = 17     # WORKINGSET_REFAULT_FILE, pages
+WORKINGSET_ACTIVATE = 18
+WORKINGSET_RESTORE = 19
+REFAULTS_SNAPSHOT = 20      # WORKINGSET_ACTIVATE at the end of the last reclaim
+LIMIT = 21                  # the charge limit in pages (set_limit())
+IO_ACTIVE = 22              # a readahead window is collecting its folios (begin_read())
+IO_LEN = 23
+CACHED_SUM = 24             # sum over the events replayed of cleancache_cached()
+ERROR = 25                  # ERR_*
+ERROR_EVENT = 26            # the trace index of the event that failed
+ERROR_ARG = 27              # its file
+NR_COUNTERS = 28
+
+ERR_NONE = 0
+ERR_WRITE_PAST_SPAN = 1
+"""A write ends past its file's span (the object model raises ValueError)."""
+ERR_NO_ROOM = 2
+"""A charge with full retries failed and the page a read, fault or write needs could not be
+added. The object model has no defined behaviour there (it indexes slot -1); the reclaim
+rules make it unreachable (nothing is locked or pinned then), so it is an error."""
+ERR_IO_BATCH = 3
+"""A window read more folios than the io batch holds (cannot happen: at most a file's span)."""
+
+_IO_ORDER_SHIFT = 1
+_IO_HEAD_SHIFT = 5          # io_key = head << 5 | order << 1 | from_disk
+
+
+# -- the record ---------------------------------------------------------------------------------
+
+@structref.register
+class PageCacheStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class PageCacheState(structref.StructRefProxy):
+    """Every array of the kernel page-cache model, its counters and its cleancache state.
+
+    Built by make_page_cache(), which also sets each field as a plain Python attribute of
+    the proxy: the same arrays (the same memory) the compiled code changes, readable from
+    Python without a compiled getter per field. Fields are never rebound, only changed in
+    place; do not assign them from Python."""
+
+
+FIELDS = ("cc", "c", "nr_slots", "ra_pages", "base", "span", "isize", "dev", "max_order",
+          "head", "order", "flags", "ever", "shadow", "lru_prev", "lru_next",
+          "ra_start", "ra_size", "ra_async_size", "ra_prev_pos", "ra_mmap_miss", "ra_order",
+          "file_insertions", "file_reinsertions", "file_orders",
+          "exec_off", "exec_start", "exec_end", "cow_off", "cow_start", "cow_end",
+          "io_key", "present", "isolated")
+structref.define_proxy(PageCacheState, PageCacheStateType, list(FIELDS))
+
+
+def _flat_ranges(spec: Mapping[int, Sequence[tuple[int, int]]] | None, n: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """File -> ranges as offsets into sorted start/end arrays (merged as the object model
+    merges them)."""
+    merged = _ranges(spec)
+    off = np.zeros(n + 1, np.int64)
+    starts: list[int] = []
+    ends: list[int] = []
+    for f in range(n):
+        for a, b in merged.get(f, ()):
+            starts.append(a)
+            ends.append(b)
+        off[f + 1] = len(starts)
+    return off, np.array(starts, np.int64), np.array(ends, np.int64)
+
+
+def make_page_cache(files: FileTable, cc: Any, *, ra_pages: int, max_folio_order: int,
+                    exec_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+                    cow_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None
+                    ) -> PageCacheState:
+    """The state ``PageCache(files, cleancache, limit, ra_pages=..., max_folio_order=...,
+    policy="kernel", exec_vmas=..., cow_vmas=...)`` starts with; ``cc`` is the cleancache
+    state (engine/cleancache.py). The charge limit is 0 until set_limit()."""
+    n = len(files)
+    base = PageCache.slot_bases(files)
+    nr_slots = int(base[-1])
+    span = np.array(files.span_pages, np.int64)
+    isize = np.array(files.size_pages, np.int64)
+    if (isize > span).any():
+        raise ValueError("a file's size exceeds its span")
+    max_order = np.where(np.asarray(files.large_folios, bool),
+                         min(max_folio_order, MAX_PAGECACHE_ORDER), 0).astype(np.int8)
+    longest = max(1, int(span.max()) if n else 1)
+    lru_prev = np.full(nr_slots + 2, -1, np.int32)
+    lru_next = np.full(nr_slots + 2, -1, np.int32)
+    for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+        lru_prev[nr_slots + lru] = lru_next[nr_slots + lru] = nr_slots + lru
+    exec_off, exec_start, exec_end = _flat_ranges(exec_vmas, n)
+    cow_off, cow_start, cow_end = _flat_ranges(cow_vmas, n)
+    values = {
+        "cc": cc, "c": np.zeros(NR_COUNTERS, np.int64), "nr_slots": nr_slots,
+        "ra_pages": int(ra_pages), "base": np.ascontiguousarray(base[:-1]), "span": span,
+        "isize": isize, "dev": np.array(files.dev, np.int64), "max_order": max_order,
+        "head": np.full(nr_slots, -1, np.int32), "order": np.zeros(nr_slots, np.int8),
+        "flags": np.zeros(nr_slots, np.uint16), "ever": np.zeros(nr_slots, np.int8),
+        "shadow": np.full(nr_slots, NO_SHADOW, np.int64),
+        "lru_prev": lru_prev, "lru_next": lru_next,
+        "ra_start": np.zeros(n, np.int64), "ra_size": np.zeros(n, np.int64),
+        "ra_async_size": np.zeros(n, np.int64), "ra_prev_pos": np.full(n, -1, np.int64),
+        "ra_mmap_miss": np.zeros(n, np.int32), "ra_order": np.zeros(n, np.int8),
+        "file_insertions": np.zeros(n, np.int64), "file_reinsertions": np.zeros(n, np.int64),
+        "file_orders": np.zeros((n, MAX_PAGECACHE_ORDER + 2), np.int64),
+        "exec_off": exec_off, "exec_start": exec_start, "exec_end": exec_end,
+        "cow_off": cow_off, "cow_start": cow_start, "cow_end": cow_end,
+        "io_key": np.zeros(longest, np.int64), "present": np.zeros(longest, np.int8),
+        "isolated": np.zeros(SWAP_CLUSTER_MAX, np.int32),
+    }
+    if numba.config.DISABLE_JIT:
+        # A StructRefProxy cannot be built without the compiler; the uncompiled step
+        # functions only read attributes, which a namespace has alike.
+        return SimpleNamespace(**values)          # type: ignore[return-value]
+    state = PageCacheState(*(values[k] for k in FIELDS))
+    state.__dict__.update(values)
+    return state
+
+
+def set_limit(pc: PageCacheState, pages: int) -> None:
+    """The charge limit in pages (the object model's ``limit_pages()``, evaluated by the
+    caller whenever it changes)."""
+    pc.c[LIMIT] = int(pages)
+
+
+# -- readers ------------------------------------------------------------------------------------
+
+def page_cache_stats(pc: PageCacheState) -> dict[str, int]:
+    """``dataclasses.asdict(PageCache.stats)``."""
+    c = pc.c
+    return {name: int(c[k]) for k, name in enumerate(STAT_NAMES)}
+
+
+def nr_pages(pc: PageCacheState) -> int:
+    return int(pc.c[NR_PAGES])
+
+
+def nr_dirty(pc: PageCacheState) -> int:
+    return int(pc.c[NR_DIRTY])
+
+
+def cached_sum(pc: PageCacheState) -> int:
+    """The sum, over the events replay_page_cache() consumed, of cleancache_cached()."""
+    return int(pc.c[CACHED_SUM])
+
+
+def file_counts(pc: PageCacheState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(file_insertions, file_reinsertions, file_orders) as the object model keeps them."""
+    return pc.file_insertions.copy(), pc.file_reinsertions.copy(), pc.file_orders.copy()
+
+
+def workingset_counts(pc: PageCacheState) -> dict[str, int]:
+    """The WORKINGSET_* counters and nonresident_age (mm/workingset.py's attributes)."""
+    c = pc.c
+    return {"refault": int(c[WORKINGSET_REFAULT]), "activate": int(c[WORKINGSET_ACTIVATE]),
+            "restore": int(c[WORKINGSET_RESTORE]), "nonresident_age": int(c[NONRESIDENT_AGE])}
+
+
+def folio_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
+    """Copies of the per-slot arrays head, order, flags, ever and shadow (shadow as the
+    object model encodes it: -1 none, else age << 1 | workingset)."""
+    return {"head": pc.head.copy(), "order": pc.order.copy(), "flags": pc.flags.copy(),
+            "ever": pc.ever.astype(bool), "shadow": pc.shadow.copy()}
+
+
+def ra_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
+    """Each file's file_ra_state, by the object model's RaState attribute names."""
+    return {"start": pc.ra_start.copy(), "size": pc.ra_size.copy(),
+            "async_size": pc.ra_async_size.copy(), "prev_pos": pc.ra_prev_pos.copy(),
+            "mmap_miss": pc.ra_mmap_miss.copy(), "order": pc.ra_order.copy()}
+
+
+def lru_walk(pc: PageCacheState, lru: int) -> list[int]:
+    """Head slots on ``lru`` from the newest to the oldest (LruLists.walk())."""
+    nxt = pc.lru_next
+    sentinel = int(pc.nr_slots) + lru
+    out: list[int] = []
+    s = int(nxt[sentinel])
+    while s != sentinel:
+        out.append(s)
+        s = int(nxt[s])
+    return out
+
+
+# -- the LRU lists (mm/lru.py) ------------------------------------------------------------------
+
+@njit(cache=True)
+def lruvec_add_folio(pc, lru, head, nr):
+    """Link the folio at ``head`` at the newest end of ``lru``."""
+    nxt, prev = pc.lru_next, pc.lru_prev
+    sentinel = pc.nr_slots + lru
+    first = nxt[sentinel]
+    nxt[head] = first
+    prev[head] = sentinel
+    prev[first] = head
+    nxt[sentinel] = head
+    pc.c[NR_LRU + lru] += nr
+
+
+@njit(cache=True)
+def lruvec_del_folio(pc, lru, head, nr):
+    nxt, prev = pc.lru_next, pc.lru_prev
+    p, n = prev[head], nxt[head]
+    nxt[p] = n
+    prev[n] = p
+    prev[head] = -1
+    nxt[head] = -1
+    pc.c[NR_LRU + lru] -= nr
+
+
+@njit(cache=True)
+def lru_tail(pc, lru):
+    """Oldest folio on ``lru``, or -1 when it is empty."""
+    sentinel = pc.nr_slots + lru
+    t = int(pc.lru_prev[sentinel])
+    return -1 if t == sentinel else t
+
+
+# -- workingset (mm/workingset.py) --------------------------------------------------------------
+
+@njit(cache=True)
+def workingset_age_nonresident(pc, nr):
+    """Called on eviction and on activation."""
+    pc.c[NONRESIDENT_AGE] += nr
+
+
+@njit(cache=True)
+def workingset_eviction(pc, head, nr, workingset):
+    """Store the shadow over the folio's slots."""
+    v = (pc.c[NONRESIDENT_AGE] << 1) | (1 if workingset else 0)
+    shadow = pc.shadow
+    for s in range(head, head + nr):
+        shadow[s] = v
+    workingset_age_nonresident(pc, nr)
+
+
+@njit(cache=True)
+def workingset_forget(pc, first, end):
+    """Drop the shadows of slots ``[first, end)`` (truncation, a new folio)."""
+    shadow = pc.shadow
+    for s in range(first, end):
+        shadow[s] = NO_SHADOW
+
+
+@njit(cache=True)
+def workingset_refault(pc, head, nr):
+    """A folio is added at ``head``: consume its slots' shadows; return (activate,
+    workingset) by the refault distance against the active list (refault_check())."""
+    c = pc.c
+    shadow = int(pc.shadow[head])
+    workingset_forget(pc, head, head + nr)
+    if shadow == NO_SHADOW:
+        return False, False
+    c[WORKINGSET_REFAULT] += nr
+    was_workingset = (shadow & 1) != 0
+    if c[NONRESIDENT_AGE] - (shadow >> 1) > c[NR_ACTIVE_FILE]:
+        return False, False
+    workingset_age_nonresident(pc, nr)
+    c[WORKINGSET_ACTIVATE] += nr
+    if was_workingset:
+        c[WORKINGSET_RESTORE] += nr
+    return True, was_workingset
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def folio_at(pc, f, index):
+    """Head slot of the folio caching page ``index`` of file ``f``, or -1."""
+    if index < 0 or index >= pc.span[f]:
+        return -1
+    return int(pc.head[pc.base[f] + index])
+
+
+@njit(cache=True)
+def range_free(pc, f, index, nr):
+    """No page of ``[index, index + nr)`` is cached (a large folio may go there)."""
+    head = pc.head
+    b = pc.base[f] + index
+    for s in range(b, b + nr):
+        if head[s] >= 0:
+            return False
+    return True
+
+
+@njit(cache=True)
+def page_cache_prev_miss(pc, f, index, max_scan):
+    """First uncached index at or below ``index`` looking back ``max_scan`` pages, else
+    the one before the scan (-1 at the start of the file)."""
+    head = pc.head
+    b = pc.base[f]
+    lo = max(0, index - max_scan + 1)
+    for i in range(index, lo - 1, -1):
+        if head[b + i] < 0:
+            return i
+    return lo - 1 if lo > 0 else -1
+
+
+@njit(cache=True)
+def page_cache_next_miss(pc, f, index, max_scan):
+    """First uncached index at or above ``index`` within ``max_scan`` pages and the span."""
+    head = pc.head
+    b = pc.base[f]
+    hi = min(index + max_scan, pc.span[f])
+    for i in range(index, hi):
+        if head[b + i] < 0:
+            return i
+    return hi
+
+
+@njit(cache=True)
+def vma_covering(off, starts, ends, f, index):
+    """Entry of the range of file ``f`` that holds page ``index`` (binary search over its
+    sorted, disjoint ranges), or -1."""
+    lo, hi = off[f], off[f + 1]
+    while lo < hi:                       # first range starting past index
+        mid = (lo + hi) >> 1
+        if starts[mid] <= index:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = lo - 1
+    if i >= off[f] and starts[i] <= index < ends[i]:
+        return i
+    return -1
+
+
+@njit(cache=True)
+def exec_vma(pc, f, index):
+    """Entry of exec_start/exec_end of the VM_EXEC mapping covering page ``index``, or -1."""
+    return vma_covering(pc.exec_off, pc.exec_start, pc.exec_end, f, index)
+
+
+@njit(cache=True)
+def mapped_flags(pc, f, index):
+    """What a fault or fault-around on page ``index`` leaves on its folio: mapped and young,
+    plus VM_EXEC_MAPPED in an executable mapping; nothing in a copy-on-write range."""
+    if vma_covering(pc.cow_off, pc.cow_start, pc.cow_end, f, index) >= 0:
+        return 0
+    if exec_vma(pc, f, index) >= 0:
+        return PG_MAPPED | PTE_YOUNG | VM_EXEC_MAPPED
+    return PG_MAPPED | PTE_YOUNG
+
+
+# -- folios -------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def folio_nr_pages(pc, head):
+    return 1 << int(pc.order[head])
+
+
+@njit(cache=True)
+def folio_mark_accessed(pc, head):
+    """Inactive, unreferenced -> referenced -> active (workingset_activation() ages)."""
+    fl = int(pc.flags[head])
+    if fl & PG_FOREIGN:
+        return
+    if not fl & PG_REFERENCED:
+        pc.flags[head] = fl | PG_REFERENCED
+    elif not fl & PG_ACTIVE:
+        nr = folio_nr_pages(pc, head)
+        lruvec_del_folio(pc, LRU_INACTIVE_FILE, head, nr)
+        pc.flags[head] = (fl | PG_ACTIVE) & ~PG_REFERENCED
+        lruvec_add_folio(pc, LRU_ACTIVE_FILE, head, nr)
+        workingset_age_nonresident(pc, nr)
+
+
+@njit(cache=True)
+def folio_del_from_lru(pc, head):
+    """Unlink the folio from its list (a PG_FOREIGN one is on none); return its pages."""
+    nr = folio_nr_pages(pc, head)
+    fl = int(pc.flags[head])
+    if fl & PG_FOREIGN:
+        return nr
+    lruvec_del_folio(pc, LRU_ACTIVE_FILE if fl & PG_ACTIVE else LRU_INACTIVE_FILE, head, nr)
+    return nr
+
+
+@njit(cache=True)
+def page_cache_delete(pc, head, nr):
+    """Free the folio's slots (uncharged unless PG_FOREIGN)."""
+    if not int(pc.flags[head]) & PG_FOREIGN:
+        pc.c[NR_PAGES] -= nr
+    h = pc.head
+    for s in range(head, head + nr):
+        h[s] = -1
+    pc.flags[head] = 0
+    pc.order[head] = 0
+
+
+@njit(cache=True)
+def folio_writeback(pc, head, nr):
+    """Write a dirty folio back (the caller clears PG_dirty)."""
+    pc.c[PAGES_WRITTEN] += nr
+    pc.c[NR_DIRTY] -= nr
+    # observer: pages_cleaned(head, nr)
+
+
+# -- a readahead window's disk requests (read_pages()) ------------------------------------------
+
+@njit(cache=True)
+def begin_read(pc):
+    """Start collecting the folios a readahead window reads; False when one already is (an
+    inner call joins it)."""
+    c = pc.c
+    if c[IO_ACTIVE]:
+        return False
+    c[IO_ACTIVE] = 1
+    c[IO_LEN] = 0
+    return True
+
+
+@njit(cache=True)
+def account_read(pc, head, order, from_disk):
+    """A folio was read in (``from_disk``, or restored): into the window's batch, or one
+    request of its own when no window is collecting."""
+    c = pc.c
+    if c[IO_ACTIVE]:
+        n = c[IO_LEN]
+        if n >= len(pc.io_key):
+            c[ERROR] = ERR_IO_BATCH
+            return
+        pc.io_key[n] = (head << _IO_HEAD_SHIFT) | (order << _IO_ORDER_SHIFT) | (
+            1 if from_disk else 0)
+        c[IO_LEN] = n + 1
+        return
+    c[READ_REQUESTS_WITHOUT_CLEANCACHE] += 1
+    if from_disk:
+        c[READ_REQUESTS] += 1
+
+
+@njit(cache=True)
+def end_read(pc):
+    """Count the batch's requests: runs of contiguous folios read from disk, and the runs
+    there would have been with no folio restored (a restored folio splits a run), in
+    ``sorted()`` order of (head, nr, from_disk)."""
+    c = pc.c
+    c[IO_ACTIVE] = 0
+    n = c[IO_LEN]
+    c[IO_LEN] = 0
+    key = pc.io_key
+    for i in range(1, n):                # insertion sort: a window adds in order
+        k = key[i]
+        j = i - 1
+        while j >= 0 and key[j] > k:
+            key[j + 1] = key[j]
+            j -= 1
+        key[j + 1] = k
+    prev_end = -1
+    prev_disk = False
+    for i in range(n):
+        k = key[i]
+        head = k >> _IO_HEAD_SHIFT
+        nr = 1 << ((k >> _IO_ORDER_SHIFT) & 15)
+        disk = (k & 1) != 0
+        joined = head == prev_end
+        if not joined:
+            c[READ_REQUESTS_WITHOUT_CLEANCACHE] += 1
+        if disk and not (joined and prev_disk):
+            c[READ_REQUESTS] += 1
+        prev_end = head + nr
+        prev_disk = disk
