@@ -1,14 +1,28 @@
-"""The cleancache frontend and the tag-storage backend as flat state (compiled engine).
+"""The cleancache frontend (mm/cleancache.c) and its state, for the compiled engine.
 
-STUB (being written): only the no-backend path exists yet. The page cache (engine/pagecache)
-calls exactly these three hooks, as mm/filemap.py calls cleancache/frontend.py:
+The compiled twin of cleancache/frontend.py over the tag-storage backend of engine/tagstore.py
+(the only backend; ``cc.kind`` says whether there is one). The page cache (engine/pagecache)
+calls exactly these hooks, as mm/filemap.py calls the object frontend::
 
     cleancache_store_folio(cc, head, order, dirty)     reclaim evicts a folio
     cleancache_restore_folio(cc, head, nr) -> bool     a folio is read in: restored whole?
     cleancache_invalidate_range(cc, first, end)        write, truncate, inode eviction
     cleancache_cached(cc) -> int                       pages stored now (for the averages)
 
-With no backend (``cc.kind == KIND_NONE``) each returns at once and counts nothing.
+and the tag storage (engine/tags.py) calls :func:`cleancache_account_reserve` after each claim.
+The rules, at their call sites: an up-to-date (clean) folio is stored, anything else is
+invalidated; a folio is restored whole or not at all, and exclusively (a hit removes the copy);
+copies of a folio that cannot be restored whole are invalidated, since it is read from disk.
+With no backend (``cc.kind == KIND_NONE``) each hook returns at once and counts nothing.
+
+One record (:class:`CleancacheState`, a numba structref; engine/flat.py) holds the frontend's
+counters and the backend's arrays; its counters are one int64 array ``c`` indexed by the
+constants of engine/tagstore.py (STORED ... COLLATERAL the frontend's, then EVICTED,
+NR_CACHED, PEAK_CACHED, NR_FREE, FREE_TOP, the latest claim's ReserveWork W_*, and the refused
+transitions BAD_*). :func:`cleancache_report` reads what replay.collect() reports.
+
+Observation: the object frontend tells its observer (the checker) of every store, restore and
+invalidation; the sites are marked ``# observer:`` here for the engine to hook later.
 """
 
 from __future__ import annotations
@@ -17,7 +31,51 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine.flat import state_class
+from tagcache.engine.tagstore import (
+    BAD_EDGES,
+    BAD_STORES,
+    COLLATERAL,
+    EVICTED,
+    FREE_TOP,
+    FRONTEND_COUNTERS,
+    INVALIDATED,
+    MISSED,
+    NR_CACHED,
+    NR_COUNTERS,
+    NR_FREE,
+    PEAK_CACHED,
+    POLICIES,
+    RECLAIMED,
+    RESTORED,
+    SKIPPED,
+    STORED,
+    tagstore_present,
+    tagstore_restore_range,
+    tagstore_store_folio,
+)
+
 KIND_NONE, KIND_TAGSTORE = 0, 1
+KINDS = {"idle": KIND_NONE, "cleancache": KIND_TAGSTORE}
+TAG_PAGE_RECORD_BYTES = 12.0
+"""What a kernel implementation keeps per tag page (the object backend's TAG_PAGE_RECORD)."""
+
+_i32, _u8 = types.int32[::1], types.uint8[::1]
+FIELDS = (
+    ("kind", types.int64),              # KIND_NONE or KIND_TAGSTORE
+    ("policy", types.int64),            # POLICY_WHOLE or POLICY_SPLIT (tagstore.py)
+    ("c", types.int64[::1]),            # counters, tagstore.py's constants
+    ("tp_state", _u8),                  # per tag page: TP_FREE, TP_CACHE, TP_TAGS
+    ("tp_order", _u8),                  # per tag page: order of the stored folio
+    ("tp_slot", _i32),                  # per tag page: page-cache slot stored, -1
+    ("tp_prev", _i32),                  # per tag page + sentinel: store-order list
+    ("tp_next", _i32),
+    ("in_stack", types.boolean[::1]),   # per tag page: in free_stack
+    ("free_stack", _i32),               # candidate free pages (lazy deletion)
+    ("slot_tp", _i32),                  # per page-cache slot: tag page of its copy, -1
+    ("block_first_tag_page", _i32),     # per tag block (the layout's)
+    ("block_tag_pages", _i32),
+)
 
 
 @structref.register
@@ -26,19 +84,77 @@ class CleancacheStateType(types.StructRef):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-class CleancacheState(structref.StructRefProxy):
-    """The frontend's counters and the backend's per-tag-page arrays."""
+CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 
 
-structref.define_proxy(CleancacheState, CleancacheStateType, ["kind", "c"])
+@njit(cache=True)
+def _new(kind, policy, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stack, free_stack,
+         slot_tp, block_first_tag_page, block_tag_pages):
+    cc = structref.new(CLEANCACHE_STATE)
+    cc.kind = kind
+    cc.policy = policy
+    cc.c = c
+    cc.tp_state = tp_state
+    cc.tp_order = tp_order
+    cc.tp_slot = tp_slot
+    cc.tp_prev = tp_prev
+    cc.tp_next = tp_next
+    cc.in_stack = in_stack
+    cc.free_stack = free_stack
+    cc.slot_tp = slot_tp
+    cc.block_first_tag_page = block_first_tag_page
+    cc.block_tag_pages = block_tag_pages
+    return cc
+
+
+@njit(cache=True)
+def _unpack(cc):
+    return (cc.kind, cc.policy, cc.c, cc.tp_state, cc.tp_order, cc.tp_slot, cc.tp_prev,
+            cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp, cc.block_first_tag_page,
+            cc.block_tag_pages)
+
+
+CleancacheState = state_class(
+    CleancacheStateType, [f for f, _ in FIELDS], _new, _unpack, "CleancacheState", __name__,
+    "The frontend's counters and the tag-storage backend's per-tag-page arrays.")
 
 
 def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
                     policy: str = "whole") -> CleancacheState:
-    """The state for backend ``kind`` ("idle": none)."""
-    if kind != "idle":
-        raise NotImplementedError("only the no-backend path exists yet")
-    return CleancacheState(KIND_NONE, np.zeros(8, np.int64))
+    """The state for backend ``kind`` ("idle": none; "cleancache": free tag storage of
+    ``layout`` keeping copies of ``nr_slots`` page-cache slots, large folios by ``policy``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown cleancache backend {kind!r}; choose from {sorted(KINDS)}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown large-folio policy {policy!r}; choose from {POLICIES}")
+    c = np.zeros(NR_COUNTERS, np.int64)
+    i32 = np.int32
+    if KINDS[kind] == KIND_NONE:
+        t, nr_slots, first, count = 0, 0, np.zeros(0, i32), np.zeros(0, i32)
+    else:
+        t = layout.nr_tag_pages
+        first = np.ascontiguousarray(layout.block_first_tag_page, i32)
+        count = np.ascontiguousarray(layout.block_tag_pages, i32)
+    prev = np.full(t + 1, -1, i32)                  # entry t is the list's sentinel
+    nxt = np.full(t + 1, -1, i32)
+    prev[t] = nxt[t] = t
+    c[NR_FREE] = c[FREE_TOP] = t
+    return CleancacheState(
+        KINDS[kind], POLICIES.index(policy), c, np.zeros(t, np.uint8), np.zeros(t, np.uint8),
+        np.full(t, -1, i32), prev, nxt, np.ones(t, np.bool_),
+        np.arange(t - 1, -1, -1, dtype=i32),        # pops tag page 0 first
+        np.full(int(nr_slots), -1, i32), first, count)
+
+
+# -- the hooks ---------------------------------------------------------------------------------
+
+@njit(cache=True)
+def cleancache_invalidate_range(cc, first, end):
+    """Forget stored copies of slots ``[first, end)`` (write, truncate, inode eviction)."""
+    if cc.kind == KIND_NONE:
+        return
+    cc.c[INVALIDATED] += tagstore_restore_range(cc, first, end)
+    # observer: invalidated(first, end)
 
 
 @njit(cache=True)
@@ -46,21 +162,44 @@ def cleancache_store_folio(cc, head, order, dirty):
     """Reclaim is evicting the folio at ``head``, with its final dirty state."""
     if cc.kind == KIND_NONE:
         return
+    nr = 1 << order
+    if dirty:
+        # An up-to-date page is stored, anything else is invalidated.
+        cleancache_invalidate_range(cc, head, head + nr)
+        return
+    if tagstore_present(cc, head, head + nr):
+        cleancache_invalidate_range(cc, head, head + nr)   # never keep two copies of a page
+    if tagstore_store_folio(cc, head, order):
+        cc.c[STORED] += nr
+        # observer: stored(head, nr)
+    else:
+        cc.c[SKIPPED] += nr
 
 
 @njit(cache=True)
 def cleancache_restore_folio(cc, head, nr):
-    """A folio is being read in: restore it whole or not at all; True if restored."""
+    """A folio is being read in: restore it whole or not at all (the kernel reads the whole
+    folio when any page is missing), invalidating a partial copy; True if restored."""
     if cc.kind == KIND_NONE:
         return False
-    return False
+    present = tagstore_present(cc, head, head + nr)
+    if present < nr:
+        if present:
+            cleancache_invalidate_range(cc, head, head + nr)
+        cc.c[MISSED] += nr
+        return False
+    tagstore_restore_range(cc, head, head + nr)
+    # observer: restored(slots)   (the slots of [head, head + nr))
+    cc.c[RESTORED] += nr
+    return True
 
 
 @njit(cache=True)
-def cleancache_invalidate_range(cc, first, end):
-    """Forget stored copies of slots ``[first, end)``."""
-    if cc.kind == KIND_NONE:
-        return
+def cleancache_account_reserve(cc, dropped, collateral):
+    """A tag claim dropped ``dropped`` stored pages (measured by the caller), of which
+    ``collateral`` lay outside the claimed tag pages."""
+    cc.c[RECLAIMED] += dropped
+    cc.c[COLLATERAL] += collateral
 
 
 @njit(cache=True)
@@ -68,4 +207,37 @@ def cleancache_cached(cc):
     """Pages stored now (0 with no backend)."""
     if cc.kind == KIND_NONE:
         return 0
-    return 0
+    return cc.c[NR_CACHED]
+
+
+# -- readers for the report --------------------------------------------------------------------
+
+def cleancache_report(cc: CleancacheState) -> dict[str, int]:
+    """What replay.collect() reads from a Cleancache: its stats' fields, ``evicted``,
+    ``cached`` and the backend's ``peak_cached`` (all 0 with no backend)."""
+    c = cc.c
+    out = {name: int(c[k]) for k, name in enumerate(FRONTEND_COUNTERS)}
+    out.update(evicted=int(c[EVICTED]), cached=int(c[NR_CACHED]),
+               peak_cached=int(c[PEAK_CACHED]))
+    return out
+
+
+def cleancache_errors(cc: CleancacheState) -> int:
+    """Transitions the single door refused and pages offered twice (0 in a correct run)."""
+    return int(cc.c[BAD_EDGES] + cc.c[BAD_STORES])
+
+
+def metadata_bytes_per_tag_page(cc: CleancacheState) -> float:
+    """Bytes a kernel implementation keeps per tag page (0.0 with no backend)."""
+    return TAG_PAGE_RECORD_BYTES if cc.kind != KIND_NONE else 0.0
+
+
+def simulator_bytes_per_tag_page(cc: CleancacheState) -> float:
+    """What the backend's per-tag-page arrays take per tag page, with mte.py's int32 refcount
+    per tag block, as the object backend counts it (0.0 with no backend)."""
+    t = len(cc.tp_state)
+    if cc.kind == KIND_NONE or not t:
+        return 0.0
+    per_page = sum(a.nbytes for a in (cc.tp_state, cc.tp_order, cc.tp_slot, cc.tp_prev,
+                                      cc.tp_next, cc.free_stack, cc.in_stack))
+    return (per_page + 4 * len(cc.block_tag_pages)) / t

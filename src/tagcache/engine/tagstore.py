@@ -1,0 +1,252 @@
+"""Free MTE tag storage as a cleancache backend, as flat state and compiled step functions.
+
+The compiled twin of cleancache/backends/tagstore.py, transition for transition: the same
+free stack with lazy deletion, the same store-order list, the same victims in the same order,
+so that every array and counter stays equal to the object backend's after any sequence of
+calls (tests/test_engine_tags.py). Its arrays and counters are fields of the cleancache state
+(engine/cleancache.py, which owns the record and the frontend); the functions here take that
+state ``cc`` and touch only the backend's part of it.
+
+Each tag page is in one of three states; every change goes through :func:`tp_set_state`, the
+single door, which refuses an edge the diagram does not have::
+
+                 S: store_folio()                    legend
+        +-----------------------------+              FREE  : free, may take a stored page
+        |                             v              CACHE : holds one page of a stored folio
+      FREE  <--- R: restore -------  CACHE           TAGS  : holds MTE tags (block reserved)
+       |  ^      I: invalidate         |
+       |  |      E: evict (full)       |
+     C |  | F                          | D
+       v  |                            |
+      TAGS  <--------------------------+
+
+    S  tagstore_store_folio(): a clean folio is copied into 2^order free tag pages.
+    R  tagstore_restore_range(): exclusive restore; the copy is handed back, the page freed.
+    I  tagstore_restore_range() for an invalidation: write, truncate, inode eviction, unmount.
+    E  tagstore_store_folio() when no tag page is free: the oldest stored folio is dropped.
+    C  tagstore_reserve_block(): tags need the block; a free page simply changes hands.
+    D  tagstore_reserve_block(): tags need the block; the stored page is dropped (clean,
+       nothing copied). Policy "whole" drops the rest of its folio too (collateral); "split"
+       keeps the rest, still restorable.
+    F  tagstore_release_block(): the last tagged page of the block is gone.
+
+Where the object backend asserts (an edge not in the diagram, a page stored twice), this one
+refuses: the state is left as it was and ``c[BAD_EDGES]`` (``c[BAD_EDGE_TP]`` the tag page)
+or ``c[BAD_STORES]`` counts it, for the caller or the checker to report. With a correct
+frontend and balanced reservations neither ever moves.
+
+Per tag page (arrays of the state): ``tp_state`` uint8, ``tp_order`` uint8, ``tp_slot`` int32
+(the page-cache slot stored), ``tp_prev``/``tp_next`` int32 (store-order list, entry
+``nr_tag_pages`` its sentinel), ``free_stack`` int32 and ``in_stack`` bool (candidates for a
+free page); per page-cache slot ``slot_tp`` int32 (the backend's index, the kernel's per-inode
+xarray). ``c[W_*]`` holds the ReserveWork of the latest claim (dropped, collateral, folios,
+copied, slept, failed), where the checker reads what reserve_block() declared.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+TP_FREE, TP_CACHE, TP_TAGS = 0, 1, 2
+POLICY_WHOLE, POLICY_SPLIT = 0, 1
+POLICIES = ("whole", "split")
+
+# The cleancache state's counter array: the frontend's counters (as /sys/kernel/mm/cleancache
+# and CleancacheStats), then the backend's.
+STORED, SKIPPED, RESTORED, MISSED, INVALIDATED, RECLAIMED, COLLATERAL = range(7)
+EVICTED, NR_CACHED, PEAK_CACHED, NR_FREE, FREE_TOP = range(7, 12)
+W_DROPPED, W_COLLATERAL, W_FOLIOS, W_COPIED, W_SLEPT, W_FAILED = range(12, 18)
+BAD_EDGES, BAD_EDGE_TP, BAD_STORES = range(18, 21)
+NR_COUNTERS = 21
+FRONTEND_COUNTERS = ("stored", "skipped", "restored", "missed", "invalidated", "reclaimed",
+                     "collateral")
+"""CleancacheStats' fields, in the order of the constants STORED..COLLATERAL."""
+WORK_FIELDS = ("dropped", "collateral", "folios", "copied", "slept", "failed")
+"""ReserveWork's fields, in the order of the constants W_DROPPED..W_FAILED."""
+
+
+# -- the single door ---------------------------------------------------------------------------
+
+@njit(cache=True)
+def tp_set_state(cc, tp, new):
+    """Move tag page ``tp`` to state ``new`` along an edge of the diagram; False (nothing
+    changed, ``c[BAD_EDGES]`` counted) for any other move."""
+    c = cc.c
+    old = cc.tp_state[tp]
+    if old == new or (new == TP_CACHE and old != TP_FREE):
+        c[BAD_EDGES] += 1
+        c[BAD_EDGE_TP] = tp
+        return False
+    cc.tp_state[tp] = new
+    if old == TP_FREE:
+        c[NR_FREE] -= 1
+    elif old == TP_CACHE:
+        c[NR_CACHED] -= 1
+    if new == TP_FREE:
+        c[NR_FREE] += 1
+        if not cc.in_stack[tp]:
+            cc.free_stack[c[FREE_TOP]] = tp
+            c[FREE_TOP] += 1
+            cc.in_stack[tp] = True
+    elif new == TP_CACHE:
+        c[NR_CACHED] += 1
+        if c[NR_CACHED] > c[PEAK_CACHED]:
+            c[PEAK_CACHED] = c[NR_CACHED]
+    return True
+
+
+@njit(cache=True)
+def _pop_free(cc):
+    c = cc.c
+    while c[FREE_TOP] > 0:
+        c[FREE_TOP] -= 1
+        tp = cc.free_stack[c[FREE_TOP]]
+        cc.in_stack[tp] = False
+        if cc.tp_state[tp] == TP_FREE:
+            return tp
+    return -1
+
+
+@njit(cache=True)
+def _link(cc, tp):
+    t = len(cc.tp_state)
+    last = cc.tp_prev[t]
+    cc.tp_prev[tp] = last
+    cc.tp_next[tp] = t
+    cc.tp_next[last] = tp
+    cc.tp_prev[t] = tp
+
+
+@njit(cache=True)
+def _unlink(cc, tp):
+    p, n = cc.tp_prev[tp], cc.tp_next[tp]
+    cc.tp_next[p] = n
+    cc.tp_prev[n] = p
+    cc.tp_prev[tp] = -1
+    cc.tp_next[tp] = -1
+
+
+@njit(cache=True)
+def _drop_page(cc, tp, new_state):
+    """Forget the page stored on ``tp`` (edges R, I, E, D)."""
+    cc.slot_tp[cc.tp_slot[tp]] = -1
+    cc.tp_slot[tp] = -1
+    _unlink(cc, tp)
+    tp_set_state(cc, tp, new_state)
+
+
+@njit(cache=True)
+def _folio_span(cc, tp):
+    """The slot range ``[head, end)`` where the rest of ``tp``'s stored folio is looked up,
+    and its order: a slot ``s`` in it with ``slot_tp[s] >= 0`` and ``tp_order[slot_tp[s]]``
+    equal to the order is a page of the folio (the object backend's _folio_pages())."""
+    order = int(cc.tp_order[tp])
+    nr = 1 << order
+    head = cc.tp_slot[tp] & ~(nr - 1)
+    end = min(head + nr, len(cc.slot_tp))
+    return head, end, order
+
+
+# -- cleancache_ops ----------------------------------------------------------------------------
+
+@njit(cache=True)
+def tagstore_store_folio(cc, head, order):
+    """Keep a copy of the clean folio at ``head`` (edge S), evicting the oldest stored folios
+    while no tag page is free (edge E); False if it cannot fit (skipped) or a page of it is
+    already stored (``c[BAD_STORES]``: the frontend invalidates first)."""
+    c = cc.c
+    nr = 1 << order
+    if nr > c[NR_FREE] + c[NR_CACHED]:
+        return False
+    for s in range(head, min(head + nr, len(cc.slot_tp))):
+        if cc.slot_tp[s] >= 0:
+            c[BAD_STORES] += 1
+            return False
+    sentinel = len(cc.tp_state)
+    while c[NR_FREE] < nr:                          # edge E: drop the oldest stored folio
+        oldest = cc.tp_next[sentinel]
+        if cc.tp_order[oldest] == 0:
+            _drop_page(cc, oldest, TP_FREE)
+            c[EVICTED] += 1
+            continue
+        h, e, order_ = _folio_span(cc, oldest)
+        for s in range(h, e):
+            v = cc.slot_tp[s]
+            if v >= 0 and cc.tp_order[v] == order_:
+                _drop_page(cc, v, TP_FREE)
+                c[EVICTED] += 1
+    for i in range(nr):
+        tp = _pop_free(cc)
+        tp_set_state(cc, tp, TP_CACHE)
+        cc.tp_slot[tp] = head + i
+        cc.tp_order[tp] = order
+        cc.slot_tp[head + i] = tp
+        _link(cc, tp)
+    return True
+
+
+@njit(cache=True)
+def tagstore_restore_range(cc, first, end):
+    """Give back and forget the stored pages of slots ``[first, end)`` (edges R and I, in
+    slot order); how many there were."""
+    n = 0
+    for s in range(first, min(end, len(cc.slot_tp))):
+        tp = cc.slot_tp[s]
+        if tp >= 0:
+            _drop_page(cc, tp, TP_FREE)
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def tagstore_present(cc, first, end):
+    """Slots of ``[first, end)`` with a stored copy (the frontend's locate() >= 0)."""
+    n = 0
+    for s in range(first, min(end, len(cc.slot_tp))):
+        if cc.slot_tp[s] >= 0:
+            n += 1
+    return n
+
+
+# -- tag hooks ---------------------------------------------------------------------------------
+
+@njit(cache=True)
+def tagstore_reserve_block(cc, block):
+    """Tags need tag block ``block``: a free page changes hands (edge C), a stored page is
+    dropped (edge D) with, under policy "whole", the rest of its folio. The ReserveWork is
+    left in ``c[W_DROPPED..W_FAILED]``."""
+    c = cc.c
+    for k in range(W_DROPPED, W_FAILED + 1):
+        c[k] = 0
+    p0 = cc.block_first_tag_page[block]
+    p1 = p0 + cc.block_tag_pages[block]
+    for tp in range(p0, p1):
+        state = cc.tp_state[tp]
+        if state == TP_CACHE:                       # edge D
+            c[W_FOLIOS] += 1
+            if cc.policy == POLICY_WHOLE and cc.tp_order[tp] != 0:
+                h, e, order = _folio_span(cc, tp)
+                for s in range(h, e):
+                    v = cc.slot_tp[s]
+                    if v < 0 or cc.tp_order[v] != order or v == tp:
+                        continue
+                    on_block = p0 <= v < p1
+                    if not on_block:
+                        c[W_COLLATERAL] += 1
+                        _drop_page(cc, v, TP_FREE)
+                    else:
+                        _drop_page(cc, v, TP_TAGS)
+                    c[W_DROPPED] += 1
+            if cc.tp_state[tp] == TP_CACHE:
+                _drop_page(cc, tp, TP_TAGS)
+                c[W_DROPPED] += 1
+        elif state == TP_FREE:                      # edge C
+            tp_set_state(cc, tp, TP_TAGS)
+
+
+@njit(cache=True)
+def tagstore_release_block(cc, block):
+    """Tag block ``block`` holds no tags any more (edge F for each of its tag pages)."""
+    p0 = cc.block_first_tag_page[block]
+    for tp in range(p0, p0 + cc.block_tag_pages[block]):
+        tp_set_state(cc, tp, TP_FREE)
