@@ -5,15 +5,22 @@ counter and every array compared; and the same sequence compiled and with NUMBA_
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagcache.cleancache.backends.tagstore import TagStorageBackend
 from tagcache.cleancache.frontend import Cleancache
+from tagcache.costs import CostTable
 from tagcache.engine import cleancache as ecc
+from tagcache.engine import rc
+from tagcache.engine import tags as etg
 from tagcache.engine import tagstore as ets
 from tagcache.hw.layout import simple_layout
+from tagcache.mte import TagStorage
 
 KIB, MIB = 1 << 10, 1 << 20
 
@@ -144,3 +151,92 @@ def test_the_single_door_refuses_an_edge_the_diagram_lacks():
     ets.tagstore_release_block(cc, 3)
     assert compiled_backend_state(cc) == before
     assert int(cc.c[ets.BAD_EDGES]) == 1 and int(cc.c[ets.BAD_EDGE_TP]) == 3
+
+
+# -- (b) tag storage: reserve_tag_storage / free_tag_storage -----------------------------------
+
+def tags_op():
+    pfn = st.integers(0, 255)
+    return st.one_of(
+        st.tuples(st.just("reserve"), st.lists(pfn, min_size=0, max_size=12),
+                  st.integers(0, 3)),
+        st.tuples(st.just("free"), st.lists(pfn, min_size=0, max_size=8)),
+        st.tuples(st.just("store"), st.integers(0, NR_SLOTS - 1), st.integers(0, 2)),
+        st.tuples(st.just("restore"), st.integers(0, NR_SLOTS - 1), st.integers(1, 4)))
+
+
+def run_tag_storage(ops, blk: int, policy: str | None, costs=None):
+    """The ops through TagStorage(Cleancache(TagStorageBackend)) (``policy`` None: no
+    backend) and the compiled states; both sides' full state at the end."""
+    layout = LAYOUTS[blk]
+    costs = costs or CostTable()
+    be = TagStorageBackend(layout, NR_SLOTS, policy) if policy else None
+    obj_cc = Cleancache(be)
+    obj = TagStorage(layout, obj_cc, costs)
+    cc = (ecc.make_cleancache("cleancache", layout, NR_SLOTS, policy) if policy
+          else ecc.make_cleancache())
+    ts = etg.make_tag_storage(layout, cc, costs, calls=2)      # grows under test
+    base = layout.pfn_base
+    for op in ops:
+        if op[0] == "reserve":
+            pfns = np.array(op[1], np.int64) + base
+            obj.reserve_tag_storage(pfns, op[2])
+            assert etg.reserve_tag_storage(ts, pfns, op[2]) == 0
+        elif op[0] == "free":
+            pfns = np.array(op[1], np.int64) + base
+            obj.free_tag_storage(pfns)
+            assert etg.free_tag_storage(ts, pfns) == 0
+        elif op[0] == "store":
+            head = min(op[1], NR_SLOTS - (1 << op[2]))
+            obj_cc.store_folio(head, op[2], dirty=False)
+            ecc.cleancache_store_folio(cc, head, op[2], False)
+        else:
+            nr = min(op[2], NR_SLOTS - op[1])
+            obj_cc.restore_folio(op[1], nr)
+            ecc.cleancache_restore_folio(cc, op[1], nr)
+    s = obj.stats
+    o = {k: getattr(s, k) for k in etg.STAT_NAMES}
+    o.update(refs=obj.refs.tolist(),
+             calls=[np.concatenate(x).tolist() if x else [] for x in (s.latency, s.claimed,
+                                                                     s.dropped)],
+             cc=[getattr(obj_cc.stats, k) for k in ets.FRONTEND_COUNTERS])
+    o["backend"] = backend_state(be) if be is not None else None
+    c = etg.tag_storage_report(ts)
+    c.update(refs=ts.refs.tolist(), calls=[a.tolist() for a in etg.reservation_calls(ts)],
+             cc=[int(cc.c[k]) for k in range(len(ets.FRONTEND_COUNTERS))])
+    c["backend"] = compiled_backend_state(cc) if policy else None
+    return o, c
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(tags_op(), max_size=40), st.sampled_from(sorted(LAYOUTS)),
+       st.sampled_from(["whole", "split", None]))
+def test_compiled_tag_storage_is_the_object_tag_storage(ops, blk, policy):
+    """Reservations of folios of orders 0-3 (PFNs repeated, in any order), frees (unbalanced
+    ones too), stores and restores in between, with and without the backend: refcounts,
+    counters, every call's latency, claim flag and drop count, the frontend's counters and
+    the backend's arrays all equal."""
+    o, c = run_tag_storage(ops, blk, policy)
+    assert c == o
+
+
+def test_every_cost_moves_the_latency_alike():
+    """Each cost entry changed in turn gives the same per-call latencies on both sides."""
+    ops = [("store", 0, 2), ("store", 8, 0), ("reserve", [0, 1, 40, 33], 1),
+           ("reserve", [64, 65, 66, 67], 2), ("free", [0, 1, 40, 33]),
+           ("reserve", [0], 0)]
+    for k in CostTable.keys():
+        costs = replace(CostTable(), **{k: 7.25})
+        o, c = run_tag_storage(ops, 8 * KIB, "whole", costs)
+        assert c == o
+
+
+def test_untaggable_pfn_is_refused_before_anything_changes():
+    layout = simple_layout(1 * MIB)
+    obj = TagStorage(layout, Cleancache(None), CostTable())
+    bad = np.array([layout.pfn_base + 3, layout.pfn_base + 256], np.int64)   # a tag page
+    with pytest.raises(ValueError, match="no tag region"):
+        obj.reserve_tag_storage(bad)
+    ts = etg.make_tag_storage(layout, ecc.make_cleancache())
+    assert etg.reserve_tag_storage(ts, bad, 0) == rc.ERR_UNTAGGABLE
+    assert etg.tag_storage_report(ts)["reservations"] == 0 and not ts.refs.any()
