@@ -1,0 +1,487 @@
+"""The compiled kernel page cache (engine/pagecache.py, vmscan.py, filemap_add.py, readahead.py,
+filemap.py) against the object model it ports (mm/filemap.py with policy="kernel"): the same
+counters, the same slot arrays, shadows, list order and readahead state after every sequence
+of events, on random event sequences, the pinned reader traces and every capture, compiled
+and interpreted (NUMBA_DISABLE_JIT=1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tagcache.capacity import follow_room
+from tagcache.cleancache.frontend import Cleancache
+from tagcache.engine.cleancache import make_cleancache
+from tagcache.engine.filemap import check_page_cache_error, preload_foreign, replay_page_cache
+from tagcache.engine.pagecache import (
+    CACHED_SUM,
+    ERROR,
+    NONRESIDENT_AGE,
+    NR_ACTIVE_FILE,
+    NR_INACTIVE_FILE,
+    REFAULTS_SNAPSHOT,
+    file_counts,
+    folio_arrays,
+    lru_walk,
+    make_page_cache,
+    nr_dirty,
+    nr_pages,
+    page_cache_stats,
+    ra_arrays,
+    set_limit,
+    workingset_counts,
+)
+from tagcache.engine.vmscan import try_charge_memcg, try_to_free_pages
+from tagcache.mm import vmscan as object_vmscan
+from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, PageCache
+from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.mm.workingset import Workingset
+from tagcache.sidecar import (
+    ACCESS_OPS,
+    capture_facts,
+    load_sidecar,
+    read_ahead_pages,
+    sidecar_for,
+)
+from tagcache.traces import read_trace
+from tagcache.units import PAGE_SIZE
+from tagcache.validate import accessed_files, model_files
+from tagcache.workloads.events import FileTable, Op
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from expected_counts import (  # noqa: E402
+    CAPTURES,
+    EXPECTED,
+    READER_CASES,
+    TRACE_CAPACITY,
+    TRACES,
+    capture_name,
+)
+
+# Events the tests add to a sequence, on op codes the page cache does not handle (so
+# replay_page_cache() stops at them and the driver runs them, as the machine will).
+PRELOAD = int(Op.MTE_MAP)            # preload_foreign(f, first, nr)
+SET_LIMIT = int(Op.CGROUP_SAMPLE)    # the limit changes to a0 pages
+FREE_PAGES = int(Op.PAGE_ALLOC)      # try_to_free_pages(a0), as Machine.make_room() calls it
+CHARGE = int(Op.PAGE_FREE)           # charge(0), as capacity.follow_room() calls it
+
+
+# -- the two engines, driven alike -------------------------------------------------------------
+
+def object_run(files: FileTable, ops, limit: int, **kw) -> tuple[PageCache, str | None]:
+    """The object model after ``ops`` (stopping at the first ValueError, returned)."""
+    lim = [limit]
+    pc = PageCache(files, Cleancache(None), lambda: lim[0], policy="kernel", **kw)
+    table = {Op.READ: pc.read, Op.GET_PAGES: pc.get_pages, Op.WRITE: pc.write,
+             Op.FAULT: lambda f, i, _: pc.fault(f, i), Op.MAP_PAGES: pc.map_pages,
+             Op.TRUNCATE: lambda f, n, _: pc.truncate(f, n),
+             Op.UNLINK: lambda f, _a, _b: pc.unlink(f), Op.FSYNC: lambda f, _a, _b: pc.fsync(f),
+             Op.UNMOUNT: lambda d, _a, _b: pc.unmount(d),
+             Op.KERNEL_ADD: lambda *_: None, Op.KERNEL_DELETE: lambda *_: None,
+             PRELOAD: pc.preload_foreign,
+             SET_LIMIT: lambda n, _a, _b: lim.__setitem__(0, n),
+             FREE_PAGES: lambda n, _a, _b: object_vmscan.try_to_free_pages(pc, n),
+             CHARGE: lambda *_: pc.charge(0)}
+    for o, a, b, c in ops:
+        try:
+            table[o](a, b, c)
+        except ValueError as e:
+            return pc, str(e)
+    return pc, None
+
+
+def columns(ops) -> tuple[np.ndarray, ...]:
+    cols = np.array(ops, np.int64).reshape(-1, 4)
+    return (cols[:, 0].astype(np.uint8), cols[:, 1].copy(), cols[:, 2].copy(),
+            cols[:, 3].copy())
+
+
+def compiled_run(files: FileTable, ops, limit: int, **kw):
+    """The compiled engine after ``ops``: replay_page_cache() over the columns, the driver
+    running the events it stops at."""
+    pc = make_page_cache(files, make_cleancache("idle"), **kw)
+    set_limit(pc, limit)
+    op, a0, a1, a2 = columns(ops)
+    i, n = 0, len(op)
+    while i < n:
+        i = replay_page_cache(pc, op, a0, a1, a2, i, n)
+        if i == n:
+            break
+        if pc.c[ERROR]:
+            try:
+                check_page_cache_error(pc)
+            except ValueError as e:
+                return pc, str(e)
+        o, x, y, z = int(op[i]), int(a0[i]), int(a1[i]), int(a2[i])
+        if o == PRELOAD:
+            preload_foreign(pc, x, y, z)
+        elif o == SET_LIMIT:
+            set_limit(pc, x)
+        elif o == FREE_PAGES:
+            try_to_free_pages(pc, x)
+        elif o == CHARGE:
+            try_charge_memcg(pc, 0, MAX_RECLAIM_RETRIES)
+        else:
+            raise AssertionError(f"replay_page_cache() stopped at op {o}")
+        i += 1
+    return pc, None
+
+
+def assert_same(obj: PageCache, pc) -> None:
+    """Every counter and array of the compiled state equals the object model's."""
+    assert page_cache_stats(pc) == dataclasses.asdict(obj.stats)
+    assert (nr_pages(pc), nr_dirty(pc)) == (obj.nr_pages, obj.nr_dirty)
+    ws = workingset_counts(pc)
+    assert ws == {"refault": obj.ws.refault, "activate": obj.ws.activate,
+                  "restore": obj.ws.restore, "nonresident_age": obj.ws.nonresident_age}
+    assert int(pc.c[REFAULTS_SNAPSHOT]) == obj.refaults_snapshot
+    assert [int(pc.c[NR_INACTIVE_FILE]), int(pc.c[NR_ACTIVE_FILE])] == obj.lru.nr_pages
+    arrays = folio_arrays(pc)
+    np.testing.assert_array_equal(arrays["head"], obj.head)
+    np.testing.assert_array_equal(arrays["order"], obj.order)
+    np.testing.assert_array_equal(arrays["flags"], obj.flags)
+    np.testing.assert_array_equal(arrays["ever"], obj.ever)
+    np.testing.assert_array_equal(arrays["shadow"], obj.ws.shadow)
+    for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+        assert lru_walk(pc, lru) == list(obj.lru.walk(lru))
+    ra = ra_arrays(pc)
+    for k in ("start", "size", "async_size", "prev_pos", "mmap_miss", "order"):
+        np.testing.assert_array_equal(ra[k], getattr(obj.ra, k), err_msg=f"ra.{k}")
+    ins, reins, orders = file_counts(pc)
+    np.testing.assert_array_equal(ins, obj.file_insertions)
+    np.testing.assert_array_equal(reins, obj.file_reinsertions)
+    np.testing.assert_array_equal(orders, obj.file_orders)
+    np.testing.assert_array_equal(pc.isize, obj.isize)
+    assert not obj.pinned and not obj.locked and obj.io_batch is None
+
+
+def both(files: FileTable, ops, limit: int, **kw) -> tuple[PageCache, object]:
+    obj, err = object_run(files, ops, limit, **kw)
+    pc, err2 = compiled_run(files, ops, limit, **kw)
+    assert err2 == err
+    assert_same(obj, pc)
+    return obj, pc
+
+
+# -- random sequences of every event -----------------------------------------------------------
+
+@st.composite
+def scenarios(draw):
+    """Three files (spans up to 600 pages: order-9 alignment matters), some with large
+    folios; a readahead window; VM_EXEC and copy-on-write ranges; a limit small enough
+    for reclaim, retries and __GFP_NORETRY failures; and a sequence of every event."""
+    n = 3
+    span = [draw(st.sampled_from([0, 1, 7, 40, 130, 513, 600])) for _ in range(n)]
+    size = [draw(st.integers(0, s)) for s in span]
+    large = [draw(st.booleans()) for _ in range(n)]
+    dev = [draw(st.sampled_from([1, 2])) for _ in range(n)]
+    files = FileTable.build(dev, list(range(n)), size, span, large)
+
+    def ranges():
+        return st.dictionaries(st.integers(0, n - 1), st.lists(
+            st.tuples(st.integers(0, 600), st.integers(1, 120)).map(
+                lambda t: (t[0], t[0] + t[1])), max_size=3), max_size=2)
+
+    kw = {"ra_pages": draw(st.sampled_from([0, 4, 32, 512])),
+          "max_folio_order": draw(st.sampled_from([0, 2, 4, 9])),
+          "exec_vmas": draw(ranges()), "cow_vmas": draw(ranges())}
+    limit = draw(st.integers(0, 160))
+
+    def on_file(g: int):
+        idx = st.integers(0, span[g] + 8)
+        return st.one_of(
+            st.tuples(st.sampled_from([Op.READ, Op.GET_PAGES, Op.MAP_PAGES]), st.just(g), idx,
+                      st.integers(1, 80)),
+            st.tuples(st.just(Op.FAULT), st.just(g), idx, st.just(0)),
+            st.tuples(st.just(Op.WRITE), st.just(g), st.integers(0, max(0, span[g] - 1)),
+                      st.integers(1, 12)),
+            st.tuples(st.just(Op.TRUNCATE), st.just(g), idx, st.just(0)),
+            st.tuples(st.sampled_from([Op.UNLINK, Op.FSYNC, Op.KERNEL_ADD]), st.just(g),
+                      st.just(0), st.just(0)),
+            st.tuples(st.just(PRELOAD), st.just(g), idx, st.integers(1, 60)))
+
+    f = st.integers(0, n - 1)
+    event = st.one_of(
+        f.flatmap(on_file),
+        st.tuples(st.just(Op.UNMOUNT), st.sampled_from([1, 2]), st.just(0), st.just(0)),
+        st.tuples(st.just(SET_LIMIT), st.integers(0, 200), st.just(0), st.just(0)),
+        st.tuples(st.sampled_from([FREE_PAGES, CHARGE]), st.integers(0, 100), st.just(0),
+                  st.just(0)))
+    ops = draw(st.lists(event, max_size=40))
+    # Faults and sequential reads weigh more: they drive readahead and mapped reclaim.
+    runs = draw(st.lists(st.tuples(f, st.integers(0, 600), st.integers(2, 40),
+                                   st.sampled_from([Op.READ, Op.FAULT])), max_size=3))
+    for g, start, length, o in runs:
+        at = draw(st.integers(0, len(ops)))
+        ops[at:at] = [(o, g, start + k, 1 if o == Op.READ else 0) for k in range(length)]
+    return files, [(int(o), a, b, c) for o, a, b, c in ops], limit, kw
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios())
+def test_compiled_kernel_page_cache_is_the_object_model(case):
+    """Reads, batches, faults, fault-around, writes (past the span too), truncation,
+    deletion, fsync, unmount, preloaded foreign pages, limit changes, reclaim and charges
+    from outside: every counter, every slot array, the lists' order, the readahead state."""
+    files, ops, limit, kw = case
+    both(files, ops, limit, **kw)
+
+
+def _pressure_case(seed: int):
+    """A long mixed sequence under pressure on three files (one with large folios)."""
+    rng = np.random.default_rng(seed)
+    files = FileTable.build([1, 1, 2], [1, 2, 3], [300, 600, 90], [320, 600, 100],
+                            [False, True, True])
+    ops = []
+    for _ in range(1500):
+        f = int(rng.integers(0, 3))
+        r = rng.random()
+        span = int(files.span_pages[f])
+        i = int(rng.integers(0, span))
+        if r < 0.35:                                   # a sequential run
+            ops += [(int(Op.READ), f, i + k, 1) for k in range(int(rng.integers(1, 30)))]
+        elif r < 0.55:
+            ops += [(int(Op.FAULT), f, i + k, 0) for k in range(int(rng.integers(1, 20)))]
+        elif r < 0.65:
+            ops.append((int(Op.MAP_PAGES), f, i, 16))
+        elif r < 0.75:
+            ops.append((int(Op.GET_PAGES), f, i, int(rng.integers(1, 64))))
+        elif r < 0.85:
+            ops.append((int(Op.WRITE), f, min(i, span - 4), int(rng.integers(1, 4))))
+        elif r < 0.9:
+            ops.append((int(Op.FSYNC), f, 0, 0))
+        elif r < 0.93:
+            ops.append((int(Op.TRUNCATE), f, int(rng.integers(0, span)), 0))
+        elif r < 0.96:
+            ops.append((SET_LIMIT, int(rng.integers(20, 200)), 0, 0))
+        else:
+            ops.append((int(Op.READ), f, i, int(rng.integers(1, 200))))
+    kw = {"ra_pages": 32, "max_folio_order": 9, "exec_vmas": {0: [(0, 50)], 1: [(100, 180)]},
+          "cow_vmas": {2: [(10, 40)]}}
+    return files, ops, 80, kw
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_long_sequences_under_pressure(seed):
+    """Thousands of events with the readahead state carried across them, mmap_miss past
+    MMAP_LOTSAMISS, large folios up to order 5, the limit moving."""
+    files, ops, limit, kw = _pressure_case(seed)
+    obj, pc = both(files, ops, limit, **kw)
+    st_ = obj.stats
+    assert st_.evictions and st_.refaults and obj.ws.activate and obj.ws.restore
+    assert obj.file_orders[:, 1:].sum() > 0 and obj.verify() == []
+
+
+def test_the_comparison_catches_a_changed_workingset_rule(monkeypatch):
+    """The test's comparison is sharp: with the object model's refault activation rule
+    changed (a refault distance equal to the active list no longer activates), the same
+    sequence no longer compares equal."""
+    files, ops, limit, kw = _pressure_case(1)
+    both(files, ops, limit, **kw)
+    real = Workingset.refault_check
+
+    def off_by_one(self, head, nr, nr_active_file):
+        return real(self, head, nr, nr_active_file - 1)
+
+    monkeypatch.setattr(Workingset, "refault_check", off_by_one)
+    with pytest.raises(AssertionError):
+        both(files, ops, limit, **kw)
+
+
+def test_write_past_the_span_stops_alike():
+    files = FileTable.build([1], [1], [4], [6])
+    ops = [(int(Op.READ), 0, 0, 2), (int(Op.WRITE), 0, 5, 2), (int(Op.READ), 0, 2, 2)]
+    obj, err = object_run(files, ops, 10, ra_pages=4, max_folio_order=0)
+    pc, err2 = compiled_run(files, ops, 10, ra_pages=4, max_folio_order=0)
+    assert err == err2 == "write past the span of file 0"
+    assert_same(obj, pc)
+    assert page_cache_stats(pc)["accesses"] == 2
+
+
+def test_replay_stops_at_foreign_events_and_sums_cached_pages():
+    """replay_page_cache() returns the index of the first event not the page cache's,
+    passes over the kernel's own add/delete events, and adds cleancache_cached() per event
+    it consumed (0 with no backend)."""
+    files = FileTable.build([1], [1], [8])
+    pc = make_page_cache(files, make_cleancache("idle"), ra_pages=4, max_folio_order=0)
+    set_limit(pc, 8)
+    op, a0, a1, a2 = columns([(int(Op.READ), 0, 0, 1), (int(Op.KERNEL_ADD), 0, 0, 0),
+                              (int(Op.MTE_FORK), 1, 2, 0), (int(Op.READ), 0, 1, 1)])
+    assert replay_page_cache(pc, op, a0, a1, a2, 0, 4) == 2
+    assert replay_page_cache(pc, op, a0, a1, a2, 3, 4) == 4
+    assert page_cache_stats(pc)["accesses"] == 2 and int(pc.c[CACHED_SUM]) == 0
+
+
+# -- the pinned reader traces -----------------------------------------------------------------
+
+def _pinned_page_cache(reader: str) -> list[dict]:
+    cases = json.loads(EXPECTED.read_text())[f"reader:{reader}"]
+    return [c for c in cases if c["policy"] == "kernel" and c["design"].startswith("idle")]
+
+
+@pytest.mark.parametrize("reader", sorted(READER_CASES))
+def test_reader_traces_give_the_pinned_counts(reader):
+    """Each pinned reader trace, as `run` replays it (the pinned scenario's 128 KiB
+    readahead, folios up to order 2, a cgroup of TRACE_CAPACITY pages): the compiled page
+    cache gives the pinned counts of the designs with no cleancache, and equals the object
+    model in everything at that capacity and at a roomier one."""
+    trace = read_trace(TRACES / READER_CASES[reader], reader, use_cache=False)
+    ops = list(zip(trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
+                   trace.arg2.tolist(), strict=True))
+    ops = [e for e in ops if e[0] < int(Op.MTE_MAP) or e[0] in (Op.KERNEL_ADD,
+                                                                  Op.KERNEL_DELETE)]
+    kw = {"ra_pages": 32, "max_folio_order": 2}
+    _, pc = both(trace.files, ops, TRACE_CAPACITY, **kw)
+    both(trace.files, ops, 64, **kw)
+    s = page_cache_stats(pc)
+    pinned = _pinned_page_cache(reader)
+    assert pinned
+    for case in pinned:
+        pcs, io = case["page_cache"], case["io"]
+        assert {k: s[k] for k in pcs if k in s} == {k: v for k, v in pcs.items() if k in s}
+        assert (io["pages_read"], io["pages_written"], io["read_requests"]) == (
+            s["pages_read"], s["pages_written"], s["read_requests"])
+        assert io["requests_avoided"] == (s["read_requests_without_cleancache"]
+                                          - s["read_requests"])
+
+
+# -- the captures -------------------------------------------------------------------------------
+
+class _Adapter:
+    """What sidecar.CaptureFacts.preload() and capacity.follow_room() use of a PageCache,
+    over the compiled state: the room's limit is set before every charge."""
+
+    def __init__(self, pc, room) -> None:
+        self.pc, self.room, self.span = pc, room, pc.span
+
+    @property
+    def nr_pages(self) -> int:
+        return nr_pages(self.pc)
+
+    def preload_foreign(self, f: int, first: int, nr: int) -> None:
+        preload_foreign(self.pc, f, first, nr)
+
+    def charge(self, nr: int) -> bool:
+        set_limit(self.pc, self.room.pages)
+        return try_charge_memcg(self.pc, nr, MAX_RECLAIM_RETRIES)
+
+
+def _capture(path: Path):
+    meta = load_sidecar(sidecar_for(path))
+    trace = read_trace(path)
+    ra, _ = read_ahead_pages(trace, meta)
+    facts = capture_facts(trace, meta, ra_pages=ra)
+    room = facts.room(trace, meta["kernel"]["cache_peak"] // PAGE_SIZE)
+    files = accessed_files(trace)
+    ft = model_files(trace, files, facts.file_large_folios(trace.files))
+    return trace, facts, room, files, ft
+
+
+def _access_columns(trace, room, span):
+    """validate_trace()'s events: accesses, writes, deletions of spanned files, the kernel's
+    own events, and the room's samples and kmem events where it follows them."""
+    ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
+    if room.use_nonfile or room.use_metadata:
+        ops.append(Op.CGROUP_SAMPLE)
+    if room.use_nonfile:
+        ops += [Op.PAGE_ALLOC, Op.PAGE_FREE]
+    keep = np.isin(trace.op, np.array(ops, np.uint8))
+    keep &= ~((trace.op == Op.UNLINK) & (span[np.clip(trace.arg0, 0, len(span) - 1)] == 0))
+    return (np.ascontiguousarray(trace.op[keep], np.uint8),
+            *(np.ascontiguousarray(a[keep], np.int64) for a in (trace.arg0, trace.arg1,
+                                                                 trace.arg2)))
+
+
+def _histogram(counts: np.ndarray) -> dict[str, int]:
+    return {str(o): int(c) for o, c in enumerate(counts.tolist()) if c}
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=capture_name)
+def test_captures_give_validates_pinned_model_counts(path):
+    """Every capture as `validate` replays it by default, the room following the cgroup's
+    samples and kmem events through capacity.follow_room() (reclaiming through
+    try_charge_memcg()): the model's insertions, re-insertions and folio orders are the
+    pinned ones."""
+    trace, facts, room, files, ft = _capture(path)
+    start_room = room.pages
+    pc = make_page_cache(ft, make_cleancache("idle"), **facts.page_cache_kwargs())
+    ad = _Adapter(pc, room)
+    facts.preload(ad)
+    set_limit(pc, room.pages)
+    op, a0, a1, a2 = _access_columns(trace, room, pc.span)
+    i, n = 0, len(op)
+    while i < n:
+        i = replay_page_cache(pc, op, a0, a1, a2, i, n)
+        check_page_cache_error(pc)
+        if i < n:
+            follow_room(room, ad, int(op[i]), int(a0[i]), int(a1[i]), int(a2[i]))
+            set_limit(pc, room.pages)
+            i += 1
+    pinned = json.loads(EXPECTED.read_text())[f"capture:{capture_name(path)}"]
+    ins, reins, orders = file_counts(pc)
+    assert pinned["capacity_pages"] == start_room
+    assert pinned["model"] == {"insertions": int(ins[files].sum()),
+                               "reinsertions": int(reins[files].sum())}
+    assert pinned["folio_orders"]["model"] == _histogram(orders.sum(axis=0))
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=capture_name)
+def test_captures_equal_the_object_model_in_a_fixed_room(path):
+    """Every capture in a fixed room, the one validate starts with: every counter and array
+    equal to the object model's (the room that moves is covered by the pinned counts
+    above)."""
+    trace, facts, room, _files, ft = _capture(path)
+    op, a0, a1, a2 = _access_columns(trace, room, np.asarray(ft.span_pages))
+    keep = op < int(Op.MTE_MAP)
+    ops = list(zip(op[keep].tolist(), a0[keep].tolist(), a1[keep].tolist(),
+                   a2[keep].tolist(), strict=True))
+    preload = [(PRELOAD, f, first, nr) for f, spans in facts.resident.items()
+               if ft.span_pages[f] for first, nr in spans]
+    both(ft, preload + ops, room.pages, **facts.page_cache_kwargs())
+
+
+# -- uncompiled -------------------------------------------------------------------------------
+
+SCRIPT = """
+import json, sys
+import numba, numpy as np
+from types import SimpleNamespace
+sys.path.insert(0, {tests!r})
+from test_engine_pagecache import _pressure_case, columns
+from tagcache.engine.cleancache import KIND_NONE, make_cleancache
+from tagcache.engine.filemap import replay_columns
+from tagcache.engine.pagecache import make_page_cache, set_limit
+files, ops, limit, kw = _pressure_case(3)
+ops = ops[:1200]
+# engine/cleancache's StructRef proxy cannot be built uncompiled; a namespace reads alike.
+cc = (SimpleNamespace(kind=KIND_NONE, c=np.zeros(8, np.int64)) if numba.config.DISABLE_JIT
+      else make_cleancache("idle"))
+pc = make_page_cache(files, cc, **kw)
+set_limit(pc, limit)
+replay_columns(pc, *columns(ops))
+print(json.dumps([pc.c.tolist(), pc.head.tolist(), pc.flags.tolist(), pc.shadow.tolist()]))
+"""
+
+
+def test_uncompiled_engine_gives_the_same_state():
+    """The step functions as plain Python (NUMBA_DISABLE_JIT=1, in a subprocess) and
+    compiled give identical counters and slot arrays."""
+    runs = []
+    for jit_off in ("0", "1"):
+        env = dict(os.environ, NUMBA_DISABLE_JIT=jit_off)
+        out = subprocess.run([sys.executable, "-c", SCRIPT.format(tests=str(HERE))], env=env,
+                             capture_output=True, text=True, timeout=600, check=True)
+        runs.append(json.loads(out.stdout))
+    assert runs[0] == runs[1]
+    c = runs[0][0]
+    assert c[0] > 0 and c[7] > 0 and c[NONRESIDENT_AGE] > 0      # accesses, evictions
