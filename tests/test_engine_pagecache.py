@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagcache.capacity import follow_room
+from tagcache.cleancache.backends.tagstore import TagStorageBackend
 from tagcache.cleancache.frontend import Cleancache
-from tagcache.engine.cleancache import make_cleancache
+from tagcache.engine.cleancache import cleancache_report, make_cleancache
 from tagcache.engine.filemap import check_page_cache_error, preload_foreign, replay_page_cache
 from tagcache.engine.pagecache import (
     CACHED_SUM,
@@ -28,7 +30,9 @@ from tagcache.engine.pagecache import (
     NONRESIDENT_AGE,
     NR_ACTIVE_FILE,
     NR_INACTIVE_FILE,
+    NR_PAGES,
     REFAULTS_SNAPSHOT,
+    cached_sum,
     file_counts,
     folio_arrays,
     lru_walk,
@@ -41,10 +45,12 @@ from tagcache.engine.pagecache import (
     workingset_counts,
 )
 from tagcache.engine.vmscan import try_charge_memcg, try_to_free_pages
+from tagcache.hw.layout import MachineLayout, simple_layout
 from tagcache.mm import vmscan as object_vmscan
 from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, PageCache
 from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
 from tagcache.mm.workingset import Workingset
+from tagcache.scenario import parse_scenario
 from tagcache.sidecar import (
     ACCESS_OPS,
     capture_facts,
@@ -64,6 +70,7 @@ from expected_counts import (  # noqa: E402
     EXPECTED,
     READER_CASES,
     TRACE_CAPACITY,
+    TRACE_SCENARIO,
     TRACES,
     capture_name,
 )
@@ -75,13 +82,26 @@ SET_LIMIT = int(Op.CGROUP_SAMPLE)    # the limit changes to a0 pages
 FREE_PAGES = int(Op.PAGE_ALLOC)      # try_to_free_pages(a0), as Machine.make_room() calls it
 CHARGE = int(Op.PAGE_FREE)           # charge(0), as capacity.follow_room() calls it
 
+LAYOUTS = {blk: simple_layout(1 << 20, blk) for blk in (4096, 8192)}
+"""8 tag pages of cleancache, in tag blocks of 1 or 2 pages."""
+Backend = tuple[MachineLayout, str] | None
+"""A tag-storage cleancache: (its layout, large-folio policy), or None."""
+BACKENDS = [(LAYOUTS[4096], "whole"), (LAYOUTS[8192], "split")]
+
 
 # -- the two engines, driven alike -------------------------------------------------------------
 
-def object_run(files: FileTable, ops, limit: int, **kw) -> tuple[PageCache, str | None]:
-    """The object model after ``ops`` (stopping at the first ValueError, returned)."""
+def object_run(files: FileTable, ops, limit: int, backend: Backend = None, **kw
+               ) -> tuple[PageCache, str | None]:
+    """The object model after ``ops`` (stopping at the first ValueError, returned), with
+    the tag-storage cleancache ``backend`` (None: none). ``pc.cached_sum`` is the sum over
+    the page cache's events of the pages cleancache held after each."""
     lim = [limit]
-    pc = PageCache(files, Cleancache(None), lambda: lim[0], policy="kernel", **kw)
+    be = None
+    if backend is not None:
+        be = TagStorageBackend(backend[0], PageCache.slots_needed(files), backend[1])
+    pc = PageCache(files, Cleancache(be), lambda: lim[0], policy="kernel", **kw)
+    pc.cached_sum = 0
     table = {Op.READ: pc.read, Op.GET_PAGES: pc.get_pages, Op.WRITE: pc.write,
              Op.FAULT: lambda f, i, _: pc.fault(f, i), Op.MAP_PAGES: pc.map_pages,
              Op.TRUNCATE: lambda f, n, _: pc.truncate(f, n),
@@ -97,6 +117,8 @@ def object_run(files: FileTable, ops, limit: int, **kw) -> tuple[PageCache, str 
             table[o](a, b, c)
         except ValueError as e:
             return pc, str(e)
+        if o not in (PRELOAD, SET_LIMIT, FREE_PAGES, CHARGE):
+            pc.cached_sum += pc.cleancache.cached
     return pc, None
 
 
@@ -106,18 +128,26 @@ def columns(ops) -> tuple[np.ndarray, ...]:
             cols[:, 3].copy())
 
 
-def compiled_run(files: FileTable, ops, limit: int, **kw):
+def compiled_cleancache(files: FileTable, backend: Backend):
+    if backend is None:
+        return make_cleancache("idle")
+    return make_cleancache("cleancache", backend[0], PageCache.slots_needed(files),
+                           backend[1])
+
+
+def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None, **kw):
     """The compiled engine after ``ops``: replay_page_cache() over the columns, the driver
     running the events it stops at."""
-    pc = make_page_cache(files, make_cleancache("idle"), **kw)
+    pc = make_page_cache(files, compiled_cleancache(files, backend), **kw)
     set_limit(pc, limit)
     op, a0, a1, a2 = columns(ops)
+    c = pc.c
     i, n = 0, len(op)
     while i < n:
         i = replay_page_cache(pc, op, a0, a1, a2, i, n)
         if i == n:
             break
-        if pc.c[ERROR]:
+        if c[ERROR]:
             try:
                 check_page_cache_error(pc)
             except ValueError as e:
@@ -163,11 +193,20 @@ def assert_same(obj: PageCache, pc) -> None:
     np.testing.assert_array_equal(orders, obj.file_orders)
     np.testing.assert_array_equal(pc.isize, obj.isize)
     assert not obj.pinned and not obj.locked and obj.io_batch is None
+    occ, cc = obj.cleancache, pc.cc
+    assert cached_sum(pc) == obj.cached_sum
+    assert cleancache_report(cc) == dataclasses.asdict(occ.stats) | {
+        "evicted": occ.evicted, "cached": occ.cached,
+        "peak_cached": occ.backend.peak_cached if occ.backend is not None else 0}
+    if occ.backend is not None:
+        for k in ("tp_state", "tp_order", "tp_slot", "slot_tp"):
+            np.testing.assert_array_equal(getattr(cc, k), getattr(occ.backend, k), err_msg=k)
 
 
-def both(files: FileTable, ops, limit: int, **kw) -> tuple[PageCache, object]:
-    obj, err = object_run(files, ops, limit, **kw)
-    pc, err2 = compiled_run(files, ops, limit, **kw)
+def both(files: FileTable, ops, limit: int, backend: Backend = None, **kw
+         ) -> tuple[PageCache, object]:
+    obj, err = object_run(files, ops, limit, backend, **kw)
+    pc, err2 = compiled_run(files, ops, limit, backend, **kw)
     assert err2 == err
     assert_same(obj, pc)
     return obj, pc
@@ -217,6 +256,7 @@ def scenarios(draw):
         st.tuples(st.just(SET_LIMIT), st.integers(0, 200), st.just(0), st.just(0)),
         st.tuples(st.sampled_from([FREE_PAGES, CHARGE]), st.integers(0, 100), st.just(0),
                   st.just(0)))
+    backend = draw(st.sampled_from([None, *BACKENDS]))
     ops = draw(st.lists(event, max_size=40))
     # Faults and sequential reads weigh more: they drive readahead and mapped reclaim.
     runs = draw(st.lists(st.tuples(f, st.integers(0, 600), st.integers(2, 40),
@@ -224,7 +264,7 @@ def scenarios(draw):
     for g, start, length, o in runs:
         at = draw(st.integers(0, len(ops)))
         ops[at:at] = [(o, g, start + k, 1 if o == Op.READ else 0) for k in range(length)]
-    return files, [(int(o), a, b, c) for o, a, b, c in ops], limit, kw
+    return files, [(int(o), a, b, c) for o, a, b, c in ops], limit, backend, kw
 
 
 @settings(max_examples=200, deadline=None)
@@ -232,9 +272,11 @@ def scenarios(draw):
 def test_compiled_kernel_page_cache_is_the_object_model(case):
     """Reads, batches, faults, fault-around, writes (past the span too), truncation,
     deletion, fsync, unmount, preloaded foreign pages, limit changes, reclaim and charges
-    from outside: every counter, every slot array, the lists' order, the readahead state."""
-    files, ops, limit, kw = case
-    both(files, ops, limit, **kw)
+    from outside, with no cleancache or the tag-storage one (both large-folio policies):
+    every counter, every slot array, the lists' order, the readahead state, the cleancache's
+    counters and arrays."""
+    files, ops, limit, backend, kw = case
+    both(files, ops, limit, backend, **kw)
 
 
 def _pressure_case(seed: int):
@@ -271,12 +313,14 @@ def _pressure_case(seed: int):
     return files, ops, 80, kw
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_long_sequences_under_pressure(seed):
+@pytest.mark.parametrize("seed, backend", [(1, None), (2, None), (1, BACKENDS[0]),
+                                           (2, BACKENDS[1])])
+def test_long_sequences_under_pressure(seed, backend):
     """Thousands of events with the readahead state carried across them, mmap_miss past
-    MMAP_LOTSAMISS, large folios up to order 5, the limit moving."""
+    MMAP_LOTSAMISS, large folios up to order 5, the limit moving; with and without the
+    tag-storage cleancache."""
     files, ops, limit, kw = _pressure_case(seed)
-    obj, pc = both(files, ops, limit, **kw)
+    obj, pc = both(files, ops, limit, backend, **kw)
     st_ = obj.stats
     assert st_.evictions and st_.refaults and obj.ws.activate and obj.ws.restore
     assert obj.file_orders[:, 1:].sum() > 0 and obj.verify() == []
@@ -324,35 +368,41 @@ def test_replay_stops_at_foreign_events_and_sums_cached_pages():
 
 # -- the pinned reader traces -----------------------------------------------------------------
 
-def _pinned_page_cache(reader: str) -> list[dict]:
-    cases = json.loads(EXPECTED.read_text())[f"reader:{reader}"]
-    return [c for c in cases if c["policy"] == "kernel" and c["design"].startswith("idle")]
-
-
 @pytest.mark.parametrize("reader", sorted(READER_CASES))
 def test_reader_traces_give_the_pinned_counts(reader):
-    """Each pinned reader trace, as `run` replays it (the pinned scenario's 128 KiB
+    """Each pinned reader trace, as `run` replays it (the pinned scenario's machine, 128 KiB
     readahead, folios up to order 2, a cgroup of TRACE_CAPACITY pages): the compiled page
-    cache gives the pinned counts of the designs with no cleancache, and equals the object
-    model in everything at that capacity and at a roomier one."""
+    cache gives the pinned page-cache, I/O and cleancache counts of every design with no
+    tagged memory (no cleancache, and the tag-storage one with both large-folio policies),
+    and equals the object model in everything at that capacity and at a roomier one."""
+    scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
+    layout = scn.machine.layout
     trace = read_trace(TRACES / READER_CASES[reader], reader, use_cache=False)
     ops = list(zip(trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
                    trace.arg2.tolist(), strict=True))
     ops = [e for e in ops if e[0] < int(Op.MTE_MAP) or e[0] in (Op.KERNEL_ADD,
                                                                   Op.KERNEL_DELETE)]
-    kw = {"ra_pages": 32, "max_folio_order": 2}
-    _, pc = both(trace.files, ops, TRACE_CAPACITY, **kw)
-    both(trace.files, ops, 64, **kw)
-    s = page_cache_stats(pc)
-    pinned = _pinned_page_cache(reader)
-    assert pinned
+    kw = {"ra_pages": scn.machine.ra_pages, "max_folio_order": scn.machine.max_folio_order}
+    pinned = [c for c in json.loads(EXPECTED.read_text())[f"reader:{reader}"]
+              if c["policy"] == "kernel" and c["share"] == 0.0]
+    assert len(pinned) == len(scn.designs)
     for case in pinned:
+        backend, policy = case["design"].split("/")
+        be = None if backend == "idle" else (layout, policy)
+        both(trace.files, ops, 64, be, **kw)
+        _, pc = both(trace.files, ops, TRACE_CAPACITY, be, **kw)
+        s = page_cache_stats(pc)
         pcs, io = case["page_cache"], case["io"]
         assert {k: s[k] for k in pcs if k in s} == {k: v for k, v in pcs.items() if k in s}
         assert (io["pages_read"], io["pages_written"], io["read_requests"]) == (
             s["pages_read"], s["pages_written"], s["read_requests"])
         assert io["requests_avoided"] == (s["read_requests_without_cleancache"]
                                           - s["read_requests"])
+        report = cleancache_report(pc.cc)
+        assert {k: report[k] for k in case["cleancache"]} == case["cleancache"]
+        ts = case["tag_storage"]
+        assert (ts["cache_pages_now"], ts["cache_pages_peak"]) == (report["cached"],
+                                                                  report["peak_cached"])
 
 
 # -- the captures -------------------------------------------------------------------------------
@@ -362,11 +412,11 @@ class _Adapter:
     over the compiled state: the room's limit is set before every charge."""
 
     def __init__(self, pc, room) -> None:
-        self.pc, self.room, self.span = pc, room, pc.span
+        self.pc, self.room, self.span, self.c = pc, room, pc.span, pc.c
 
     @property
     def nr_pages(self) -> int:
-        return nr_pages(self.pc)
+        return int(self.c[NR_PAGES])
 
     def preload_foreign(self, f: int, first: int, nr: int) -> None:
         preload_foreign(self.pc, f, first, nr)
@@ -420,9 +470,11 @@ def test_captures_give_validates_pinned_model_counts(path):
     set_limit(pc, room.pages)
     op, a0, a1, a2 = _access_columns(trace, room, pc.span)
     i, n = 0, len(op)
+    c = pc.c
     while i < n:
         i = replay_page_cache(pc, op, a0, a1, a2, i, n)
-        check_page_cache_error(pc)
+        if c[ERROR]:
+            check_page_cache_error(pc)
         if i < n:
             follow_room(room, ad, int(op[i]), int(a0[i]), int(a1[i]), int(a2[i]))
             set_limit(pc, room.pages)
@@ -454,19 +506,15 @@ def test_captures_equal_the_object_model_in_a_fixed_room(path):
 
 SCRIPT = """
 import json, sys
-import numba, numpy as np
-from types import SimpleNamespace
+import numpy as np
 sys.path.insert(0, {tests!r})
 from test_engine_pagecache import _pressure_case, columns
-from tagcache.engine.cleancache import KIND_NONE, make_cleancache
+from tagcache.engine.cleancache import make_cleancache
 from tagcache.engine.filemap import replay_columns
 from tagcache.engine.pagecache import make_page_cache, set_limit
 files, ops, limit, kw = _pressure_case(3)
 ops = ops[:1200]
-# engine/cleancache's StructRef proxy cannot be built uncompiled; a namespace reads alike.
-cc = (SimpleNamespace(kind=KIND_NONE, c=np.zeros(8, np.int64)) if numba.config.DISABLE_JIT
-      else make_cleancache("idle"))
-pc = make_page_cache(files, cc, **kw)
+pc = make_page_cache(files, make_cleancache("idle"), **kw)
 set_limit(pc, limit)
 replay_columns(pc, *columns(ops))
 print(json.dumps([pc.c.tolist(), pc.head.tolist(), pc.flags.tolist(), pc.shadow.tolist()]))

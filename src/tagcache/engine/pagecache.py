@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from types import SimpleNamespace
 from typing import Any
 
-import numba
 import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine.cleancache import CLEANCACHE_STATE
+from tagcache.engine.flat import state_class
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache, PageCacheStats, _ranges
 from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
 from tagcache.mm.page_flags import (
@@ -116,28 +116,110 @@ _IO_HEAD_SHIFT = 5          # io_key = head << 5 | order << 1 | from_disk
 
 # -- the record ---------------------------------------------------------------------------------
 
+_i64, _i32, _i8 = types.int64[::1], types.int32[::1], types.int8[::1]
+FIELDS = (
+    ("cc", CLEANCACHE_STATE),           # the cleancache state the hooks take
+    ("c", _i64),                        # counters, the constants above
+    ("nr_slots", types.int64),
+    ("ra_pages", types.int64),          # read_ahead_kb in pages; 0: no readahead
+    ("base", _i64),                     # per file: first slot
+    ("span", _i64),                     # per file: most pages it ever holds
+    ("isize", _i64),                    # per file: size in pages (writes grow it)
+    ("dev", _i64),                      # per file: device
+    ("max_order", _i8),                 # per file: largest folio order of its mapping
+    ("head", _i32),                     # per slot: head slot of its folio, -1
+    ("order", _i8),                     # per head slot: folio order
+    ("flags", types.uint16[::1]),       # per head slot: PG_* bits
+    ("ever", _i8),                      # per slot: inserted before
+    ("shadow", _i64),                   # per slot: -1, or nonresident_age << 1 | workingset
+    ("lru_prev", _i32),                 # per slot + 2 sentinels: the two file LRU lists
+    ("lru_next", _i32),
+    ("ra_start", _i64),                 # per file: file_ra_state
+    ("ra_size", _i64),
+    ("ra_async_size", _i64),
+    ("ra_prev_pos", _i64),              # bytes; -1 as after file_ra_state_init()
+    ("ra_mmap_miss", _i32),
+    ("ra_order", _i8),
+    ("file_insertions", _i64),          # per file, as the stats count them
+    ("file_reinsertions", _i64),
+    ("file_orders", types.int64[:, ::1]),   # per file and order: folios added
+    ("exec_off", _i64),                 # per file + 1: its VM_EXEC ranges' entries
+    ("exec_start", _i64),
+    ("exec_end", _i64),
+    ("cow_off", _i64),                  # per file + 1: its copy-on-write ranges' entries
+    ("cow_start", _i64),
+    ("cow_end", _i64),
+    ("io_key", _i64),                   # a window's folios: head << 5 | order << 1 | disk
+    ("present", _i8),                   # the pages of a read cached before it
+    ("isolated", _i32),                 # one isolate_lru_folios() batch
+)
+
+
 @structref.register
 class PageCacheStateType(types.StructRef):
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-class PageCacheState(structref.StructRefProxy):
-    """Every array of the kernel page-cache model, its counters and its cleancache state.
-
-    Built by make_page_cache(), which also sets each field as a plain Python attribute of
-    the proxy: the same arrays (the same memory) the compiled code changes, readable from
-    Python without a compiled getter per field. Fields are never rebound, only changed in
-    place; do not assign them from Python."""
+PAGE_CACHE_STATE = PageCacheStateType(list(FIELDS))
 
 
-FIELDS = ("cc", "c", "nr_slots", "ra_pages", "base", "span", "isize", "dev", "max_order",
-          "head", "order", "flags", "ever", "shadow", "lru_prev", "lru_next",
-          "ra_start", "ra_size", "ra_async_size", "ra_prev_pos", "ra_mmap_miss", "ra_order",
-          "file_insertions", "file_reinsertions", "file_orders",
-          "exec_off", "exec_start", "exec_end", "cow_off", "cow_start", "cow_end",
-          "io_key", "present", "isolated")
-structref.define_proxy(PageCacheState, PageCacheStateType, list(FIELDS))
+@njit(cache=True)
+def _new(cc, c, nr_slots, ra_pages, base, span, isize, dev, max_order, head, order, flags,
+         ever, shadow, lru_prev, lru_next, ra_start, ra_size, ra_async_size, ra_prev_pos,
+         ra_mmap_miss, ra_order, file_insertions, file_reinsertions, file_orders, exec_off,
+         exec_start, exec_end, cow_off, cow_start, cow_end, io_key, present, isolated):
+    pc = structref.new(PAGE_CACHE_STATE)
+    pc.cc = cc
+    pc.c = c
+    pc.nr_slots = nr_slots
+    pc.ra_pages = ra_pages
+    pc.base = base
+    pc.span = span
+    pc.isize = isize
+    pc.dev = dev
+    pc.max_order = max_order
+    pc.head = head
+    pc.order = order
+    pc.flags = flags
+    pc.ever = ever
+    pc.shadow = shadow
+    pc.lru_prev = lru_prev
+    pc.lru_next = lru_next
+    pc.ra_start = ra_start
+    pc.ra_size = ra_size
+    pc.ra_async_size = ra_async_size
+    pc.ra_prev_pos = ra_prev_pos
+    pc.ra_mmap_miss = ra_mmap_miss
+    pc.ra_order = ra_order
+    pc.file_insertions = file_insertions
+    pc.file_reinsertions = file_reinsertions
+    pc.file_orders = file_orders
+    pc.exec_off = exec_off
+    pc.exec_start = exec_start
+    pc.exec_end = exec_end
+    pc.cow_off = cow_off
+    pc.cow_start = cow_start
+    pc.cow_end = cow_end
+    pc.io_key = io_key
+    pc.present = present
+    pc.isolated = isolated
+    return pc
+
+
+@njit(cache=True)
+def _unpack(pc):
+    return (pc.cc, pc.c, pc.nr_slots, pc.ra_pages, pc.base, pc.span, pc.isize, pc.dev,
+            pc.max_order, pc.head, pc.order, pc.flags, pc.ever, pc.shadow, pc.lru_prev,
+            pc.lru_next, pc.ra_start, pc.ra_size, pc.ra_async_size, pc.ra_prev_pos,
+            pc.ra_mmap_miss, pc.ra_order, pc.file_insertions, pc.file_reinsertions,
+            pc.file_orders, pc.exec_off, pc.exec_start, pc.exec_end, pc.cow_off, pc.cow_start,
+            pc.cow_end, pc.io_key, pc.present, pc.isolated)
+
+
+PageCacheState = state_class(
+    PageCacheStateType, [f for f, _ in FIELDS], _new, _unpack, "PageCacheState", __name__,
+    "Every array of the kernel page-cache model, its counters and its cleancache state.")
 
 
 def _flat_ranges(spec: Mapping[int, Sequence[tuple[int, int]]] | None, n: int
@@ -197,13 +279,7 @@ def make_page_cache(files: FileTable, cc: Any, *, ra_pages: int, max_folio_order
         "io_key": np.zeros(longest, np.int64), "present": np.zeros(longest, np.int8),
         "isolated": np.zeros(SWAP_CLUSTER_MAX, np.int32),
     }
-    if numba.config.DISABLE_JIT:
-        # A StructRefProxy cannot be built without the compiler; the uncompiled step
-        # functions only read attributes, which a namespace has alike.
-        return SimpleNamespace(**values)          # type: ignore[return-value]
-    state = PageCacheState(*(values[k] for k in FIELDS))
-    state.__dict__.update(values)
-    return state
+    return PageCacheState(*(values[k] for k, _ in FIELDS))
 
 
 def set_limit(pc: PageCacheState, pages: int) -> None:
