@@ -11,10 +11,11 @@ NEED_ROOM = 1           # call the page cache's reclaim for c[ROOM_WANTED] frame
 OUT_OF_MEMORY = 2       # OutOfMemory: nothing was taken
 ERR_UNTAGGABLE = 3      # ValueError: a PFN no tag region covers (or outside the memmap)
 ERR_NOT_WHOLE = 4       # ValueError: pages not a whole number of order-N blocks
-ERR_BAD_COUNT = 5       # a negative page count (the object model has no meaning for it)
+ERR_BAD_ARG = 5         # a negative page count or process id (no meaning in the object model)
 ERR_DOUBLE_FREE = 6     # AssertionError: a free frame freed again
 
 NAMES = {OK: "ok", NEED_ROOM: "need room", OUT_OF_MEMORY: "out of memory",
          ERR_UNTAGGABLE: "PFN outside the modelled tagged memory",
-         ERR_NOT_WHOLE: "not a whole number of blocks", ERR_BAD_COUNT: "negative page count",
+         ERR_NOT_WHOLE: "not a whole number of blocks",
+         ERR_BAD_ARG: "negative page count or process id",
          ERR_DOUBLE_FREE: "double free of a page frame"}
