@@ -23,9 +23,10 @@ from typing import BinaryIO
 
 import numpy as np
 import zstandard
+from numba import njit
 
 from tagcache.errors import TraceError
-from tagcache.workloads.events import ExtentMap, FileTable, Trace
+from tagcache.workloads.events import ExtentMap, FileTable, Op, Trace
 
 MAX_REQUEST_BYTES = 1 << 32
 """The most bytes one request of a trace may move: more is a bad line, not a long replay.
@@ -202,6 +203,43 @@ def iter_line_chunks(stream: BinaryIO, size: int = CHUNK_BYTES,
     bad.flush()
 
 
+def iter_line_arrays(stream: BinaryIO, size: int = CHUNK_BYTES,
+                     bad: BadLines | None = None) -> Iterator[np.ndarray]:
+    """:func:`iter_line_chunks` for compiled parsers: chunks of whole lines as uint8 arrays
+    over one buffer that is read into again and again, so that the text is never copied (and
+    its memory is touched once). Each array is valid until the next one is asked for."""
+    buf = bytearray(size)
+    fill = 0
+    lines = 0
+    while True:
+        if fill == len(buf):                       # a line longer than the buffer
+            grown = bytearray(2 * len(buf))
+            grown[:fill] = buf
+            buf = grown
+        with memoryview(buf) as view:
+            got = stream.readinto(view[fill:])
+        if not got:
+            break
+        fill += got
+        cut = buf.rfind(b"\n", 0, fill) + 1
+        if cut == 0:
+            continue
+        lines += buf.count(b"\n", 0, cut)
+        yield np.frombuffer(buf, np.uint8, cut)
+        rest = fill - cut
+        buf[:rest] = buf[cut:fill]
+        fill = rest
+    rest = bytes(buf[:fill])
+    if not rest.strip():
+        return
+    if bad is None:
+        yield np.frombuffer(bytearray(rest + b"\n"), np.uint8)   # writable: one numba type
+        return
+    bad.add(lines + 1, "a whole line", rest,
+            problem="the file ends in the middle of this line (no newline: cut short?)")
+    bad.flush()
+
+
 # --------------------------------------------------------------------------- errors
 
 def snippet(line: bytes | str, limit: int = 100) -> str:
@@ -222,12 +260,20 @@ class BadLines:
         self.name = name
         self.skip = skip
         self.count = 0
+        self._more = 0
         self._pending: list[tuple[int, str, bytes | str, str | None]] = []
 
     def add(self, lineno: int, expected: str, line: bytes | str,
             problem: str | None = None) -> None:
         """A bad line: what was expected, or (``problem``) what is wrong with it."""
         self._pending.append((lineno, expected, line, problem))
+
+    def add_many(self, count: int, lineno: int, expected: str, line: bytes | str,
+                 problem: str | None = None) -> None:
+        """``count`` bad lines found by a compiled parser, of which only the first (the one an
+        error names) is described."""
+        self.add(lineno, expected, line, problem)
+        self._more += count - 1
 
     def flush(self) -> None:
         if not self._pending:
@@ -237,8 +283,9 @@ class BadLines:
             if problem is not None:
                 raise TraceError(f"{self.name}:{lineno}: {problem}: {snippet(line)}")
             raise TraceError(f"{self.name}:{lineno}: expected {expected}, got {snippet(line)}")
-        self.count += len(self._pending)
+        self.count += len(self._pending) + self._more
         self._pending.clear()
+        self._more = 0
 
 
 # --------------------------------------------------------------------------- integers
@@ -384,14 +431,26 @@ def trace_name(path: PathLike) -> str:
 
 def single_file_trace(op: np.ndarray, first: np.ndarray, pages: np.ndarray, name: str,
                       skipped: int, dev: int = 0, ino: int = 0,
-                      extents: ExtentMap | None = None) -> Trace:
-    """A trace of READ/WRITE events on one file (dev, ino) sized by the highest page named.
-    The pages must be dense already (:func:`compact_extents`, :func:`dense_object_ids`)."""
+                      extents: ExtentMap | None = None, span: int | None = None) -> Trace:
+    """A trace of READ/WRITE events on one file (dev, ino) sized by the highest page named
+    (``span``: that size, when the caller knows it). The pages must be dense already
+    (:func:`compact_extents`, :func:`dense_object_ids`). Columns of the right dtypes (uint8,
+    int64) are taken as they are, not copied."""
     n = len(op)
-    span = int((first + pages).max()) if n else 0
+    if span is None:
+        span = int((first + pages).max()) if n else 0
     files = FileTable.build([dev], [ino], [span], [span], [False])
     return Trace(np.asarray(op, np.uint8), np.zeros(n, np.int64), np.asarray(first, np.int64),
                  np.asarray(pages, np.int64), files, name, [], skipped, extents)
+
+
+def object_trace(ids: np.ndarray, name: str, skipped: int) -> Trace:
+    """A trace of one 1-page READ per object id (uint64, overwritten: the pages are built in
+    its memory), as libCacheSim's txt and oracleGeneral traces and csv traces of objects."""
+    pages, span = dense_object_ids_in_place(ids)
+    n = len(pages)
+    return single_file_trace(np.full(n, int(Op.READ), np.uint8), pages, np.ones(n, np.int64),
+                             name, skipped, span=span)
 
 
 def byte_range_pages(offset: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -512,37 +571,228 @@ def compact_extents(fid: np.ndarray, first: np.ndarray, last: np.ndarray,
 def dense_object_ids(ids: np.ndarray) -> np.ndarray:
     """Dense page indexes for object ids (uint64): in the ids' order, consecutive ids stay
     consecutive, and any gap between them becomes one unused page (so two runs of ids never
-    look like one sequential run). The pages span at most twice the distinct ids.
+    look like one sequential run). The pages span at most twice the distinct ids."""
+    out = np.array(ids, np.uint64)
+    return dense_object_ids_in_place(out)[0]
 
-    Small ids (a page trace) go through a table over their range, others (hashed ids) are
-    factorised by hashing (pyarrow) and only the distinct ones sorted: no sort of every id."""
+
+def dense_object_ids_in_place(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`dense_object_ids` written over ``ids`` (a uint64 array, no copy): the pages (an
+    int64 view of it) and their span (the highest page + 1, 0 for no ids).
+
+    Ids within a small range (at most twice their number + 64 Ki) are ranked through a table
+    over the range; others are factorised with an open-addressing hash table and only the
+    distinct ids are sorted. Either way a distinct id's page is its rank in id order plus the
+    number of gaps below it."""
+    if ids.dtype != np.uint64 or not ids.flags.c_contiguous or not ids.flags.writeable:
+        raise ValueError("dense_object_ids_in_place takes a writable contiguous uint64 array")
     n = len(ids)
     if not n:
-        return np.zeros(0, np.int64)
-    ids = np.asarray(ids, np.uint64)
+        return ids.view(np.int64), 0
     top = int(ids.max())
-    if top < 2 * n + (1 << 16):        # a table over the ids' range: no bigger than the ids
-        present = np.zeros(top + 1, bool)
-        present[ids] = True
-        uniq = np.flatnonzero(present)
-        del present
-        gaps = np.zeros(len(uniq), np.int64)
-        gaps[1:] = np.diff(uniq) > 1
-        table = np.empty(top + 1, np.int64)
-        table[uniq] = np.arange(len(uniq)) + np.cumsum(gaps)
-        return table[ids]
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    enc = pc.dictionary_encode(pa.array(ids, pa.uint64()))
-    codes = enc.indices.to_numpy(zero_copy_only=False)
-    uniq = enc.dictionary.to_numpy(zero_copy_only=False)
+    if top < 2 * n + _TABLE_SLACK:
+        return ids.view(np.int64), int(_rank_in_range(ids, top))
+    uniq = _factorise(ids)
     order = np.argsort(uniq)
     gaps = np.zeros(len(uniq), np.int64)
     gaps[1:] = np.diff(uniq[order]) > np.uint64(1)
     lut = np.empty(len(uniq), np.int64)
     lut[order] = np.arange(len(uniq)) + np.cumsum(gaps)
-    return lut[codes]
+    _translate(ids, lut)
+    return ids.view(np.int64), int(lut[order[-1]]) + 1
+
+
+_U15 = np.uint64(15)
+_U32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_MIX_LO = np.uint64(0x9E3779B1)          # 32-bit multipliers: lo * M < 2**64, no wrap-around
+_MIX_HI = np.uint64(0x85EBCA77)
+_TABLE_SLACK = 1 << 16
+
+
+@njit(cache=True)
+def _rank_in_range(ids, top):
+    """Dense pages of ids in [0, top] through a table over the range; returns the span."""
+    table = np.zeros(top + 1, np.int64)
+    for i in range(len(ids)):
+        table[ids[i]] = 1
+    page = -1
+    prev = -1
+    for v in range(top + 1):
+        if table[v] != 0:
+            if prev >= 0 and v - prev > 1:
+                page += 1
+            page += 1
+            table[v] = page
+            prev = v
+    for i in range(len(ids)):
+        ids[i] = np.uint64(table[ids[i]])
+    return page + 1
+
+
+@njit(cache=True)
+def _slot(k, mask):
+    """Slot of key ``k`` (uint64) in an open-addressing table of ``mask + 1`` slots."""
+    x = ((k & _LOW32) * _MIX_LO) ^ ((k >> _U32) * _MIX_HI)
+    x ^= x >> _U32
+    x ^= x >> _U15
+    return np.int64(x & mask)
+
+
+@njit(cache=True)
+def _factorise(ids):
+    """Replace each id by its number in order of first appearance (an open-addressing hash
+    table, doubled when half full); returns the distinct ids in that order."""
+    cap = 1 << 12
+    keys = np.empty(cap, np.uint64)
+    codes = np.full(cap, -1, np.int64)
+    uniq = np.empty(cap // 2, np.uint64)
+    m = 0
+    mask = np.uint64(cap - 1)
+    for i in range(len(ids)):
+        k = ids[i]
+        h = _slot(k, mask)
+        while True:
+            c = codes[h]
+            if c < 0:
+                c = m
+                codes[h] = c
+                keys[h] = k
+                uniq[c] = k
+                m += 1
+                break
+            if keys[h] == k:
+                break
+            h = (h + 1) & (cap - 1)
+        ids[i] = np.uint64(c)
+        if 2 * m == cap:
+            cap *= 2
+            mask = np.uint64(cap - 1)
+            keys = np.empty(cap, np.uint64)
+            codes = np.full(cap, -1, np.int64)
+            grown = np.empty(cap // 2, np.uint64)
+            for c in range(m):
+                grown[c] = uniq[c]
+            uniq = grown
+            for c in range(m):
+                h = _slot(uniq[c], mask)
+                while codes[h] >= 0:
+                    h = (h + 1) & (cap - 1)
+                codes[h] = c
+                keys[h] = uniq[c]
+    return uniq[:m]
+
+
+@njit(cache=True)
+def _translate(ids, lut):
+    """ids[i] = lut[ids[i]], in place."""
+    for i in range(len(ids)):
+        ids[i] = np.uint64(lut[np.int64(ids[i])])
+
+
+_U64_TENTH = np.uint64(U64_MAX // 10)
+_U10 = np.uint64(10)
+_U16 = np.uint64(16)
+
+
+@njit(cache=True)
+def _hex_value(c):
+    """The value of a hexadecimal digit byte, or -1."""
+    if c >= 48 and c <= 57:
+        return np.int64(c) - 48
+    low = np.int64(c) | 32
+    if low >= 97 and low <= 102:
+        return low - 87
+    return -1
+
+
+@njit(cache=True)
+def parse_id_lines(buf, i, out, n):
+    """One obj id per line from ``buf[i:]`` (whole lines: it ends with a newline) into
+    ``out[n:]``: a decimal or 0x-hexadecimal integer up to 2**64 - 1 with blanks around it, as
+    :func:`int_word` takes it; blank lines are skipped, anything else is a bad line.
+
+    Returns (where it stopped: len(buf), or the start of a line when ``out`` is full; ids in
+    ``out``; lines passed; bad lines; index among those lines of the first bad one, or -1).
+    """
+    size = len(buf)
+    line = 0
+    nbad = 0
+    first_bad = -1
+    cap = len(out)
+    while i < size:
+        if n == cap:
+            break
+        j = i                                          # the usual line: 1-19 digits
+        v = np.uint64(0)
+        c = buf[j]
+        while c >= 48 and c <= 57 and j - i < 19:
+            v = v * _U10 + np.uint64(np.int64(c) - 48)
+            j += 1
+            c = buf[j]
+        if c == 10 and j > i:
+            out[n] = v
+            n += 1
+            line += 1
+            i = j + 1
+            continue
+        c = buf[i]
+        while c != 10 and (c == 32 or (c >= 9 and c <= 13)):
+            i += 1
+            c = buf[i]
+        if c == 10:                                    # a blank line
+            i += 1
+            line += 1
+            continue
+        v = np.uint64(0)
+        ok = True
+        digits = 0
+        if c == 48 and (buf[i + 1] | 32) == 120:       # 0x...
+            i += 2
+            c = buf[i]
+            d = _hex_value(c)
+            if d < 0:
+                ok = False
+            while d >= 0:
+                if v != 0 or d != 0:
+                    digits += 1
+                if digits > 16:
+                    ok = False                         # past 2**64 - 1: keep reading
+                else:
+                    v = v * _U16 + np.uint64(d)
+                i += 1
+                c = buf[i]
+                d = _hex_value(c)
+        else:
+            while c >= 48 and c <= 57:
+                d = np.uint64(np.int64(c) - 48)
+                if v > _U64_TENTH or (v == _U64_TENTH and d > np.uint64(5)):
+                    ok = False                         # past 2**64 - 1: keep reading
+                    v = np.uint64(0)
+                v = v * _U10 + d
+                digits += 1
+                i += 1
+                c = buf[i]
+            if digits == 0:
+                ok = False
+        while c != 10 and (c == 32 or (c >= 9 and c <= 13)):
+            i += 1
+            c = buf[i]
+        if c != 10:
+            ok = False
+            while c != 10:
+                i += 1
+                c = buf[i]
+        i += 1
+        if ok:
+            out[n] = v
+            n += 1
+        else:
+            if first_bad < 0:
+                first_bad = line
+            nbad += 1
+        line += 1
+    return i, n, line, nbad, first_bad
 
 
 def split_fields(chunk: bytes, delim: bytes, ncols: int) -> tuple[list[bytes], int] | None:

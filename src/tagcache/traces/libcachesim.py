@@ -42,13 +42,15 @@ from tagcache.traces._common import (
     byte_range_pages,
     compact_extents,
     dense_ids,
-    dense_object_ids,
+    dense_object_ids_in_place,
     int_word,
+    iter_line_arrays,
     iter_line_chunks,
+    object_trace,
     open_binary,
     overflow,
     parse_column,
-    parse_words,
+    parse_id_lines,
     range_problem,
     single_file_trace,
     snippet,
@@ -360,7 +362,7 @@ class _Csv:
         if self.spec.block_size is None:
             op = _cat([o[0] for o in self.out])
             ids = np.concatenate([o[1] for o in self.out]) if self.out else np.zeros(0, np.uint64)
-            return op, dense_object_ids(ids), np.ones(len(op), np.int64), None
+            return op, dense_object_ids_in_place(ids)[0], np.ones(len(op), np.int64), None
         op, first, pages = (_cat([o[j] for o in self.out]) for j in range(3))
         delta, extents = compact_extents(np.zeros(len(op), np.int64), first, first + pages - 1)
         return op, first - delta, pages, extents
@@ -420,34 +422,70 @@ def csv_objection(head: bytes, path: PathLike) -> str | None:
 
 # --------------------------------------------------------------------------- txt
 
+_MAX_RESERVE = 1 << 28          # ids reserved (not touched) up front: 2 GiB of address space
+
+
 def parse_txt(path: PathLike, *, skip_bad_lines: bool = False,
               csv_spec: str | None = None) -> Trace:
-    """Read one obj id per line; each is a 1-page READ. ``csv_spec`` is not used."""
+    """Read one obj id per line; each is a 1-page READ. ``csv_spec`` is not used.
+
+    Integer ids are parsed by a compiled loop over the bytes (:func:`parse_id_lines`) into one
+    array that becomes the trace's pages in place; string ids (a first line that is not an
+    integer) go line by line."""
     bad = BadLines(str(path), skip_bad_lines)
     ids = _Ids(None)
-    out: list[np.ndarray] = []
+    # an upper bound for a plain file (an id line has 2 bytes at least): address space only,
+    # pages are touched as ids are written, and the rest is given back at the end
+    out = np.empty(min(Path(path).stat().st_size // 2 + 1, _MAX_RESERVE), np.uint64)
+    n = 0
+    strings: list[np.ndarray] = []
     lineno = 0
     with open_binary(path) as f:
-        for chunk in iter_line_chunks(f, bad=bad):
+        for chunk in iter_line_arrays(f, bad=bad):
             if ids.numeric is None:
-                first = next((ln for ln in chunk.split(b"\n") if ln.strip()), None)
+                first = next((ln for ln in chunk.tobytes().split(b"\n") if ln.strip()), None)
                 if first is not None:
                     ids.decide(first)
-            col = None
-            if ids.numeric:
-                col = parse_words(chunk, chunk.count(b"\n"), (10,), unsigned=True)
-                col = None if col is None else col[:, 0]
-            if col is None:
-                col = _txt_slow(chunk, lineno, ids, bad)
-            out.append(col)
-            lineno += chunk.count(b"\n")
-            bad.flush()
-    objs = np.concatenate(out) if out else np.zeros(0, np.uint64)
-    if not len(objs):
+            if not ids.numeric:
+                text = chunk.tobytes()
+                if ids.numeric is not None:
+                    strings.append(_txt_slow(text, lineno, ids, bad))
+                lineno += text.count(b"\n")
+                bad.flush()
+                continue
+            at = 0
+            while at < len(chunk):
+                if n == len(out):
+                    out.resize(max(len(out) + len(out) // 2, 1 << 16), refcheck=False)
+                start = at
+                at, n, lines, nbad, first_bad = parse_id_lines(chunk, start, out, n)
+                if nbad:
+                    line = _nth_line(chunk, start, first_bad)
+                    bad.add_many(nbad, lineno + first_bad + 1, *_txt_bad(line, ids))
+                lineno += lines
+                bad.flush()
+    if strings:
+        out = np.concatenate(strings)
+        n = len(out)
+    else:
+        out.resize(n, refcheck=False)          # gives back what was reserved and not used
+    if not n:
         raise TraceError(f"{path}: no obj ids in {lineno} lines (expected one id per line)")
-    n = len(objs)
-    return single_file_trace(np.full(n, int(Op.READ)), dense_object_ids(objs),
-                             np.ones(n, np.int64), trace_name(path), bad.count)
+    return object_trace(out, trace_name(path), bad.count)
+
+
+def _nth_line(buf: np.ndarray, start: int, k: int) -> bytes:
+    """Line ``k`` (from 0) of ``buf[start:]``, without its newline."""
+    nl = start + np.flatnonzero(buf[start:] == 10)
+    a = start if k == 0 else int(nl[k - 1]) + 1
+    return buf[a:int(nl[k])].tobytes()
+
+
+def _txt_bad(line: bytes, ids: _Ids) -> tuple[str, bytes, str | None]:
+    """What a bad txt line's error says: (expected, line, problem)."""
+    words = line.split()
+    return (f"one obj id per line ({ids.expected})", line,
+            overflow(words[0], "obj id") if len(words) == 1 else None)
 
 
 def _txt_slow(chunk: bytes, line0: int, ids: _Ids, bad: BadLines) -> np.ndarray:
@@ -458,8 +496,7 @@ def _txt_slow(chunk: bytes, line0: int, ids: _Ids, bad: BadLines) -> np.ndarray:
             continue
         v = ids.one(words[0]) if len(words) == 1 else None
         if v is None:
-            bad.add(line0 + i + 1, f"one obj id per line ({ids.expected})", line,
-                    overflow(words[0], "obj id") if len(words) == 1 else None)
+            bad.add(line0 + i + 1, *_txt_bad(line, ids))
             continue
         out.append(v)
     return np.asarray(out, np.uint64)
@@ -519,9 +556,7 @@ def parse_oracle_general(path: PathLike, *, skip_bad_lines: bool = False,
     objs = np.concatenate(out) if out else np.zeros(0, np.uint64)
     if not len(objs):
         raise TraceError(f"{path}: no oracleGeneral records of nonzero size in {nrec} records")
-    n = len(objs)
-    return single_file_trace(np.full(n, int(Op.READ)), dense_object_ids(objs),
-                             np.ones(n, np.int64), trace_name(path), 0)
+    return object_trace(objs, trace_name(path), 0)
 
 
 def oracle_general_objection(head: bytes, path: PathLike) -> str | None:
