@@ -49,6 +49,7 @@ from tagcache.hw.layout import MachineLayout, simple_layout
 from tagcache.mm import vmscan as object_vmscan
 from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, PageCache
 from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.mm.readahead import MMAP_LOTSAMISS
 from tagcache.mm.workingset import Workingset
 from tagcache.scenario import parse_scenario
 from tagcache.sidecar import (
@@ -221,14 +222,14 @@ def scenarios(draw):
     for reclaim, retries and __GFP_NORETRY failures; and a sequence of every event."""
     n = 3
     span = [draw(st.sampled_from([0, 1, 7, 40, 130, 513, 600])) for _ in range(n)]
-    size = [draw(st.integers(0, s)) for s in span]
+    size = [draw(st.one_of(st.just(s), st.integers(0, s))) for s in span]
     large = [draw(st.booleans()) for _ in range(n)]
     dev = [draw(st.sampled_from([1, 2])) for _ in range(n)]
     files = FileTable.build(dev, list(range(n)), size, span, large)
 
     def ranges():
         return st.dictionaries(st.integers(0, n - 1), st.lists(
-            st.tuples(st.integers(0, 600), st.integers(1, 120)).map(
+            st.tuples(st.integers(0, 40) | st.integers(0, 600), st.integers(1, 120)).map(
                 lambda t: (t[0], t[0] + t[1])), max_size=3), max_size=2)
 
     kw = {"ra_pages": draw(st.sampled_from([0, 4, 32, 512])),
@@ -251,13 +252,15 @@ def scenarios(draw):
 
     f = st.integers(0, n - 1)
     event = st.one_of(
-        f.flatmap(on_file),
+        *[f.flatmap(on_file)] * 8,
         st.tuples(st.just(Op.UNMOUNT), st.sampled_from([1, 2]), st.just(0), st.just(0)),
         st.tuples(st.just(SET_LIMIT), st.integers(0, 200), st.just(0), st.just(0)),
         st.tuples(st.sampled_from([FREE_PAGES, CHARGE]), st.integers(0, 100), st.just(0),
                   st.just(0)))
     backend = draw(st.sampled_from([None, *BACKENDS]))
-    ops = draw(st.lists(event, max_size=40))
+    # The sequence runs up to three times: pages used again are referenced, activated,
+    # refaulted and restored.
+    ops = draw(st.lists(event, min_size=4, max_size=40)) * draw(st.integers(1, 3))
     # Faults and sequential reads weigh more: they drive readahead and mapped reclaim.
     runs = draw(st.lists(st.tuples(f, st.integers(0, 600), st.integers(2, 40),
                                    st.sampled_from([Op.READ, Op.FAULT])), max_size=3))
@@ -308,6 +311,9 @@ def _pressure_case(seed: int):
             ops.append((SET_LIMIT, int(rng.integers(20, 200)), 0, 0))
         else:
             ops.append((int(Op.READ), f, i, int(rng.integers(1, 200))))
+    # Scattered faults last, in little room: mmap_miss climbs past MMAP_LOTSAMISS, read-around stops.
+    ops.append((SET_LIMIT, 40, 0, 0))
+    ops += [(int(Op.FAULT), 1, int(i), 0) for i in rng.integers(0, 600, 300)]
     kw = {"ra_pages": 32, "max_folio_order": 9, "exec_vmas": {0: [(0, 50)], 1: [(100, 180)]},
           "cow_vmas": {2: [(10, 40)]}}
     return files, ops, 80, kw
@@ -324,6 +330,7 @@ def test_long_sequences_under_pressure(seed, backend):
     st_ = obj.stats
     assert st_.evictions and st_.refaults and obj.ws.activate and obj.ws.restore
     assert obj.file_orders[:, 1:].sum() > 0 and obj.verify() == []
+    assert obj.ra.mmap_miss[1] > MMAP_LOTSAMISS
 
 
 def test_the_comparison_catches_a_changed_workingset_rule(monkeypatch):

@@ -386,6 +386,7 @@ def replay_page_cache(pc, op, a0, a1, a2, start, end):
     cleancache_cached() is added to ``c[CACHED_SUM]``. On an error (``c[ERROR]``) the
     failing event's index is returned and put in ``c[ERROR_EVENT]``."""
     c = pc.c
+    cc = pc.cc
     for i in range(start, end):
         o = op[i]
         x = a0[i]
@@ -412,7 +413,7 @@ def replay_page_cache(pc, op, a0, a1, a2, start, end):
         if c[ERROR]:
             c[ERROR_EVENT] = i
             return i
-        c[CACHED_SUM] += cleancache_cached(pc.cc)
+        c[CACHED_SUM] += cleancache_cached(cc)
     return end
 
 
