@@ -16,7 +16,7 @@ import numpy as np
 from tagcache import invariants
 from tagcache.capacity import follow_room
 from tagcache.cleancache.backends import BACKENDS
-from tagcache.cleancache.frontend import Cleancache
+from tagcache.cleancache.frontend import Cleancache, CleancacheStats
 from tagcache.costs import CostTable
 from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_text
 from tagcache.invariants import Checker
@@ -253,6 +253,8 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
         m = Machine(cfg, design, replace(trace, files=files, inserted=None), check, facts)
         return _replay_compiled_lru(m, cfg, design, trace, _dispatch(m, tag_tasks),
                                     tagged_share, progress, tag_tasks, t0, memo)
+    if not check and cfg.page_cache_policy == "kernel":
+        return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0)
     trace = trace.merged()
     m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
@@ -290,6 +292,38 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     if tag_tasks:        # nothing was requested: the share is what the tasks tagged, at peak
         tagged_share = m.anon.peak_tagged / cfg.layout.data_pages
     return collect(m, design, tagged_share, len(ops), wall)
+
+
+def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share: float,
+                 progress, tag_tasks, facts, t0: float) -> RunResult:
+    """replay() on the compiled machine (engine/machine.py)."""
+    from tagcache.engine import machine as flat
+    from tagcache.engine.anon import anon_report
+    from tagcache.engine.cleancache import (
+        cleancache_report,
+        metadata_bytes_per_tag_page,
+        simulator_bytes_per_tag_page,
+    )
+    from tagcache.engine.pagecache import page_cache_stats
+    from tagcache.engine.tags import reservation_calls, tag_storage_report
+
+    fm = flat.build(cfg, design, trace, facts, tag_tasks)
+    flat.run(fm, trace, progress)
+    n = len(trace)
+    wall = time.perf_counter() - t0
+    ccr = cleancache_report(fm.cc)
+    latency, claimed, dropped = reservation_calls(fm.ts)
+    anon = anon_report(fm.an)
+    t = Tally(
+        page_cache_stats(fm.pc), {k: ccr[k] for k in asdict(CleancacheStats())},
+        ccr["evicted"], ccr["cached"], ccr["peak_cached"],
+        metadata_bytes_per_tag_page(fm.cc), simulator_bytes_per_tag_page(fm.cc),
+        tag_storage_report(fm.ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
+        np.asarray(dropped, np.int32), anon["peak_tagged"], anon["copies"], fm.oom_events,
+        {k: v / max(1, n) for k, v in fm.sums.items()}, {}, [], {})
+    if tag_tasks:
+        tagged_share = anon["peak_tagged"] / cfg.layout.data_pages
+    return collect(t, design, tagged_share, n, wall, cfg)
 
 
 def compiled_lru_applies(cfg: MachineConfig, design: Design, check: bool,
@@ -402,87 +436,128 @@ def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
-def collect(m: Machine, design: Design, share: float, events: int, wall: float) -> RunResult:
-    pcs, ccs, ts, c = m.pc.stats, m.cleancache.stats, m.tags.stats, m.cfg.costs
-    layout = m.cfg.layout
-    backend = m.cleancache.backend
-    avg = m.averages
-    page_cache = {k: v for k, v in asdict(pcs).items()
+@dataclass
+class Tally:
+    """What a finished run's report is made of, from either engine."""
+
+    page_cache: dict            # PageCacheStats' fields
+    cleancache: dict            # CleancacheStats' fields
+    evicted: int
+    cached: int
+    peak_cached: int
+    metadata_bytes_per_tag_page: float
+    simulator_bytes_per_tag_page: float
+    tag_storage: dict           # TagStorageStats' counters
+    latency: np.ndarray         # per reserve_tag_storage() call
+    claimed: np.ndarray
+    dropped: np.ndarray
+    peak_tagged: int
+    copies: int
+    oom_events: int
+    averages: dict
+    invariants: dict
+    violations: list
+    invariant_events: dict
+
+
+def tally_object(m: Machine) -> Tally:
+    """The object engine's machine as a :class:`Tally`."""
+    ts, backend = m.tags.stats, m.cleancache.backend
+    return Tally(
+        asdict(m.pc.stats), asdict(m.cleancache.stats), m.cleancache.evicted,
+        m.cleancache.cached, getattr(backend, "peak_cached", 0),
+        backend.metadata_bytes_per_tag_page() if backend is not None else 0.0,
+        backend.simulator_bytes_per_tag_page() if backend is not None else 0.0,
+        {k: getattr(ts, k) for k in ("reservations", "reservation_failures", "blocks_claimed",
+                                     "cmo_pages", "unbalanced_releases", "reserved_pages",
+                                     "reserved_peak")},
+        _cat(ts.latency, np.float64), _cat(ts.claimed, bool), _cat(ts.dropped, np.int32),
+        m.anon.peak_tagged, m.anon.copies, m.oom_events, m.averages,
+        m.checker.to_json() if m.checker else {},
+        list(m.checker.reports) if m.checker else [],
+        {k: list(v) for k, v in m.checker.events.items()} if m.checker else {})
+
+
+def collect(m: Machine | Tally, design: Design, share: float, events: int, wall: float,
+            cfg: MachineConfig | None = None) -> RunResult:
+    """The run's result from its tally (or the object machine's)."""
+    if isinstance(m, Machine):
+        cfg, t = m.cfg, tally_object(m)
+    else:
+        t = m
+    pcs, ccs, ts, c = t.page_cache, t.cleancache, t.tag_storage, cfg.costs
+    layout = cfg.layout
+    avg = t.averages
+    accesses = pcs["accesses"]
+    page_cache = {k: v for k, v in pcs.items()
                   if k not in ("pages_read", "pages_written", "read_requests",
                                "read_requests_without_cleancache")}
-    page_cache["hit_ratio"] = pcs.hits / pcs.accesses if pcs.accesses else 0.0
-    page_cache["effective_hit_ratio"] = ((pcs.hits + pcs.cleancache_hits) / pcs.accesses
-                                         if pcs.accesses else 0.0)
-    looked_up = ccs.restored + ccs.missed
-    cleancache = asdict(ccs) | {
-        "evicted": m.cleancache.evicted,
-        "cached": m.cleancache.cached,
-        "hit_ratio": ccs.restored / looked_up if looked_up else 0.0,
-        "restored_per_stored": ccs.restored / ccs.stored if ccs.stored else 0.0,
+    page_cache["hit_ratio"] = pcs["hits"] / accesses if accesses else 0.0
+    page_cache["effective_hit_ratio"] = ((pcs["hits"] + pcs["cleancache_hits"]) / accesses
+                                         if accesses else 0.0)
+    looked_up = ccs["restored"] + ccs["missed"]
+    cleancache = dict(ccs) | {
+        "evicted": t.evicted,
+        "cached": t.cached,
+        "hit_ratio": ccs["restored"] / looked_up if looked_up else 0.0,
+        "restored_per_stored": ccs["restored"] / ccs["stored"] if ccs["stored"] else 0.0,
     }
-    latency = _cat(ts.latency, np.float64)
-    claimed = _cat(ts.claimed, bool)
-    dropped = _cat(ts.dropped, np.int32)
+    latency, claimed, dropped = t.latency, t.claimed, t.dropped
     mib = 4096 / (1 << 20)
-    peak_cached = getattr(backend, "peak_cached", 0)
     tag_storage = {
         "total_tag_pages": layout.nr_tag_pages,
-        "reserved_now": ts.reserved_pages,
-        "reserved_peak": ts.reserved_peak,
+        "reserved_now": ts["reserved_pages"],
+        "reserved_peak": ts["reserved_peak"],
         "reserved_avg": avg["reserved_pages"],
-        "cache_pages_now": m.cleancache.cached,
-        "cache_pages_peak": peak_cached,
+        "cache_pages_now": t.cached,
+        "cache_pages_peak": t.peak_cached,
         "cache_pages_avg": avg["cached_pages"],
         "cache_mib_avg": avg["cached_pages"] * mib,
-        "cache_mib_peak": peak_cached * mib,
+        "cache_mib_peak": t.peak_cached * mib,
         "achieved_tagged_share": {
-            "peak": m.anon.peak_tagged / layout.data_pages,
+            "peak": t.peak_tagged / layout.data_pages,
             "mean": avg["tagged_pages"] / layout.data_pages},
-        "reservations": ts.reservations,
-        "reservation_failures": ts.reservation_failures,
-        "blocks_claimed": ts.blocks_claimed,
-        "unbalanced_releases": ts.unbalanced_releases,
+        "reservations": ts["reservations"],
+        "reservation_failures": ts["reservation_failures"],
+        "blocks_claimed": ts["blocks_claimed"],
+        "unbalanced_releases": ts["unbalanced_releases"],
         "reservation_latency_ns": {"all": _percentiles(latency),
                                    "claiming": _percentiles(latency[claimed])},
         "dropped_per_claim": _buckets(dropped[claimed]),
-        "cmo_pages": ts.cmo_pages,
-        "metadata_bytes_per_tag_page": (backend.metadata_bytes_per_tag_page()
-                                        if backend is not None else 0.0),
-        "simulator_bytes_per_tag_page": (backend.simulator_bytes_per_tag_page()
-                                         if backend is not None else 0.0),
-        "tag_copies": m.anon.copies,
+        "cmo_pages": ts["cmo_pages"],
+        "metadata_bytes_per_tag_page": t.metadata_bytes_per_tag_page,
+        "simulator_bytes_per_tag_page": t.simulator_bytes_per_tag_page,
+        "tag_copies": t.copies,
     }
-    avoided_requests = pcs.read_requests_without_cleancache - pcs.read_requests
-    saved = avoided_requests * c.disk_read_request + ccs.restored * c.disk_read_page
-    cc_cost = ((ccs.stored + ccs.restored) * c.page_copy + ts.cmo_pages * c.cmo_page
-               + ccs.reclaimed * c.cleancache_drop)
+    avoided_requests = pcs["read_requests_without_cleancache"] - pcs["read_requests"]
+    saved = avoided_requests * c.disk_read_request + ccs["restored"] * c.disk_read_page
+    cc_cost = ((ccs["stored"] + ccs["restored"]) * c.page_copy + ts["cmo_pages"] * c.cmo_page
+               + ccs["reclaimed"] * c.cleancache_drop)
     io = {
-        "read_requests": pcs.read_requests,
-        "pages_read": pcs.pages_read,
-        "pages_written": pcs.pages_written,
+        "read_requests": pcs["read_requests"],
+        "pages_read": pcs["pages_read"],
+        "pages_written": pcs["pages_written"],
         "requests_avoided": avoided_requests,
-        "reads_avoided": ccs.restored,
-        "read_time_ns": pcs.read_requests * c.disk_read_request + pcs.pages_read
+        "reads_avoided": ccs["restored"],
+        "read_time_ns": pcs["read_requests"] * c.disk_read_request + pcs["pages_read"]
         * c.disk_read_page,
-        "write_time_ns": pcs.pages_written * c.disk_write_page,
+        "write_time_ns": pcs["pages_written"] * c.disk_write_page,
         "io_time_saved_ns": float(saved),
         "cleancache_cost_ns": float(cc_cost),
         "net_time_saved_ns": float(saved - cc_cost),
-        "oom_events": m.oom_events,
+        "oom_events": t.oom_events,
     }
-    invariants = m.checker.to_json() if m.checker else {}
     return RunResult(
         backend=design.backend,
         policy={"large_folio": design.policy if design.backend != "idle" else None,
-                "alloc": m.cfg.alloc_policy},
+                "alloc": cfg.alloc_policy},
         tagged_share=share,
         page_cache=page_cache,
         cleancache=cleancache,
         tag_storage=tag_storage,
         io=io,
-        invariants=invariants,
+        invariants=t.invariants,
         perf={"events": events, "wall_s": wall, "events_per_s": events / wall if wall else 0},
-        violations=list(m.checker.reports) if m.checker else [],
-        invariant_events={k: list(v) for k, v in m.checker.events.items()} if m.checker
-        else {},
+        violations=t.violations,
+        invariant_events=t.invariant_events,
     )
