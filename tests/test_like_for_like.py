@@ -205,10 +205,12 @@ def test_run_trace_with_the_generator_has_baselines(small):
 
 # -- a reader trace with generated tagged memory ---------------------------------------------------
 
-def test_inserted_events_and_one_page_cache_pass_equal_merged_runs(small):
+@pytest.mark.parametrize("policy", ["lru", "kernel"])
+def test_inserted_events_and_one_page_cache_pass_equal_merged_runs(small, policy):
     """run_trace() inserts each share's anonymous events into the reader trace without copying
-    it, and replays an LRU page cache of fixed capacity once for all shares: every count equals
-    a replay of the merged trace on the object model (the checker forces it), share by share."""
+    it, and replays a page cache of fixed capacity with no backend once for all shares: every
+    count equals a replay of the merged trace on the object model (the checker forces it),
+    share by share."""
     from tagcache.workloads.generators import merge
 
     scn = replace(small, designs=[Design("idle")])
@@ -216,8 +218,8 @@ def test_inserted_events_and_one_page_cache_pass_equal_merged_runs(small):
     keep = np.isin(base.op, [Op.READ, Op.WRITE])
     reader = replace(base, op=base.op[keep], arg0=base.arg0[keep], arg1=base.arg1[keep],
                      arg2=base.arg2[keep])
-    got = run_trace(scn, reader, capacity_pages=48, policy="lru", check=False)
-    cfg = replace(scn.machine, page_cache_limit_pages=48, page_cache_policy="lru")
+    got = run_trace(scn, reader, capacity_pages=48, policy=policy, check=False)
+    cfg = replace(scn.machine, page_cache_limit_pages=48, page_cache_policy=policy)
     cols = np.stack([reader.op.astype(np.int64), reader.arg0, reader.arg1, reader.arg2], 1)
     for r in got.results + got.baselines:
         tev, at = anon_events(replace(scn.tagged, share=r.tagged_share), DATA, len(reader),

@@ -254,7 +254,8 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
         return _replay_compiled_lru(m, cfg, design, trace, _dispatch(m, tag_tasks),
                                     tagged_share, progress, tag_tasks, t0, memo)
     if not check and cfg.page_cache_policy == "kernel":
-        return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0)
+        return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0,
+                            memo)
     trace = trace.merged()
     m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
@@ -295,8 +296,9 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
 
 
 def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share: float,
-                 progress, tag_tasks, facts, t0: float) -> RunResult:
-    """replay() on the compiled machine (engine/machine.py)."""
+                 progress, tag_tasks, facts, t0: float, memo: dict | None) -> RunResult:
+    """replay() on the compiled machine (engine/machine.py); with a ``memo``, a page cache
+    that nothing but the trace changes runs once (machine.run())."""
     from tagcache.engine import machine as flat
     from tagcache.engine.anon import anon_report
     from tagcache.engine.cleancache import (
@@ -308,7 +310,11 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
     from tagcache.engine.tags import reservation_calls, tag_storage_report
 
     fm = flat.build(cfg, design, trace, facts, tag_tasks)
-    flat.run(fm, trace, progress)
+    if memo is not None and flat.page_cache_alone(fm, design):
+        flat.run(fm, trace, progress, memo, (cfg.page_cache_limit_pages, cfg.ra_pages,
+                                             cfg.max_folio_order, id(facts)))
+    else:
+        flat.run(fm, trace, progress)
     n = len(trace)
     wall = time.perf_counter() - t0
     ccr = cleancache_report(fm.cc)
