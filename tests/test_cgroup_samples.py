@@ -78,7 +78,7 @@ def test_markers_are_rows_between_the_events(tmp_path, monkeypatch):
     assert trace.skipped_lines == 0 and trace.tasks == []     # markers name no task
     assert len(trace.files) == 1 and trace.files.span_pages.tolist() == [2]
     # the line-by-line path agrees
-    monkeypatch.setattr(ftrace._Event, "parse", lambda self, tails: self.slow(tails))
+    monkeypatch.setattr(ftrace, "LINE_BY_LINE", True)
     assert rows(ftrace.parse(path)) == ROWS
 
 

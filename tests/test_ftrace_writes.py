@@ -75,7 +75,7 @@ def write(tmp_path: Path, text: str, name: str = "w.trace") -> Path:
 def path_kind(request, monkeypatch) -> str:
     """Each test twice: as the reader runs, and with every event parsed line by line."""
     if request.param == "slow":
-        monkeypatch.setattr(ftrace._Event, "parse", lambda self, tails: self.slow(tails))
+        monkeypatch.setattr(ftrace, "LINE_BY_LINE", True)
     return request.param
 
 
@@ -101,7 +101,7 @@ def test_fast_path_reads_the_ext4_lines_without_the_slow_one(tmp_path, monkeypat
     def refuse(self, tails):
         raise AssertionError(f"{self.name!r} went line by line")
     monkeypatch.setattr(ftrace._Event, "slow", refuse)
-    # the negative nlink is the slow path's (numpy parses no sign): leave it out here
+    # the negative nlink is the slow path's (the compiled one takes no sign): leave it out
     text = "".join(ln for ln in SNIPPET.splitlines(keepends=True) if "nlink -1" not in ln)
     assert rows(ftrace.parse(write(tmp_path, text))) == ROWS
 
@@ -131,7 +131,7 @@ def test_same_rows_on_both_paths_over_many_lines(tmp_path, monkeypatch):
                                         f"pfn=0x{i:x} ofs={pos & ~4095} order=0"))
     path = write(tmp_path, "".join(out))
     fast = ftrace.parse(path)
-    monkeypatch.setattr(ftrace._Event, "parse", lambda self, tails: self.slow(tails))
+    monkeypatch.setattr(ftrace, "LINE_BY_LINE", True)
     slow = ftrace.parse(path)
     assert rows(fast) == rows(slow)
     assert {W, U, G, A} <= set(fast.op.tolist())

@@ -119,7 +119,7 @@ def test_committed_head_of_the_capture():
 def test_line_by_line_path_gives_the_same_rows(monkeypatch):
     path = DATA / "grep-head.trace.zst"
     fast = ftrace.parse(path)
-    monkeypatch.setattr(ftrace._Event, "parse", lambda self, tails: self.slow(tails))
+    monkeypatch.setattr(ftrace, "LINE_BY_LINE", True)
     slow = ftrace.parse(path)
     for col in ("op", "arg0", "arg1", "arg2"):
         assert np.array_equal(getattr(fast, col), getattr(slow, col))
@@ -257,8 +257,9 @@ def test_chunks_keep_line_numbers(tmp_path, monkeypatch):
             "dev=254:0 ino=52db4 ofs=4096\n")
     path = tmp_path / "long.trace"
     path.write_text(good * 500 + good.replace("ofs=4096", "ofs=x") + good * 10)
-    real = _common.iter_line_chunks
-    monkeypatch.setattr(ftrace, "iter_line_chunks", lambda f, bad=None: real(f, 1000, bad))
+    real = _common.iter_line_arrays
+    monkeypatch.setattr(ftrace, "iter_line_arrays",
+                        lambda f, bad=None, lines=None: real(f, 1000, bad, lines))
     with pytest.raises(TraceError, match=r"long\.trace:501: "):
         ftrace.parse(path)
     trace = ftrace.parse(path, skip_bad_lines=True)

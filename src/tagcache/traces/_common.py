@@ -17,7 +17,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -203,14 +203,15 @@ def iter_line_chunks(stream: BinaryIO, size: int = CHUNK_BYTES,
     bad.flush()
 
 
-def iter_line_arrays(stream: BinaryIO, size: int = CHUNK_BYTES,
-                     bad: BadLines | None = None) -> Iterator[np.ndarray]:
+def iter_line_arrays(stream: BinaryIO, size: int = CHUNK_BYTES, bad: BadLines | None = None,
+                     lines: Callable[[], int] | None = None) -> Iterator[np.ndarray]:
     """:func:`iter_line_chunks` for compiled parsers: chunks of whole lines as uint8 arrays
     over one buffer that is read into again and again, so that the text is never copied (and
-    its memory is touched once). Each array is valid until the next one is asked for."""
+    its memory is touched once). Each array is valid until the next one is asked for.
+    ``lines``: how many lines the caller has counted (then this does not count them)."""
     buf = bytearray(size)
     fill = 0
-    lines = 0
+    count = 0
     while True:
         if fill == len(buf):                       # a line longer than the buffer
             grown = bytearray(2 * len(buf))
@@ -224,7 +225,8 @@ def iter_line_arrays(stream: BinaryIO, size: int = CHUNK_BYTES,
         cut = buf.rfind(b"\n", 0, fill) + 1
         if cut == 0:
             continue
-        lines += buf.count(b"\n", 0, cut)
+        if lines is None:
+            count += buf.count(b"\n", 0, cut)
         yield np.frombuffer(buf, np.uint8, cut)
         rest = fill - cut
         buf[:rest] = buf[cut:fill]
@@ -235,7 +237,7 @@ def iter_line_arrays(stream: BinaryIO, size: int = CHUNK_BYTES,
     if bad is None:
         yield np.frombuffer(bytearray(rest + b"\n"), np.uint8)   # writable: one numba type
         return
-    bad.add(lines + 1, "a whole line", rest,
+    bad.add((count if lines is None else lines()) + 1, "a whole line", rest,
             problem="the file ends in the middle of this line (no newline: cut short?)")
     bad.flush()
 

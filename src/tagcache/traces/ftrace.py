@@ -61,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from tagcache.errors import TraceError
 from tagcache.traces._common import (
@@ -68,10 +69,9 @@ from tagcache.traces._common import (
     BadLines,
     PathLike,
     compact_extents,
-    iter_line_chunks,
+    iter_line_arrays,
     open_binary,
     pair_ids,
-    parse_words,
     snippet,
     trace_name,
 )
@@ -91,12 +91,10 @@ def mkdev(major, minor):
 
 
 # --------------------------------------------------------------------------- fields
-# The fast path of each event takes the n tails of its lines (the text after "EVENT: ") joined
-# by newlines, splits them at the field labels with bytes methods, parses decimal fields with
-# numpy (parse_words: so many numbers on every line) and the dev/ino field once per distinct
-# file; it returns None when anything does not fit. Its lines are then parsed again one by
-# one by the event's regular expression, which also takes the older kernels' forms; what that
-# cannot parse is a bad line.
+# Each event's lines are parsed in compiled code (:func:`_scan`) in their usual form, one
+# program of literals and numbers per event (:data:`PROGRAMS`); a line in any other form
+# (an older kernel's, a 19-digit number, stray blanks, a bad line) is parsed again by the
+# event's regular expression, which is the reference: what it cannot parse is a bad line.
 
 _HEX = rb"([0-9a-fA-F]+)"
 _INO10 = -10
@@ -104,177 +102,6 @@ _INO10 = -10
 of 2**63 or more wraps to the negative int64 of the same 64 bits, so both name the same file."""
 _INT64_MAX = (1 << 63) - 1
 _PFN = rb"(0x[0-9a-fA-F]+|\d+)"
-
-
-def _decimals(parts: list[bytes], per_line: int = 1, signed: bool = False) -> np.ndarray | None:
-    """(n, per_line) non-negative int64 decimals, ``per_line`` in each of the n ``parts``;
-    None unless every part holds exactly so many. ``signed``: a minus sign is dropped (for
-    fields only checked, never used)."""
-    text = b"\n".join(parts) + b"\n"
-    if signed:
-        text = text.replace(b"-", b"")
-    return parse_words(text, len(parts), (10,) * per_line)
-
-
-def _byte_ranges(parts: list[bytes]) -> np.ndarray | None:
-    """(n, 2) of ``A-B`` fields, digits on both sides of exactly one dash in each; else None
-    (``-585728-651263`` is not a range: the slow path refuses it)."""
-    text = b"\n".join(parts) + b"\n"
-    buf = np.frombuffer(text, np.uint8)
-    dash = np.flatnonzero(buf == 45)
-    nl = np.flatnonzero(buf == 10)
-    if len(dash) != len(parts) or not np.array_equal(np.searchsorted(dash, nl),
-                                                     np.arange(1, len(parts) + 1)):
-        return None
-    digit = (buf >= 48) & (buf <= 57)
-    if not (digit[np.maximum(dash - 1, 0)] & digit[dash + 1] & (dash > 0)).all():
-        return None
-    return parse_words(text.replace(b"-", b" "), len(parts), (10, 10))
-
-
-_KEY_RANGE = re.compile(rb"dev=(\d+):(\d+) ino=([0-9a-fA-F]+)")
-_KEY_CACHE = re.compile(rb"dev (\d+):(\d+) ino ([0-9a-fA-F]+)")
-_KEY_EXT4 = re.compile(rb"dev (\d+),(\d+) ino (\d+)")
-
-
-def _file_keys(keys: list[bytes], rx: re.Pattern, ino_base: int = 16) -> np.ndarray | None:
-    """(n, 3) major, minor, inode of the ``dev ... ino ...`` field of each line, parsed once
-    per distinct file (a trace names few files many times); None if one does not parse."""
-    table: list[tuple[int, int, int]] = []
-
-    def parse(key: bytes) -> int:
-        m = rx.fullmatch(key)
-        if m is None:
-            return -1
-        major, minor = int(m.group(1)), int(m.group(2))
-        if major >= 1 << (32 - MINORBITS) or minor >= 1 << MINORBITS:
-            return -1                  # not a device number: the slow path names the line
-        try:
-            table.append((major, minor, _int(m.group(3), ino_base, None)))
-        except ValueError:
-            return -1
-        return len(table) - 1
-
-    memo: dict[bytes, int] = {}
-    idx = [memo[k] if k in memo else memo.setdefault(k, parse(k)) for k in keys]
-    if -1 in memo.values() or not table:
-        return None
-    return np.asarray(table, np.int64)[np.asarray(idx, np.int64)]
-
-
-def _pfns(words: list[bytes], n: int) -> np.ndarray | None:
-    """0x-prefixed hexadecimal page frame numbers (decimal in older kernels)."""
-    text = b"\n" + b"\n".join(words) + b"\n"
-    hexes = text.count(b"\n0x")
-    if hexes == n:
-        cols = parse_words(text.replace(b"\n0x", b"\n")[1:], n, (16,))
-    elif hexes == 0:
-        cols = parse_words(text[1:], n, (10,))
-    else:
-        return None
-    return None if cols is None else cols[:, 0]
-
-
-def _split(blob: bytes, n: int, labels: tuple[bytes, ...]) -> list[bytes] | None:
-    """Fields between ``labels`` (each once a line): field j of line i at [i * k + j].
-
-    A line without a label (or with one twice) shifts the fields of the lines after it, which
-    the count check or the numbers' parsing then refuses."""
-    for label in labels:
-        blob = blob.replace(label, b"\n")
-    parts = blob.split(b"\n")
-    return parts if len(parts) == n * (len(labels) + 1) + 1 else None
-
-
-def _fast_range(blob: bytes, n: int, single: bool = False):
-    """get_pages/map_pages ``dev=M:m ino=HEX ofs=A-B``; fault (single) ``ofs=A``."""
-    parts = _split(blob, n, (b" ofs=",))
-    if parts is None:
-        return None
-    key = _file_keys(parts[0:2 * n:2], _KEY_RANGE)
-    ofs = _decimals(parts[1:2 * n:2]) if single else _byte_ranges(parts[1:2 * n:2])
-    if key is None or ofs is None:
-        return None
-    return np.concatenate([key, ofs], axis=1), {}
-
-
-def _fast_cache(blob: bytes, n: int):
-    """add/delete ``dev M:m ino HEX pfn=0xPFN ofs=BYTES order=N``."""
-    parts = _split(blob, n, (b" pfn=", b" ofs="))
-    if parts is None:
-        return None
-    key = _file_keys(parts[0:3 * n:3], _KEY_CACHE)
-    pfn = _pfns(parts[1:3 * n:3], n)
-    text = b"\n".join(parts[2:3 * n:3]) + b"\n"         # "BYTES order=N" on every line
-    rest = parse_words(text.replace(b" order=", b" "), n, (10, 10))
-    if key is None or pfn is None or rest is None:
-        return None
-    return np.concatenate([key, pfn[:, None], rest], axis=1), {}
-
-
-def _fast_alloc(blob: bytes, n: int):
-    """``page=PTR pfn=0xPFN order=N migratetype=T gfp_flags=FLAGS``."""
-    parts = _split(blob, n, (b" pfn=", b" order=", b" migratetype=", b" gfp_flags="))
-    if parts is None:
-        return None
-    pfn = _pfns(parts[1:5 * n:5], n)
-    order = _decimals(parts[2:5 * n:5])
-    mt = _decimals(parts[3:5 * n:5], signed=True)
-    if pfn is None or order is None or mt is None or parts[0][:5] != b"page=":
-        return None
-    memo: dict[bytes, int] = {}
-    gfp = [memo[f] if f in memo else memo.setdefault(f, _gfp_bit(f)) for f in parts[4:5 * n:5]]
-    return np.concatenate([pfn[:, None], order], axis=1), {"gfp": np.asarray(gfp, np.int64)}
-
-
-def _fast_free(blob: bytes, n: int):
-    """``page=PTR pfn=0xPFN order=N``."""
-    parts = _split(blob, n, (b" pfn=", b" order="))
-    if parts is None:
-        return None
-    pfn = _pfns(parts[1:3 * n:3], n)
-    order = _decimals(parts[2:3 * n:3])
-    if pfn is None or order is None or parts[0][:5] != b"page=":
-        return None
-    return np.concatenate([pfn[:, None], order], axis=1), {}
-
-
-def _fast_write(blob: bytes, n: int):
-    """ext4 write_begin ``dev M,m ino DEC pos BYTES len BYTES``."""
-    parts = _split(blob, n, (b" pos ",))
-    if parts is None:
-        return None
-    key = _file_keys(parts[0:2 * n:2], _KEY_EXT4, _INO10)
-    text = b"\n".join(parts[1:2 * n:2]) + b"\n"         # "BYTES len BYTES" on every line
-    rest = parse_words(text.replace(b" len ", b" "), n, (10, 10))
-    if key is None or rest is None:
-        return None
-    return np.concatenate([key, rest], axis=1), {}
-
-
-def _fast_evict(blob: bytes, n: int):
-    """ext4_evict_inode ``dev M,m ino DEC nlink N`` (a negative N: line by line)."""
-    parts = _split(blob, n, (b" nlink ",))
-    if parts is None:
-        return None
-    key = _file_keys(parts[0:2 * n:2], _KEY_EXT4, _INO10)
-    nlink = _decimals(parts[1:2 * n:2])
-    if key is None or nlink is None:
-        return None
-    return np.concatenate([key, nlink], axis=1), {}
-
-
-_SAMPLE_BLOB = re.compile(rb"(?: file=\d+ anon=\d+ usage=\d+ buffers=\d+\n)*")
-
-
-def _fast_sample(blob: bytes, n: int):
-    """`` file=B anon=B usage=B buffers=B`` (the tails start after ``tagcache_sample:``)."""
-    if _SAMPLE_BLOB.fullmatch(blob) is None:
-        return None
-    text = (blob.replace(b" file=", b"").replace(b" anon=", b" ").replace(b" usage=", b" ")
-            .replace(b" buffers=", b" "))
-    c = parse_words(text, n, (10, 10, 10, 10))
-    return None if c is None else (c, {})
 
 
 def _int(word: bytes | None, base: int, default: int | None) -> int:
@@ -403,7 +230,7 @@ class _Event:
     name: bytes
     op: Op
     expected: str
-    fast: Callable
+    program: tuple
     pattern: bytes
     bases: tuple[int, ...]
     rows: Callable
@@ -424,16 +251,6 @@ class _Event:
     @property
     def sample(self) -> bool:
         return self.op == Op.CGROUP_SAMPLE
-
-    def parse(self, tails: list[bytes]):
-        """(rows, good mask): all lines at once, or line by line when that fails."""
-        got = self.fast(b"\n".join(tails) + b"\n", len(tails))
-        if got is not None:
-            rows, bad = self.rows(got[0])
-            if not bad.any():
-                rows.update(got[1])
-                return rows, np.ones(len(tails), bool)
-        return self.slow(tails)
 
     def slow(self, tails: list[bytes]):
         """Line by line: (rows, good mask) of the lines the regular expression parses."""
@@ -459,20 +276,32 @@ class _Event:
         return {k: v[~bad] for k, v in out.items()}, good
 
 
+# The fields of an event's usual line, as its program: literal bytes, and these tokens.
+DEC, HEX, PFN, WORD, SDEC, GFP = range(1, 7)
+"""A decimal of 1 to 18 digits, a hexadecimal of 1 to 15 (both stored); a pfn (0x and
+hexadecimal, or decimal; stored); a word of non-blanks (``\\S+``); an optional minus and
+digits (``-?\\d+``); gfp flags (``\\S*``, stored as the GFP_USER_ANON bit). Longer numbers
+and other forms go to the regular expression."""
+_LIT = 0
+
+
 _RANGE = dict(pattern=rb"dev=(\d+):(\d+) ino=" + _HEX + rb" ofs=(\d+)-(\d+)",
-              bases=(10, 10, 16, 10, 10), rows=_rows_range, fast=_fast_range)
+              bases=(10, 10, 16, 10, 10), rows=_rows_range,
+              program=(b"dev=", DEC, b":", DEC, b" ino=", HEX, b" ofs=", DEC, b"-", DEC))
 _CACHE = dict(pattern=rb"dev (\d+):(\d+) ino " + _HEX + rb"(?: page=\S+)? pfn=" + _PFN
               + rb" ofs=(\d+)(?: order=(\d+))?",
               bases=(10, 10, 16, 0, 10, 10), defaults=(None,) * 5 + (0,), rows=_rows_cache,
-              fast=_fast_cache)
+              program=(b"dev ", DEC, b":", DEC, b" ino ", HEX, b" pfn=", PFN, b" ofs=", DEC,
+                       b" order=", DEC))
 _WRITE = dict(pattern=rb"dev (\d+),(\d+) ino (\d+) pos (\d+) len (\d+)",
-              bases=(10, 10, _INO10, 10, 10), rows=_rows_write, fast=_fast_write)
+              bases=(10, 10, _INO10, 10, 10), rows=_rows_write,
+              program=(b"dev ", DEC, b",", DEC, b" ino ", DEC, b" pos ", DEC, b" len ", DEC))
 
 EVENTS: dict[bytes, _Event] = {e.name: e for e in (
     _Event(b"mm_filemap_get_pages", Op.GET_PAGES, "'dev=M:m ino=HEX ofs=A-B'", **_RANGE),
     _Event(b"mm_filemap_map_pages", Op.MAP_PAGES, "'dev=M:m ino=HEX ofs=A-B'", **_RANGE),
     _Event(b"mm_filemap_fault", Op.FAULT, "'dev=M:m ino=HEX ofs=A'",
-           fast=lambda blob, n: _fast_range(blob, n, single=True),
+           program=(b"dev=", DEC, b":", DEC, b" ino=", HEX, b" ofs=", DEC),
            pattern=rb"dev=(\d+):(\d+) ino=" + _HEX + rb" ofs=(\d+)", bases=(10, 10, 16, 10),
            rows=_rows_fault),
     _Event(b"mm_filemap_add_to_page_cache", Op.KERNEL_ADD,
@@ -480,14 +309,18 @@ EVENTS: dict[bytes, _Event] = {e.name: e for e in (
     _Event(b"mm_filemap_delete_from_page_cache", Op.KERNEL_DELETE,
            "'dev M:m ino HEX pfn=0xPFN ofs=BYTES order=N'", **_CACHE),
     _Event(b"mm_page_alloc", Op.PAGE_ALLOC,
-           "'page=PTR pfn=0xPFN order=N migratetype=T gfp_flags=FLAGS'", fast=_fast_alloc,
+           "'page=PTR pfn=0xPFN order=N migratetype=T gfp_flags=FLAGS'",
+           program=(b"page=", WORD, b" pfn=", PFN, b" order=", DEC, b" migratetype=", SDEC,
+                    b" gfp_flags=", GFP),
            pattern=rb"page=\S+ pfn=" + _PFN + rb" order=(\d+) migratetype=-?\d+ "
            rb"gfp_flags=(\S*)", bases=(0, 10), gfp_group=3, rows=_rows_page),
-    _Event(b"mm_page_free", Op.PAGE_FREE, "'page=PTR pfn=0xPFN order=N'", fast=_fast_free,
+    _Event(b"mm_page_free", Op.PAGE_FREE, "'page=PTR pfn=0xPFN order=N'",
+           program=(b"page=", WORD, b" pfn=", PFN, b" order=", DEC),
            pattern=rb"page=\S+ pfn=" + _PFN + rb" order=(\d+)", bases=(0, 10), rows=_rows_page),
     _Event(b"ext4_da_write_begin", Op.WRITE, "'dev M,m ino DEC pos BYTES len BYTES'", **_WRITE),
     _Event(b"ext4_write_begin", Op.WRITE, "'dev M,m ino DEC pos BYTES len BYTES'", **_WRITE),
-    _Event(b"ext4_evict_inode", Op.UNLINK, "'dev M,m ino DEC nlink N'", fast=_fast_evict,
+    _Event(b"ext4_evict_inode", Op.UNLINK, "'dev M,m ino DEC nlink N'",
+           program=(b"dev ", DEC, b",", DEC, b" ino ", DEC, b" nlink ", DEC),
            pattern=rb"dev (\d+),(\d+) ino (\d+) nlink (-?\d+)", bases=(10, 10, _INO10, 10),
            rows=_rows_evict),
 )}
@@ -495,11 +328,223 @@ _BY_LEN: dict[int, list[_Event]] = {}
 for _e in EVENTS.values():
     _BY_LEN.setdefault(len(_e.name), []).append(_e)
 SAMPLE = _Event(b"tracing_mark_write: tagcache_sample", Op.CGROUP_SAMPLE,
-                "'file=BYTES anon=BYTES usage=BYTES buffers=BYTES'", fast=_fast_sample,
+                "'file=BYTES anon=BYTES usage=BYTES buffers=BYTES'",
+                program=(b" file=", DEC, b" anon=", DEC, b" usage=", DEC, b" buffers=", DEC),
                 pattern=rb"file=(\d+) anon=(\d+) usage=(\d+) buffers=(\d+)",
                 bases=(10, 10, 10, 10), rows=_rows_sample, sep=b":")
 """A trace_marker line of the recorder: ``tracing_mark_write: tagcache_sample:`` and its fields
 (a marker starting otherwise is not one of ours, and is skipped)."""
+
+
+# --------------------------------------------------------------------------- compiled scan
+
+ORDER: list[_Event] = [SAMPLE] + [e for events in _BY_LEN.values() for e in events]
+"""Every event, in the order their rows of one line are merged (as the reader always has)."""
+_KIND = np.array([2 if e.sample else 1 if e.kmem else 0 for e in ORDER], np.int64)
+"""What a row of each event is: 0 a file event, 1 kmem, 2 a sample."""
+LINE_BY_LINE = False
+"""Parse every event line with its regular expression (tests compare both paths)."""
+_MAX_VALUES = 6
+
+
+def _tables() -> tuple[np.ndarray, ...]:
+    """The events' markers and programs as flat arrays for :func:`_scan`."""
+    marks, mark_at, prog, prog_at, lits, lit_at = [], [0], [], [0], [], [0]
+    for ev in ORDER:
+        marks.append(ev.marker.tobytes())
+        mark_at.append(mark_at[-1] + len(ev.marker))
+        stored = 0
+        for tok in ev.program:
+            if isinstance(tok, bytes):
+                prog.append((_LIT, len(lit_at) - 1))
+                lits.append(tok)
+                lit_at.append(lit_at[-1] + len(tok))
+            else:
+                prog.append((tok, 0))
+                stored += tok in (DEC, HEX, PFN)
+        assert stored == len(ev.bases) <= _MAX_VALUES, ev.name
+        prog_at.append(len(prog))
+    for word in (_USER_ANON_FLAGS, b"__GFP_ZERO"):         # the last two literals
+        lits.append(word)
+        lit_at.append(lit_at[-1] + len(word))
+    u8 = [np.frombuffer(b"".join(x), np.uint8).copy() for x in (marks, lits)]
+    return (u8[0], np.array(mark_at, np.int64), np.array(prog, np.int64).reshape(-1, 2),
+            np.array(prog_at, np.int64), u8[1], np.array(lit_at, np.int64),
+            np.array([ev.kmem for ev in ORDER], np.bool_))
+
+
+_TABLES = _tables()
+
+
+@njit(cache=True)
+def _blank(c):
+    """What ``\\s`` matches in a bytes pattern, the newline included."""
+    return c == 32 or (c >= 9 and c <= 13)
+
+
+@njit(cache=True)
+def _number(buf, t, base, most):
+    """A number of 1 to ``most`` digits of ``base`` (10 or 16) at ``buf[t]``: (value or -1,
+    where it ends). More digits: -1 (the line goes to the regular expression)."""
+    v = 0
+    s = t
+    while True:
+        c = np.int64(buf[t])
+        if c >= 48 and c <= 57:
+            d = c - 48
+        elif base == 16 and (c | 32) >= 97 and (c | 32) <= 102:
+            d = (c | 32) - 87
+        else:
+            break
+        if t - s == most:
+            return -1, t
+        v = v * base + d
+        t += 1
+    return (v if t > s else -1), t
+
+
+@njit(cache=True)
+def _has(buf, s, e, lits, a, b):
+    """Whether ``lits[a:b]`` occurs in ``buf[s:e]``."""
+    k = b - a
+    for p in range(s, e - k + 1):
+        q = 0
+        while q < k and buf[p + q] == lits[a + q]:
+            q += 1
+        if q == k:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _fields(buf, t, prog, p0, p1, lits, lit_at, vals, row, gfp_bit):
+    """Run an event's program over its tail at ``buf[t]``; the values go to ``vals[row]``.
+    Returns (the line is in this form, its gfp bit, where the program stopped)."""
+    col = 0
+    gfp = 0
+    for p in range(p0, p1):
+        tok = prog[p, 0]
+        if tok == _LIT:
+            a = lit_at[prog[p, 1]]
+            b = lit_at[prog[p, 1] + 1]
+            for q in range(b - a):                     # the newline ends a mismatch in time
+                if buf[t + q] != lits[a + q]:
+                    return False, 0, t
+            t += b - a
+        elif tok == WORD or tok == GFP:
+            s = t
+            while not _blank(buf[t]):
+                t += 1
+            if tok == WORD and t == s:
+                return False, 0, t
+            if tok == GFP:
+                n = len(lit_at)
+                if (_has(buf, s, t, lits, lit_at[n - 3], lit_at[n - 2])
+                        and _has(buf, s, t, lits, lit_at[n - 2], lit_at[n - 1])):
+                    gfp = gfp_bit
+        elif tok == SDEC:
+            if buf[t] == 45:
+                t += 1
+            s = t
+            while buf[t] >= 48 and buf[t] <= 57:
+                t += 1
+            if t == s:
+                return False, 0, t
+        else:
+            if tok == DEC:
+                v, t = _number(buf, t, 10, 18)
+            elif tok == HEX:
+                v, t = _number(buf, t, 16, 15)
+            elif buf[t] == 48 and buf[t + 1] == 120:   # PFN: 0x and hexadecimal
+                v, t = _number(buf, t + 2, 16, 15)
+            else:                                      # or decimal (older kernels)
+                v, t = _number(buf, t, 10, 18)
+            if v < 0:
+                return False, 0, t
+            vals[row, col] = v
+            col += 1
+    return buf[t] == 10, gfp, t
+
+
+def _scratch(size: int) -> tuple[np.ndarray, ...]:
+    """Output rows of :func:`_scan` for chunks of up to ``size`` bytes: events start at colons
+    a marker (over 8 bytes) apart at least. Reused chunk after chunk, so that their memory is
+    touched once."""
+    rows = size // 8 + 1
+    return (np.empty(rows, np.int64), np.empty((rows, 5), np.int64), np.empty(rows, np.bool_),
+            np.empty((rows, _MAX_VALUES), np.int64), np.empty(rows, np.int64))
+
+
+@njit(cache=True)
+def _scan(buf, ev, pos, ok, vals, gfp, marks, mark_at, prog, prog_at, lits, lit_at, kmem,
+          gfp_bit):
+    """Find the event lines of a chunk (whole lines) and parse the usual ones.
+
+    An event is where ``DIGIT: `` (the colon after the timestamp) is followed by an event's
+    marker (its name and separator), as many times as a line holds that. Returns, per event
+    found in order: its number in :data:`ORDER`, the colon's offset, the line (0-based), the
+    line's start and end (its newline), for kmem events the last ``[`` between them before
+    the colon (-1: none), whether its program parsed it, its values and its gfp bit; then
+    the number of lines. The outputs go to the first rows of ``ev`` to ``gfp``
+    (:func:`_scratch`), which must have ``len(buf) // 8 + 1`` rows."""
+    size = len(buf)
+    nev = len(mark_at) - 1
+    m = 0
+    line = 0
+    i = 0
+    while i < size:
+        start = i
+        first = m
+        while True:                                    # the line, up to its newline
+            c = buf[i]
+            while c != 10 and c != 58:
+                i += 1
+                c = buf[i]
+            if c == 10:
+                break
+            if i > start and buf[i - 1] >= 48 and buf[i - 1] <= 57 and buf[i + 1] == 32:
+                t = i + 2
+                found = -1
+                for e in range(nev):
+                    a = mark_at[e]
+                    k = mark_at[e + 1] - a
+                    if t + k >= size or buf[t + k - 1] != marks[a + k - 1]:
+                        continue                       # its separator is not there
+                    q = 0
+                    while q < k and buf[t + q] == marks[a + q]:
+                        q += 1
+                    if q == k:
+                        found = e
+                        break
+                if found >= 0:
+                    ev[m] = found
+                    pos[m, 0] = i
+                    pos[m, 1] = line
+                    pos[m, 2] = start
+                    bracket = -1
+                    if kmem[found]:
+                        b = i - 1
+                        while b >= start:
+                            if buf[b] == 91:
+                                bracket = b
+                                break
+                            b -= 1
+                    pos[m, 4] = bracket
+                    good, bit, t = _fields(buf, t + mark_at[found + 1] - mark_at[found], prog,
+                                           prog_at[found], prog_at[found + 1], lits, lit_at,
+                                           vals, m, gfp_bit)
+                    ok[m] = good
+                    gfp[m] = bit
+                    m += 1
+                    if good:                           # nothing more on this line
+                        i = t
+                        break
+            i += 1
+        for r in range(first, m):
+            pos[r, 3] = i
+        line += 1
+        i += 1
+    return ev[:m], pos[:m], ok[:m], vals[:m], gfp[:m], line
 
 
 # --------------------------------------------------------------------------- the parser
@@ -512,131 +557,100 @@ class _Parser:
         self.files: dict[tuple[int, int], int] = {}
         self.tasks: dict[tuple[str, int], int] = {}
         self.out: list[dict[str, np.ndarray]] = []
+        self.scratch = _scratch(0)
 
-    def chunk(self, chunk: bytes) -> None:
-        buf = np.frombuffer(chunk, np.uint8)
-        nl = np.flatnonzero(buf == 10)
-        colons = np.flatnonzero(buf == 58)
-        c = colons[(colons > 0) & (colons < len(buf) - 5)]
-        before = buf[c - 1]
-        c = c[(buf[c + 1] == 32) & (before >= 48) & (before <= 57)]   # the ':' after a time
-        b2, b3, b4 = buf[c + 2], buf[c + 3], buf[c + 4]
-        hit = (((b2 == 109) & (b3 == 109) & (b4 == 95))             # " mm_"
-               | ((b2 == 101) & (b3 == 120) & (b4 == 116)))         # " ext"
-        cand = c[hit]
-        mark = c[(b2 == 116) & (b3 == 114) & (b4 == 97)]
-        groups = []
-        if len(mark):                                  # " tra": tracing_mark_write?
-            idx = mark[:, None] + 2 + np.arange(len(SAMPLE.marker))
-            window = buf[np.minimum(idx, len(buf) - 1)]
-            mark = mark[(window == SAMPLE.marker).all(axis=1)]
-            if len(mark):
-                groups.append(self._group(SAMPLE, chunk, nl, mark, np.searchsorted(nl, mark)))
-        if len(cand):
-            j = np.minimum(np.searchsorted(colons, cand + 2), len(colons) - 1)
-            name_len = colons[j] - (cand + 2)
-            line_of = np.searchsorted(nl, cand)
-            for length, events in _BY_LEN.items():
-                k = np.flatnonzero(name_len == length)
-                if not len(k):
-                    continue
-                idx = cand[k, None] + 2 + np.arange(length + 2)
-                window = buf[np.minimum(idx, len(buf) - 1)]
-                for ev in events:
-                    sel = k[(window == ev.marker).all(axis=1)]
-                    if len(sel):
-                        groups.append(self._group(ev, chunk, nl, cand[sel], line_of[sel]))
-        if groups:
-            self._merge(groups, chunk, buf, nl)
-        self.lines += len(nl)
+    def chunk(self, buf: np.ndarray) -> None:
+        """Parse a chunk of whole lines (uint8): the compiled scan, then each event type's
+        rows at once, written in the scan's order (the lines' order)."""
+        if len(buf) // 8 + 1 > len(self.scratch[0]):
+            self.scratch = _scratch(len(buf))
+        ev, pos, ok, vals, gfp, lines = _scan(buf, *self.scratch, *_TABLES, GFP_USER_ANON)
+        if LINE_BY_LINE:
+            ok = np.zeros(len(ok), bool)
+        n = len(ev)
+        if n:
+            cols = {k: np.zeros(n, np.int64) for k in ("op", "a0", "a1", "a2", "end", "dev",
+                                                       "ino", "gfp")}
+            cols["size_end"] = np.full(n, -1, np.int64)
+            keep = np.zeros(n, bool)
+            counts = np.bincount(ev, minlength=len(ORDER))
+            for e in np.flatnonzero(counts):
+                sel = np.flatnonzero(ev == e) if counts[e] < n else np.arange(n)
+                self._event(ORDER[e], buf, sel, pos, ok, vals, gfp, cols, keep)
+            self._assemble(ev, pos, cols, keep, buf)
+        self.lines += lines
         self.bad.flush()
 
-    def _group(self, ev: _Event, chunk: bytes, nl, at, line_of) -> dict:
-        """Rows of the lines of one event type; its bad lines go to :attr:`bad`."""
-        starts = (at + 2 + len(ev.marker)).tolist()
-        tails = [chunk[a:b] for a, b in zip(starts, nl[line_of].tolist(), strict=True)]
-        lineno = self.lines + line_of + 1
-        rows, good = ev.parse(tails)
-        if not good.all():
-            for i in np.flatnonzero(~good):
-                self.bad.add(int(lineno[i]), f"{ev.name.decode()}: {ev.expected}", tails[i],
+    def _event(self, ev: _Event, buf: np.ndarray, sel, pos, ok, vals, gfp, cols: dict,
+               keep: np.ndarray) -> None:
+        """The rows of one event type (``sel``: its events in :func:`_scan`'s output), written
+        into ``cols`` at their places and marked in ``keep``. Lines its program did not take
+        go to its regular expression, and what that does not take either to :attr:`bad`."""
+        good = sel[ok[sel]]
+        rows, bad = ev.rows(vals[good, :len(ev.bases)])
+        if ev.gfp_group is not None:
+            rows["gfp"] = gfp[good]
+        retry = sel[~ok[sel]]
+        if bad.any():
+            retry = np.sort(np.concatenate([retry, good[bad]]))
+            rows = {key: v[~bad] for key, v in rows.items()}
+            good = good[~bad]
+        if len(retry):
+            skip = len(ev.marker) + 2
+            tails = [buf[a + skip:b].tobytes()
+                     for a, b in zip(pos[retry, 0].tolist(), pos[retry, 3].tolist(), strict=True)]
+            more, parsed = ev.slow(tails)
+            for i in np.flatnonzero(~parsed):
+                self.bad.add(self.lines + int(pos[retry[i], 1]) + 1,
+                             f"{ev.name.decode()}: {ev.expected}", tails[i],
                              _problem(ev, tails[i]))
-            at, lineno = at[good], lineno[good]
-        rows["line"] = lineno
-        rows["at"] = at
-        rows["op"] = np.full(len(lineno), int(ev.op), np.int64)
+            good = np.concatenate([good, retry[parsed]])
+            rows = {key: np.concatenate([v, more[key]]) for key, v in rows.items()}
+        drop = rows.pop("skip", None)    # good lines that are no row (a write of 0 bytes, ...)
         if ev.op == Op.PAGE_ALLOC:       # pfn 0: the kernel printed a NULL page, nothing allocated
-            real = rows["pfn"] != 0
-            rows = {key: v[real] for key, v in rows.items()}
-        skip = rows.pop("skip", None)    # good lines that are no row (a write of 0 bytes, ...)
-        if skip is not None and skip.any():
-            rows = {key: v[~skip] for key, v in rows.items()}
-        if ev.kmem and "gfp" not in rows:
-            rows["gfp"] = np.zeros(len(rows["line"]), np.int64)
-        rows["kmem"] = ev.kmem
-        rows["sample"] = ev.sample
-        return rows
+            drop = rows["pfn"] == 0
+        if drop is not None:
+            good, rows = good[~drop], {key: v[~drop] for key, v in rows.items()}
+        if ev.kmem:
+            rows = {"a0": rows["pfn"], "a1": rows["order"], "gfp": rows.get("gfp", 0)}
+        for key, v in rows.items():
+            cols[key][good] = v
+        cols["op"][good] = int(ev.op)
+        keep[good] = True
 
-    def _merge(self, groups: list[dict], chunk: bytes, buf, nl) -> None:
-        files = [g for g in groups if not g["kmem"] and not g["sample"] and len(g["line"])]
-        kmem = [g for g in groups if g["kmem"] and len(g["line"])]
-        samples = [g for g in groups if g["sample"] and len(g["line"])]
-        parts = []
-        if files:
-            parts.append(self._file_part(files))
-        if kmem:
-            parts.append(self._kmem_part(kmem, chunk, buf, nl))
-        if samples:
-            parts.append(self._sample_part(samples))
-        if not parts:
+    def _assemble(self, ev, pos, cols: dict, keep: np.ndarray, buf: np.ndarray) -> None:
+        """The kept rows of a chunk in the lines' order, with dense file ids and task ids. A
+        line gives one row at most: an event's fields reach the end of its line (its
+        regular expression matches the whole tail) and hold no ``: `` where another starts."""
+        idx = np.flatnonzero(keep)
+        kind = _KIND[ev[idx]]
+        f = kind == 0
+        if f.all():
+            a0 = pair_ids(cols["dev"][idx], cols["ino"][idx], self.files)
+        else:
+            a0 = cols["a0"][idx]
+            a0[f] = pair_ids(cols["dev"][idx[f]], cols["ino"][idx[f]], self.files)
+            k = kind == 1
+            if k.any():
+                r = idx[k]
+                task = self._task_ids(buf, self.lines + pos[r, 1] + 1, pos[r, 2], pos[r, 3],
+                                      pos[r, 4])
+                cols["a2"][r] = (task << 8) | cols["gfp"][r]
+                if (task < 0).any():
+                    bad = np.flatnonzero(k)[task < 0]
+                    idx, a0, f = (np.delete(x, bad) for x in (idx, a0, f))
+        if not len(idx):
             return
-        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        order = np.argsort(cat["line"], kind="stable")
-        self.out.append({k: v[order] for k, v in cat.items()})
+        self.out.append({"op": cols["op"][idx], "a0": a0, "a1": cols["a1"][idx],
+                         "a2": cols["a2"][idx], "end": cols["end"][idx],
+                         "size_end": cols["size_end"][idx], "file": f})
 
-    def _file_part(self, groups: list[dict]) -> dict:
-        def cat(key):
-            return np.concatenate([g[key] for g in groups])
-        line = cat("line")
-        order = np.argsort(line, kind="stable")
-        dev, ino = cat("dev")[order], cat("ino")[order]
-        size_end = cat("size_end")
-        return {"line": line[order], "op": cat("op")[order], "a0": pair_ids(dev, ino, self.files),
-                "a1": cat("a1")[order], "a2": cat("a2")[order], "end": cat("end")[order],
-                "size_end": size_end[order], "file": np.ones(len(line), bool)}
-
-    def _kmem_part(self, groups: list[dict], chunk: bytes, buf, nl) -> dict:
-        def cat(key):
-            return np.concatenate([g[key] for g in groups])
-        line = cat("line")
-        order = np.argsort(line, kind="stable")
-        line, at = line[order], cat("at")[order]
-        task = self._task_ids(chunk, buf, nl, at, line)
-        ok = task >= 0
-        n = int(ok.sum())
-        return {"line": line[ok], "op": cat("op")[order][ok], "a0": cat("pfn")[order][ok],
-                "a1": cat("order")[order][ok], "a2": (task[ok] << 8) | cat("gfp")[order][ok],
-                "end": np.zeros(n, np.int64), "size_end": np.full(n, -1, np.int64),
-                "file": np.zeros(n, bool)}
-
-    @staticmethod
-    def _sample_part(groups: list[dict]) -> dict:
-        (g,) = groups
-        n = len(g["line"])
-        return {"line": g["line"], "op": g["op"], "a0": g["a0"], "a1": g["a1"], "a2": g["a2"],
-                "end": np.zeros(n, np.int64), "size_end": np.full(n, -1, np.int64),
-                "file": np.zeros(n, bool)}
-
-    def _task_ids(self, chunk: bytes, buf, nl, at, line) -> np.ndarray:
-        """Index in the task table of each line's COMM-PID; -1 (a bad line) if it has none."""
-        li = line - self.lines - 1
-        start = np.where(li > 0, nl[np.maximum(li - 1, 0)] + 1, 0)
-        brackets = np.flatnonzero(buf == 91)
-        bi = np.searchsorted(brackets, at) - 1
-        bracket = np.where(bi >= 0, brackets[np.maximum(bi, 0)], -1)
+    def _task_ids(self, buf: np.ndarray, line, start, lend, bracket) -> np.ndarray:
+        """Index in the task table of each line's COMM-PID (between the line's ``start`` and
+        the ``bracket`` of its ``[CPU]``); -1 (a bad line) if it has none."""
         length = bracket - start
         ok = (length > 0) & (length <= _MAX_PREFIX)
-        task = np.full(len(at), -1, np.int64)
+        task = np.full(len(line), -1, np.int64)
         if ok.any():
             width = int(length[ok].max())
             idx = start[:, None] + np.arange(width)
@@ -651,9 +665,8 @@ class _Parser:
                     lut[u] = self.tasks.setdefault(t, len(self.tasks))
             task = np.where(ok, lut[inverse.ravel()], -1)
         for i in np.flatnonzero(task < 0):
-            s = int(start[i])
             self.bad.add(int(line[i]), "'COMM-PID [CPU]' before the event",
-                         chunk[s:int(nl[li[i]])])
+                         buf[int(start[i]):int(lend[i])].tobytes())
         return task
 
     def build(self, name: str, large_folios: bool) -> Trace:
@@ -707,7 +720,7 @@ def parse(path: PathLike, *, skip_bad_lines: bool = False, csv_spec: str | None 
     (True for ext4 and xfs on kernels >= 6.16). ``csv_spec`` is not used by this format."""
     p = _Parser(str(path), skip_bad_lines)
     with open_binary(path) as f:
-        for chunk in iter_line_chunks(f, bad=p.bad):
+        for chunk in iter_line_arrays(f, bad=p.bad, lines=lambda: p.lines):
             p.chunk(chunk)
     return p.build(trace_name(path), large_folios)
 
