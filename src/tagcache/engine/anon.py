@@ -308,7 +308,7 @@ def _put(an, pfns):
     """Unmap ``pfns`` from one process; free the frames nobody maps any more."""
     base = an.pa.pfn_base
     for p in pfns:
-        an.mapcount[p - base] -= 1
+        an.mapcount[p - base] = (int(an.mapcount[p - base]) - 1) & 0xFFFF   # uint16, wraps
     gone = np.empty(len(pfns), np.int64)
     k = 0
     for p in pfns:
@@ -445,7 +445,7 @@ def anon_fork(an, parent, child):
     pfns = _run(an, parent).copy()
     base = an.pa.pfn_base
     for p in pfns:
-        an.mapcount[p - base] += 1
+        an.mapcount[p - base] = (int(an.mapcount[p - base]) + 1) & 0xFFFF
     _append(an, child, pfns)
     return OK
 
