@@ -311,7 +311,7 @@ def _pressure_case(seed: int):
             ops.append((SET_LIMIT, int(rng.integers(20, 200)), 0, 0))
         else:
             ops.append((int(Op.READ), f, i, int(rng.integers(1, 200))))
-    # Scattered faults last, in little room: mmap_miss climbs past MMAP_LOTSAMISS, read-around stops.
+    # Scattered faults last, in little room: mmap_miss passes MMAP_LOTSAMISS.
     ops.append((SET_LIMIT, 40, 0, 0))
     ops += [(int(Op.FAULT), 1, int(i), 0) for i in rng.integers(0, 600, 300)]
     kw = {"ra_pages": 32, "max_folio_order": 9, "exec_vmas": {0: [(0, 50)], 1: [(100, 180)]},

@@ -77,11 +77,9 @@ OP_KERNEL_ADD, OP_KERNEL_DELETE = int(Op.KERNEL_ADD), int(Op.KERNEL_DELETE)
 @njit(cache=True)
 def snapshot_present(pc, f, index, end):
     """Note in ``pc.present`` which pages of ``[index, end)`` are cached (before a read)."""
-    head = pc.head
-    present = pc.present
     b = pc.base[f]
     for i in range(index, end):
-        present[i - index] = 1 if head[b + i] >= 0 else 0
+        pc.present[i - index] = 1 if pc.head[b + i] >= 0 else 0
 
 
 @njit(cache=True)
@@ -89,29 +87,25 @@ def count_access(pc, f, index, end, snapshot):
     """Count an access of ``[index, end)``: hits are the pages cached before it (as
     snapshot_present() noted them, with ``snapshot``; else now), and a missed page now in
     a folio restored from cleancache was served without I/O (``cleancache_hits``)."""
-    c = pc.c
-    head = pc.head
-    present = pc.present
     b = pc.base[f]
     n = end - index
     hits = 0
     if snapshot:
         for k in range(n):
-            hits += int(present[k])
+            hits += int(pc.present[k])
     else:
         for s in range(b + index, b + end):
-            if head[s] >= 0:
+            if pc.head[s] >= 0:
                 hits += 1
-    c[ACCESSES] += n
-    c[HITS] += hits
-    c[MISSES] += n - hits
+    pc.c[ACCESSES] += n
+    pc.c[HITS] += hits
+    pc.c[MISSES] += n - hits
     if snapshot and hits < n:
-        flags = pc.flags
         for k in range(n):
-            if not present[k]:
-                h = int(head[b + index + k])
-                if h >= 0 and int(flags[h]) & PG_RESTORED:
-                    c[CLEANCACHE_HITS] += 1
+            if not pc.present[k]:
+                h = int(pc.head[b + index + k])
+                if h >= 0 and int(pc.flags[h]) & PG_RESTORED:
+                    pc.c[CLEANCACHE_HITS] += 1
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -119,11 +113,10 @@ def count_access(pc, f, index, end, snapshot):
 @njit(cache=True)
 def _set_pinned(pc, b, first, last, on):
     """Set or clear PG_PINNED on the contiguous folios from head ``first`` to ``last``."""
-    flags = pc.flags
     h = first
     while True:
-        fl = int(flags[h])
-        flags[h] = fl | PG_PINNED if on else fl & ~PG_PINNED
+        fl = int(pc.flags[h])
+        pc.flags[h] = fl | PG_PINNED if on else fl & ~PG_PINNED
         if h == last:
             return
         h = int(pc.head[h + folio_nr_pages(pc, h)])
@@ -140,13 +133,12 @@ def filemap_get_batch(pc, f, pos, last_index):
     runs before anything is copied, with the batch pinned. Then the copy loop marks the
     folios accessed, except the first when the previous read ended inside it
     (pos_same_folio())."""
-    head, flags = pc.head, pc.flags
     b = pc.base[f]
     end = min(last_index, pc.isize[f])
-    h = int(head[b + pos])
+    h = int(pc.head[b + pos])
     if h < 0:
         page_cache_sync_ra(pc, f, pos, last_index - pos)
-        h = int(head[b + pos])
+        h = int(pc.head[b + pos])
         if h < 0:                 # no readahead: filemap_create_folio()
             h = filemap_add_folio(pc, f, pos, 0, False, True, False)
             if h < 0:
@@ -155,14 +147,14 @@ def filemap_get_batch(pc, f, pos, last_index):
     first = h
     while True:                   # filemap_get_read_batch()
         nxt = h - b + folio_nr_pages(pc, h)
-        if nxt >= end or int(flags[h]) & PG_READAHEAD:
+        if nxt >= end or int(pc.flags[h]) & PG_READAHEAD:
             break
-        h2 = int(head[b + nxt])
+        h2 = int(pc.head[b + nxt])
         if h2 < 0:
             break
         h = h2
     last = h
-    if int(flags[last]) & PG_READAHEAD:
+    if int(pc.flags[last]) & PG_READAHEAD:
         _set_pinned(pc, b, first, last, True)
         page_cache_async_ra(pc, f, last - b, int(pc.order[last]), last_index - (last - b))
         _set_pinned(pc, b, first, last, False)
@@ -172,7 +164,7 @@ def filemap_get_batch(pc, f, pos, last_index):
         folio_mark_accessed(pc, first)
     h = first
     while h != last:
-        h = int(head[h + folio_nr_pages(pc, h)])
+        h = int(pc.head[h + folio_nr_pages(pc, h)])
         folio_mark_accessed(pc, h)
     nxt = last - b + folio_nr_pages(pc, last)
     pc.ra_prev_pos[f] = min(nxt, end) << 12
@@ -244,21 +236,20 @@ def filemap_map_pages(pc, f, index, nr):
     """Fault-around maps cached, up-to-date folios without I/O, skipping PG_readahead ones;
     every page of the window in a folio it maps is an mmap hit unless the folio has
     PG_workingset (mmap_miss goes down by that many, not below 0)."""
-    head, flags = pc.head, pc.flags
     b = pc.base[f]
     end = min(index + nr, pc.isize[f])
     pos = index
     hits = 0
     mapped = mapped_flags(pc, f, index)
     while pos < end:
-        h = int(head[b + pos])
+        h = int(pc.head[b + pos])
         if h < 0:
             pos += 1
             continue
-        fl = int(flags[h])
+        fl = int(pc.flags[h])
         nxt = h - b + folio_nr_pages(pc, h)
         if not fl & PG_READAHEAD:
-            flags[h] = fl | mapped
+            pc.flags[h] = fl | mapped
             if not fl & PG_WORKINGSET:
                 hits += min(nxt, end) - pos
         pos = nxt
@@ -270,24 +261,22 @@ def filemap_map_pages(pc, f, index, nr):
 @njit(cache=True)
 def generic_perform_write(pc, f, index, nr):
     """Whole pages written: cached folios are dirtied, a missing page gets a new order-0
-    folio with nothing read (a full overwrite). False, with ``c[ERROR]`` set and nothing
+    folio with nothing read (a full overwrite). False, with ``pc.c[ERROR]`` set and nothing
     done, for a write past the file's span."""
-    c = pc.c
     end = index + nr
     if end > pc.span[f]:
-        c[ERROR] = ERR_WRITE_PAST_SPAN
-        c[ERROR_ARG] = f
+        pc.c[ERROR] = ERR_WRITE_PAST_SPAN
+        pc.c[ERROR_ARG] = f
         return False
     count_access(pc, f, index, end, False)
-    head, flags = pc.head, pc.flags
     b = pc.base[f]
     pos = index
     while pos < end:
-        h = int(head[b + pos])
+        h = int(pc.head[b + pos])
         if h < 0:
             h = filemap_add_folio(pc, f, pos, 0, False, False, False)
             if h < 0:
-                c[ERROR] = ERR_NO_ROOM
+                pc.c[ERROR] = ERR_NO_ROOM
                 return False
         nr_h = folio_nr_pages(pc, h)
         # The folio is now in the page cache, so reclaim cannot store it before it is dirty:
@@ -295,10 +284,10 @@ def generic_perform_write(pc, f, index, nr):
         lo, hi = max(h, b + index), min(h + nr_h, b + end)
         cleancache_invalidate_range(pc.cc, lo, hi)
         # observer: pages_written(lo, hi)
-        fl = int(flags[h])
+        fl = int(pc.flags[h])
         if not fl & PG_DIRTY:
-            flags[h] = fl | PG_DIRTY
-            c[NR_DIRTY] += nr_h
+            pc.flags[h] = fl | PG_DIRTY
+            pc.c[NR_DIRTY] += nr_h
         folio_mark_accessed(pc, h)
         pos = h - b + nr_h
     if end > pc.isize[f]:
@@ -309,19 +298,18 @@ def generic_perform_write(pc, f, index, nr):
 @njit(cache=True)
 def file_fsync(pc, f):
     """Write back every dirty folio of the file (they stay cached, now clean)."""
-    head, flags = pc.head, pc.flags
     s = pc.base[f]
     e = s + pc.span[f]
     while s < e:
-        h = int(head[s])
+        h = int(pc.head[s])
         if h < 0:
             s += 1
             continue
         nr = folio_nr_pages(pc, h)
-        fl = int(flags[h])
+        fl = int(pc.flags[h])
         if fl & PG_DIRTY:
             folio_writeback(pc, h, nr)
-            flags[h] = fl & ~PG_DIRTY
+            pc.flags[h] = fl & ~PG_DIRTY
         s = h + nr
 
 
@@ -330,20 +318,19 @@ def truncate_inode_pages_range(pc, f, new_size):
     """Folios wholly past ``new_size`` are deleted (no shadow, dirty data discarded), their
     shadows dropped and the size set; a folio straddling the new EOF stays. Every stored copy
     of the inode is invalidated (cleancache_invalidate_inode())."""
-    head, flags = pc.head, pc.flags
     b = pc.base[f]
     old = pc.span[f]
     new_size = max(0, min(new_size, old))
     s = b + new_size
     while s < b + old:
-        h = int(head[s])
+        h = int(pc.head[s])
         if h < 0:
             s += 1
             continue
         nr = folio_nr_pages(pc, h)
         if h >= b + new_size:
             folio_del_from_lru(pc, h)
-            if int(flags[h]) & PG_DIRTY:
+            if int(pc.flags[h]) & PG_DIRTY:
                 pc.c[NR_DIRTY] -= nr    # truncated dirty data is discarded, by definition
             page_cache_delete(pc, h, nr)
         s = h + nr

@@ -40,10 +40,9 @@ def filemap_add_folio(pc, f, index, order, readahead, fill, noretry):
     nr = 1 << order
     if not try_charge_memcg(pc, nr, MEMCG_NORETRY_RECLAIMS if noretry else MAX_RECLAIM_RETRIES):
         return -1
-    c = pc.c
     head = pc.base[f] + index
     if fill and pc.shadow[head] >= 0:      # writes never refault (__GFP_WRITE)
-        c[REFAULTS] += nr
+        pc.c[REFAULTS] += nr
         active, workingset = workingset_refault(pc, head, nr)
     else:
         active = workingset = False
@@ -51,26 +50,24 @@ def filemap_add_folio(pc, f, index, order, readahead, fill, noretry):
     fl = (PG_ACTIVE if active else 0) | (PG_WORKINGSET if workingset else 0)
     if readahead:
         fl |= PG_READAHEAD
-    slots = pc.head
-    ever = pc.ever
     again = 0
     for s in range(head, head + nr):
-        slots[s] = head
-        again += int(ever[s])
-        ever[s] = 1
+        pc.head[s] = head
+        again += int(pc.ever[s])
+        pc.ever[s] = 1
     pc.order[head] = order
     pc.flags[head] = fl
     lruvec_add_folio(pc, LRU_ACTIVE_FILE if active else LRU_INACTIVE_FILE, head, nr)
-    c[NR_PAGES] += nr
-    c[INSERTIONS] += nr
-    c[REINSERTIONS] += again
+    pc.c[NR_PAGES] += nr
+    pc.c[INSERTIONS] += nr
+    pc.c[REINSERTIONS] += again
     pc.file_insertions[f] += nr
     pc.file_reinsertions[f] += again
     pc.file_orders[f, order] += 1
     if fill:
         from_disk = not cleancache_restore_folio(pc.cc, head, nr)
         if from_disk:
-            c[PAGES_READ] += nr
+            pc.c[PAGES_READ] += nr
         else:
             pc.flags[head] = fl | PG_RESTORED
         account_read(pc, head, order, from_disk)

@@ -348,32 +348,35 @@ def lru_walk(pc: PageCacheState, lru: int) -> list[int]:
 
 
 # -- the LRU lists (mm/lru.py) ------------------------------------------------------------------
+#
+# Step functions index the record's arrays directly (``pc.head[s]``), never through a local
+# alias (``head = pc.head``): numba takes a reference to an array it reads from a record,
+# and an alias that lives across a loop keeps two atomic reference-count operations that the
+# compiler cannot remove (tens of nanoseconds a call), where a direct access has none.
 
 @njit(cache=True)
 def lruvec_add_folio(pc, lru, head, nr):
     """Link the folio at ``head`` at the newest end of ``lru``."""
-    nxt, prev = pc.lru_next, pc.lru_prev
     sentinel = pc.nr_slots + lru
-    first = nxt[sentinel]
-    nxt[head] = first
-    prev[head] = sentinel
-    prev[first] = head
-    nxt[sentinel] = head
+    first = pc.lru_next[sentinel]
+    pc.lru_next[head] = first
+    pc.lru_prev[head] = sentinel
+    pc.lru_prev[first] = head
+    pc.lru_next[sentinel] = head
     pc.c[NR_LRU + lru] += nr
 
 
 @njit(cache=True)
 def lruvec_del_folio(pc, lru, head, nr):
-    nxt, prev = pc.lru_next, pc.lru_prev
-    p, n = prev[head], nxt[head]
-    nxt[p] = n
-    prev[n] = p
-    prev[head] = -1
-    nxt[head] = -1
+    p, n = pc.lru_prev[head], pc.lru_next[head]
+    pc.lru_next[p] = n
+    pc.lru_prev[n] = p
+    pc.lru_prev[head] = -1
+    pc.lru_next[head] = -1
     pc.c[NR_LRU + lru] -= nr
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lru_tail(pc, lru):
     """Oldest folio on ``lru``, or -1 when it is empty."""
     sentinel = pc.nr_slots + lru
@@ -383,7 +386,7 @@ def lru_tail(pc, lru):
 
 # -- workingset (mm/workingset.py) --------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def workingset_age_nonresident(pc, nr):
     """Called on eviction and on activation."""
     pc.c[NONRESIDENT_AGE] += nr
@@ -393,43 +396,40 @@ def workingset_age_nonresident(pc, nr):
 def workingset_eviction(pc, head, nr, workingset):
     """Store the shadow over the folio's slots."""
     v = (pc.c[NONRESIDENT_AGE] << 1) | (1 if workingset else 0)
-    shadow = pc.shadow
     for s in range(head, head + nr):
-        shadow[s] = v
+        pc.shadow[s] = v
     workingset_age_nonresident(pc, nr)
 
 
 @njit(cache=True)
 def workingset_forget(pc, first, end):
     """Drop the shadows of slots ``[first, end)`` (truncation, a new folio)."""
-    shadow = pc.shadow
     for s in range(first, end):
-        shadow[s] = NO_SHADOW
+        pc.shadow[s] = NO_SHADOW
 
 
 @njit(cache=True)
 def workingset_refault(pc, head, nr):
     """A folio is added at ``head``: consume its slots' shadows; return (activate,
     workingset) by the refault distance against the active list (refault_check())."""
-    c = pc.c
     shadow = int(pc.shadow[head])
     workingset_forget(pc, head, head + nr)
     if shadow == NO_SHADOW:
         return False, False
-    c[WORKINGSET_REFAULT] += nr
+    pc.c[WORKINGSET_REFAULT] += nr
     was_workingset = (shadow & 1) != 0
-    if c[NONRESIDENT_AGE] - (shadow >> 1) > c[NR_ACTIVE_FILE]:
+    if pc.c[NONRESIDENT_AGE] - (shadow >> 1) > pc.c[NR_ACTIVE_FILE]:
         return False, False
     workingset_age_nonresident(pc, nr)
-    c[WORKINGSET_ACTIVATE] += nr
+    pc.c[WORKINGSET_ACTIVATE] += nr
     if was_workingset:
-        c[WORKINGSET_RESTORE] += nr
+        pc.c[WORKINGSET_RESTORE] += nr
     return True, was_workingset
 
 
 # -- lookups ------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_at(pc, f, index):
     """Head slot of the folio caching page ``index`` of file ``f``, or -1."""
     if index < 0 or index >= pc.span[f]:
@@ -440,10 +440,9 @@ def folio_at(pc, f, index):
 @njit(cache=True)
 def range_free(pc, f, index, nr):
     """No page of ``[index, index + nr)`` is cached (a large folio may go there)."""
-    head = pc.head
     b = pc.base[f] + index
     for s in range(b, b + nr):
-        if head[s] >= 0:
+        if pc.head[s] >= 0:
             return False
     return True
 
@@ -452,11 +451,10 @@ def range_free(pc, f, index, nr):
 def page_cache_prev_miss(pc, f, index, max_scan):
     """First uncached index at or below ``index`` looking back ``max_scan`` pages, else
     the one before the scan (-1 at the start of the file)."""
-    head = pc.head
     b = pc.base[f]
     lo = max(0, index - max_scan + 1)
     for i in range(index, lo - 1, -1):
-        if head[b + i] < 0:
+        if pc.head[b + i] < 0:
             return i
     return lo - 1 if lo > 0 else -1
 
@@ -464,43 +462,48 @@ def page_cache_prev_miss(pc, f, index, max_scan):
 @njit(cache=True)
 def page_cache_next_miss(pc, f, index, max_scan):
     """First uncached index at or above ``index`` within ``max_scan`` pages and the span."""
-    head = pc.head
     b = pc.base[f]
     hi = min(index + max_scan, pc.span[f])
     for i in range(index, hi):
-        if head[b + i] < 0:
+        if pc.head[b + i] < 0:
             return i
     return hi
 
 
 @njit(cache=True)
-def vma_covering(off, starts, ends, f, index):
-    """Entry of the range of file ``f`` that holds page ``index`` (binary search over its
-    sorted, disjoint ranges), or -1."""
-    lo, hi = off[f], off[f + 1]
+def vma_covering(pc, cow, f, index):
+    """Entry of the range of file ``f`` (a copy-on-write range with ``cow``, else a VM_EXEC
+    one) that holds page ``index`` (binary search over its sorted, disjoint ranges), or -1."""
+    lo = pc.cow_off[f] if cow else pc.exec_off[f]
+    hi = pc.cow_off[f + 1] if cow else pc.exec_off[f + 1]
+    first = lo
     while lo < hi:                       # first range starting past index
         mid = (lo + hi) >> 1
-        if starts[mid] <= index:
+        if (pc.cow_start[mid] if cow else pc.exec_start[mid]) <= index:
             lo = mid + 1
         else:
             hi = mid
     i = lo - 1
-    if i >= off[f] and starts[i] <= index < ends[i]:
-        return i
-    return -1
+    if i < first:
+        return -1
+    if cow:
+        return i if pc.cow_start[i] <= index < pc.cow_end[i] else -1
+    return i if pc.exec_start[i] <= index < pc.exec_end[i] else -1
 
 
 @njit(cache=True)
 def exec_vma(pc, f, index):
     """Entry of exec_start/exec_end of the VM_EXEC mapping covering page ``index``, or -1."""
-    return vma_covering(pc.exec_off, pc.exec_start, pc.exec_end, f, index)
+    if pc.exec_off[f] == pc.exec_off[f + 1]:       # the file has none (most): no search
+        return -1
+    return vma_covering(pc, False, f, index)
 
 
 @njit(cache=True)
 def mapped_flags(pc, f, index):
     """What a fault or fault-around on page ``index`` leaves on its folio: mapped and young,
     plus VM_EXEC_MAPPED in an executable mapping; nothing in a copy-on-write range."""
-    if vma_covering(pc.cow_off, pc.cow_start, pc.cow_end, f, index) >= 0:
+    if pc.cow_off[f] != pc.cow_off[f + 1] and vma_covering(pc, True, f, index) >= 0:
         return 0
     if exec_vma(pc, f, index) >= 0:
         return PG_MAPPED | PTE_YOUNG | VM_EXEC_MAPPED
@@ -509,7 +512,7 @@ def mapped_flags(pc, f, index):
 
 # -- folios -------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_nr_pages(pc, head):
     return 1 << int(pc.order[head])
 
@@ -546,14 +549,13 @@ def page_cache_delete(pc, head, nr):
     """Free the folio's slots (uncharged unless PG_FOREIGN)."""
     if not int(pc.flags[head]) & PG_FOREIGN:
         pc.c[NR_PAGES] -= nr
-    h = pc.head
     for s in range(head, head + nr):
-        h[s] = -1
+        pc.head[s] = -1
     pc.flags[head] = 0
     pc.order[head] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_writeback(pc, head, nr):
     """Write a dirty folio back (the caller clears PG_dirty)."""
     pc.c[PAGES_WRITTEN] += nr
@@ -567,11 +569,10 @@ def folio_writeback(pc, head, nr):
 def begin_read(pc):
     """Start collecting the folios a readahead window reads; False when one already is (an
     inner call joins it)."""
-    c = pc.c
-    if c[IO_ACTIVE]:
+    if pc.c[IO_ACTIVE]:
         return False
-    c[IO_ACTIVE] = 1
-    c[IO_LEN] = 0
+    pc.c[IO_ACTIVE] = 1
+    pc.c[IO_LEN] = 0
     return True
 
 
@@ -579,19 +580,18 @@ def begin_read(pc):
 def account_read(pc, head, order, from_disk):
     """A folio was read in (``from_disk``, or restored): into the window's batch, or one
     request of its own when no window is collecting."""
-    c = pc.c
-    if c[IO_ACTIVE]:
-        n = c[IO_LEN]
+    if pc.c[IO_ACTIVE]:
+        n = pc.c[IO_LEN]
         if n >= len(pc.io_key):
-            c[ERROR] = ERR_IO_BATCH
+            pc.c[ERROR] = ERR_IO_BATCH
             return
         pc.io_key[n] = (head << _IO_HEAD_SHIFT) | (order << _IO_ORDER_SHIFT) | (
             1 if from_disk else 0)
-        c[IO_LEN] = n + 1
+        pc.c[IO_LEN] = n + 1
         return
-    c[READ_REQUESTS_WITHOUT_CLEANCACHE] += 1
+    pc.c[READ_REQUESTS_WITHOUT_CLEANCACHE] += 1
     if from_disk:
-        c[READ_REQUESTS] += 1
+        pc.c[READ_REQUESTS] += 1
 
 
 @njit(cache=True)
@@ -599,29 +599,27 @@ def end_read(pc):
     """Count the batch's requests: runs of contiguous folios read from disk, and the runs
     there would have been with no folio restored (a restored folio splits a run), in
     ``sorted()`` order of (head, nr, from_disk)."""
-    c = pc.c
-    c[IO_ACTIVE] = 0
-    n = c[IO_LEN]
-    c[IO_LEN] = 0
-    key = pc.io_key
+    pc.c[IO_ACTIVE] = 0
+    n = pc.c[IO_LEN]
+    pc.c[IO_LEN] = 0
     for i in range(1, n):                # insertion sort: a window adds in order
-        k = key[i]
+        k = pc.io_key[i]
         j = i - 1
-        while j >= 0 and key[j] > k:
-            key[j + 1] = key[j]
+        while j >= 0 and pc.io_key[j] > k:
+            pc.io_key[j + 1] = pc.io_key[j]
             j -= 1
-        key[j + 1] = k
+        pc.io_key[j + 1] = k
     prev_end = -1
     prev_disk = False
     for i in range(n):
-        k = key[i]
+        k = pc.io_key[i]
         head = k >> _IO_HEAD_SHIFT
         nr = 1 << ((k >> _IO_ORDER_SHIFT) & 15)
         disk = (k & 1) != 0
         joined = head == prev_end
         if not joined:
-            c[READ_REQUESTS_WITHOUT_CLEANCACHE] += 1
+            pc.c[READ_REQUESTS_WITHOUT_CLEANCACHE] += 1
         if disk and not (joined and prev_disk):
-            c[READ_REQUESTS] += 1
+            pc.c[READ_REQUESTS] += 1
         prev_end = head + nr
         prev_disk = disk

@@ -77,13 +77,11 @@ def get_next_ra_size(cur, max_pages):
 @njit(cache=True)
 def unlock_folios(pc, f, first, end):
     """Unlock the folios of pages ``[first, end)`` of ``f`` (a window's, once read)."""
-    head = pc.head
-    flags = pc.flags
     b = pc.base[f]
     for s in range(b + first, b + end):
-        h = int(head[s])
+        h = int(pc.head[s])
         if h >= 0:
-            flags[h] = int(flags[h]) & ~PG_LOCKED
+            pc.flags[h] = int(pc.flags[h]) & ~PG_LOCKED
 
 
 @njit(cache=True)

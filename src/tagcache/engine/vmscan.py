@@ -83,7 +83,6 @@ def isolate_lru_folios(pc, lru, nr_to_scan):
     ``nr_to_scan`` pages are taken; return how many folios."""
     taken = 0
     scanned = 0
-    isolated = pc.isolated
     while scanned < nr_to_scan:
         head = lru_tail(pc, lru)
         if head < 0:
@@ -91,7 +90,7 @@ def isolate_lru_folios(pc, lru, nr_to_scan):
         nr = folio_nr_pages(pc, head)
         scanned += nr
         lruvec_del_folio(pc, lru, head, nr)
-        isolated[taken] = head
+        pc.isolated[taken] = head
         taken += 1
     return taken
 
@@ -100,46 +99,44 @@ def isolate_lru_folios(pc, lru, nr_to_scan):
 def shrink_active_list(pc, nr_to_scan):
     """Deactivate a batch from the active tail (PG_workingset set, young bits cleared); a
     young executable folio gets one more trip round the active list."""
-    flags = pc.flags
     for k in range(isolate_lru_folios(pc, LRU_ACTIVE_FILE, nr_to_scan)):
         head = int(pc.isolated[k])
-        f = int(flags[head])
+        f = int(pc.flags[head])
         nr = folio_nr_pages(pc, head)
         if f & PTE_YOUNG and f & VM_EXEC_MAPPED:
-            flags[head] = f & ~PTE_YOUNG
+            pc.flags[head] = f & ~PTE_YOUNG
             lruvec_add_folio(pc, LRU_ACTIVE_FILE, head, nr)
             workingset_age_nonresident(pc, nr)
             continue
-        flags[head] = (f & ~(PG_ACTIVE | PTE_YOUNG)) | PG_WORKINGSET
+        pc.flags[head] = (f & ~(PG_ACTIVE | PTE_YOUNG)) | PG_WORKINGSET
         lruvec_add_folio(pc, LRU_INACTIVE_FILE, head, nr)
 
 
 @njit(cache=True)
 def shrink_inactive_list(pc, nr_to_scan):
     """Reclaim a batch from the inactive tail; return the pages reclaimed."""
-    flags = pc.flags
     reclaimed = 0
     for k in range(isolate_lru_folios(pc, LRU_INACTIVE_FILE, nr_to_scan)):
         head = int(pc.isolated[k])
         nr = folio_nr_pages(pc, head)
-        f = int(flags[head])
+        f = int(pc.flags[head])
         if f & PG_LOCKED:                       # folio_trylock() fails: I/O in flight
             lruvec_add_folio(pc, LRU_INACTIVE_FILE, head, nr)
             continue
         if f & PTE_YOUNG:                       # folio_check_references(), mapped folio
             # Referenced before, executable, or more than one young PTE: activate.
             if f & (PG_REFERENCED | VM_EXEC_MAPPED) or nr > 1:
-                flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED | PG_ACTIVE
+                pc.flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED | PG_ACTIVE
                 lruvec_add_folio(pc, LRU_ACTIVE_FILE, head, nr)
                 workingset_age_nonresident(pc, nr)
             else:
-                flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED
+                pc.flags[head] = (f & ~PTE_YOUNG) | PG_REFERENCED
                 lruvec_add_folio(pc, LRU_INACTIVE_FILE, head, nr)
             continue
         if f & PG_PINNED:
             # __remove_mapping() fails on the extra reference: keep_locked, back to the
             # inactive head, unmapped; PG_referenced was test-and-cleared.
-            flags[head] = f & ~(PG_REFERENCED | PG_MAPPED | VM_EXEC_MAPPED)
+            pc.flags[head] = f & ~(PG_REFERENCED | PG_MAPPED | VM_EXEC_MAPPED)
             lruvec_add_folio(pc, LRU_INACTIVE_FILE, head, nr)
             continue
         remove_mapping(pc, head)
@@ -150,9 +147,8 @@ def shrink_inactive_list(pc, nr_to_scan):
 @njit(cache=True)
 def shrink_lruvec(pc, priority, nr_to_reclaim, may_deactivate):
     """One priority's scan; return (pages reclaimed, whether deactivation was skipped)."""
-    c = pc.c
-    nr_inactive = c[NR_INACTIVE_FILE] >> priority
-    nr_active = c[NR_ACTIVE_FILE] >> priority
+    nr_inactive = pc.c[NR_INACTIVE_FILE] >> priority
+    nr_active = pc.c[NR_ACTIVE_FILE] >> priority
     reclaimed = 0
     skipped = False
     while nr_inactive > 0 or nr_active > 0:
@@ -193,9 +189,8 @@ def inactive_is_low(pc):
 @njit(cache=True)
 def try_to_free_pages(pc, nr_to_reclaim):
     """Reclaim at least ``nr_to_reclaim`` pages if possible; return the pages reclaimed."""
-    c = pc.c
     nr_to_reclaim = max(nr_to_reclaim, SWAP_CLUSTER_MAX)
-    refaults_changed = c[WORKINGSET_ACTIVATE] != c[REFAULTS_SNAPSHOT]
+    refaults_changed = pc.c[WORKINGSET_ACTIVATE] != pc.c[REFAULTS_SNAPSHOT]
     reclaimed = 0
     force_deactivate = False
     while True:
@@ -205,12 +200,12 @@ def try_to_free_pages(pc, nr_to_reclaim):
             got, skipped = shrink_lruvec(pc, priority, nr_to_reclaim, may_deactivate)
             reclaimed += got
             skipped_deactivate = skipped_deactivate or skipped
-            if reclaimed >= nr_to_reclaim or c[NR_PAGES] == 0:
+            if reclaimed >= nr_to_reclaim or pc.c[NR_PAGES] == 0:
                 break
         if reclaimed or force_deactivate or not skipped_deactivate:
             break
         force_deactivate = True      # do_try_to_free_pages(): retry, forcing deactivation
-    c[REFAULTS_SNAPSHOT] = c[WORKINGSET_ACTIVATE]
+    pc.c[REFAULTS_SNAPSHOT] = pc.c[WORKINGSET_ACTIVATE]
     return reclaimed
 
 
@@ -218,14 +213,13 @@ def try_to_free_pages(pc, nr_to_reclaim):
 def try_charge_memcg(pc, nr, retries):
     """Reclaim until ``nr`` more pages fit under the limit, at most ``retries`` reclaim
     passes; False if they still do not fit (PageCache.charge())."""
-    c = pc.c
-    limit = c[LIMIT]
-    excess = c[NR_PAGES] + nr - limit
+    limit = pc.c[LIMIT]
+    excess = pc.c[NR_PAGES] + nr - limit
     tries = 0
-    while excess > 0 and c[NR_PAGES] > 0:
+    while excess > 0 and pc.c[NR_PAGES] > 0:
         if tries == retries:
             return False
         try_to_free_pages(pc, excess)
-        excess = c[NR_PAGES] + nr - limit
+        excess = pc.c[NR_PAGES] + nr - limit
         tries += 1
-    return excess <= 0 or c[NR_PAGES] == 0
+    return excess <= 0 or pc.c[NR_PAGES] == 0
