@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine.flat import state_class
 from tagcache.invariants import MAX_EVENTS, MAX_REPORTS, RULES, Violation
 
 TAGS_RESERVED, TAGS_XOR_CACHE, RESTORE_FRESH, RESERVE_BOUNDED, NO_DIRTY_STORE, CONSERVATION = (
@@ -52,37 +53,81 @@ MESSAGES = {
 }
 
 
+_i64, _i32, _u32, _u8 = types.int64[::1], types.int32[::1], types.uint32[::1], types.uint8[::1]
+FIELDS = (
+    ("c", _i64),                        # ON, EVENT, the claim's snapshot, COUNT0 + rule
+    ("version", _u32),                  # per slot: contents generation
+    ("disk", _u32),                     # per slot: generation on disk
+    ("copy", _u32),                     # per slot: generation of the stored copy
+    ("held", _u8),                      # per slot: a copy was stored, not given back
+    ("folio_head", _i32),               # per slot: folio its copy was stored with
+    ("folio_nr", _i32),
+    ("mark", _u8),                      # per slot: scratch of reserve_begin()
+    ("marked", _i64),
+    ("tp_slot", _i64),                  # per tag page: slot whose copy it took, by the checker
+    ("block_tagged", _i32),             # per tag block: tagged data pages, by the checker
+    ("pfn_tagged", _u8),                # per frame: tags written, by the checker
+    ("claim_use", _u8),                 # per tag page: its use before the claim
+    ("events", types.int64[:, ::1]),    # per rule: event numbers of breaches
+    ("nr_events", _i64),
+    ("report_rows", types.int64[:, :, ::1]),    # per rule: (kind, event, n, x, y)
+    ("nr_reports", _i64),
+    ("pfn_to_block", _i32),             # the layout's mapping (hw/layout.py)
+    ("tag_page_block", _i32),
+    ("block_first_tag_page", _i32),
+    ("block_tag_pages", _i32),
+)
+
+
 @structref.register
 class CheckStateType(types.StructRef):
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-_FIELDS = ["c", "version", "disk", "copy", "held", "folio_head", "folio_nr", "mark",
-           "marked", "tp_slot", "block_tagged", "pfn_tagged", "claim_use", "events",
-           "nr_events", "report_rows", "nr_reports", "pfn_to_block", "tag_page_block",
-           "block_first_tag_page", "block_tag_pages"]
-_PY_FIELDS = ("c", "version", "disk", "copy", "held", "events", "nr_events", "report_rows",
-              "nr_reports")
+CHECK_STATE = CheckStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _py_fields(ck):
-    return (ck.c, ck.version, ck.disk, ck.copy, ck.held, ck.events, ck.nr_events,
-            ck.report_rows, ck.nr_reports)
+def _new(c, version, disk, copy, held, folio_head, folio_nr, mark, marked, tp_slot,
+         block_tagged, pfn_tagged, claim_use, events, nr_events, report_rows, nr_reports,
+         pfn_to_block, tag_page_block, block_first_tag_page, block_tag_pages):
+    ck = structref.new(CHECK_STATE)
+    ck.c = c
+    ck.version = version
+    ck.disk = disk
+    ck.copy = copy
+    ck.held = held
+    ck.folio_head = folio_head
+    ck.folio_nr = folio_nr
+    ck.mark = mark
+    ck.marked = marked
+    ck.tp_slot = tp_slot
+    ck.block_tagged = block_tagged
+    ck.pfn_tagged = pfn_tagged
+    ck.claim_use = claim_use
+    ck.events = events
+    ck.nr_events = nr_events
+    ck.report_rows = report_rows
+    ck.nr_reports = nr_reports
+    ck.pfn_to_block = pfn_to_block
+    ck.tag_page_block = tag_page_block
+    ck.block_first_tag_page = block_first_tag_page
+    ck.block_tag_pages = block_tag_pages
+    return ck
 
 
-class CheckState(structref.StructRefProxy):
-    """The checker's ground truth, counters and breach log (the arrays of ``_PY_FIELDS``
-    are readable from Python: they are the same arrays, not copies)."""
-
-    def __getattr__(self, name: str):
-        if name not in _PY_FIELDS:
-            raise AttributeError(name)
-        return _py_fields(self)[_PY_FIELDS.index(name)]
+@njit(cache=True)
+def _unpack(ck):
+    return (ck.c, ck.version, ck.disk, ck.copy, ck.held, ck.folio_head, ck.folio_nr, ck.mark,
+            ck.marked, ck.tp_slot, ck.block_tagged, ck.pfn_tagged, ck.claim_use, ck.events,
+            ck.nr_events, ck.report_rows, ck.nr_reports, ck.pfn_to_block, ck.tag_page_block,
+            ck.block_first_tag_page, ck.block_tag_pages)
 
 
-structref.define_proxy(CheckState, CheckStateType, _FIELDS)
+CheckState = state_class(
+    CheckStateType, [f for f, _ in FIELDS], _new, _unpack, "CheckState", __name__,
+    "The checker's ground truth, counters and breach log.")
 
 
 def make_checker(layout, nr_slots: int, on: bool) -> CheckState:
@@ -101,8 +146,10 @@ def make_checker(layout, nr_slots: int, on: bool) -> CheckState:
         np.zeros(layout.nr_pfns if on else 0, np.uint8), np.zeros(t, np.uint8),
         np.zeros((len(RULES), MAX_EVENTS if on else 0), np.int64),
         np.zeros(len(RULES), np.int64), np.zeros((len(RULES), MAX_REPORTS, 5), np.int64),
-        np.zeros(len(RULES), np.int64), layout.pfn_to_block, layout.tag_page_block,
-        layout.block_first_tag_page, layout.block_tag_pages)
+        np.zeros(len(RULES), np.int64), np.ascontiguousarray(layout.pfn_to_block, np.int32),
+        np.ascontiguousarray(layout.tag_page_block, np.int32),
+        np.ascontiguousarray(layout.block_first_tag_page, np.int32),
+        np.ascontiguousarray(layout.block_tag_pages, np.int32))
 
 
 @njit(cache=True)
