@@ -130,9 +130,20 @@ CheckState = state_class(
     "The checker's ground truth, counters and breach log.")
 
 
+class _NoLayout:
+    nr_tag_pages = nr_tag_blocks = nr_pfns = 0
+    pfn_to_block = tag_page_block = block_first_tag_page = block_tag_pages = np.zeros(
+        0, np.int32)
+
+
+_NO_LAYOUT = _NoLayout()
+
+
 def make_checker(layout, nr_slots: int, on: bool) -> CheckState:
     """Ground truth for ``nr_slots`` page-cache slots on ``layout``; with ``on`` False every
     array is empty and every observation returns at once."""
+    if layout is None:
+        on, layout = False, _NO_LAYOUT
     n = nr_slots if on else 0
     t = layout.nr_tag_pages if on else 0
     c = np.zeros(NR_COUNTERS, np.int64)

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine.checker import CHECK_STATE, make_checker
 from tagcache.engine.flat import state_class
 from tagcache.engine.tagstore import (
     BAD_EDGES,
@@ -75,7 +76,8 @@ FIELDS = (
     ("slot_tp", _i32),                  # per page-cache slot: tag page of its copy, -1
     ("block_first_tag_page", _i32),     # per tag block (the layout's)
     ("block_tag_pages", _i32),
-)
+    ("ck", CHECK_STATE),                # the invariant checker (engine/checker.py), every
+)                                       # part reaches it here; ck.c[ON] 0: no checker
 
 
 @structref.register
@@ -89,7 +91,7 @@ CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 
 @njit(cache=True)
 def _new(kind, policy, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stack, free_stack,
-         slot_tp, block_first_tag_page, block_tag_pages):
+         slot_tp, block_first_tag_page, block_tag_pages, ck):
     cc = structref.new(CLEANCACHE_STATE)
     cc.kind = kind
     cc.policy = policy
@@ -104,6 +106,7 @@ def _new(kind, policy, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stac
     cc.slot_tp = slot_tp
     cc.block_first_tag_page = block_first_tag_page
     cc.block_tag_pages = block_tag_pages
+    cc.ck = ck
     return cc
 
 
@@ -111,7 +114,7 @@ def _new(kind, policy, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stac
 def _unpack(cc):
     return (cc.kind, cc.policy, cc.c, cc.tp_state, cc.tp_order, cc.tp_slot, cc.tp_prev,
             cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp, cc.block_first_tag_page,
-            cc.block_tag_pages)
+            cc.block_tag_pages, cc.ck)
 
 
 CleancacheState = state_class(
@@ -120,9 +123,12 @@ CleancacheState = state_class(
 
 
 def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
-                    policy: str = "whole") -> CleancacheState:
+                    policy: str = "whole", ck=None) -> CleancacheState:
     """The state for backend ``kind`` ("idle": none; "cleancache": free tag storage of
-    ``layout`` keeping copies of ``nr_slots`` page-cache slots, large folios by ``policy``)."""
+    ``layout`` keeping copies of ``nr_slots`` page-cache slots, large folios by ``policy``);
+    ``ck``: the invariant checker's state (engine/checker.py; default none, switched off)."""
+    if ck is None:
+        ck = make_checker(None, 0, False)
     if kind not in KINDS:
         raise ValueError(f"unknown cleancache backend {kind!r}; choose from {sorted(KINDS)}")
     if policy not in POLICIES:
@@ -143,7 +149,7 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
         KINDS[kind], POLICIES.index(policy), c, np.zeros(t, np.uint8), np.zeros(t, np.uint8),
         np.full(t, -1, i32), prev, nxt, np.ones(t, np.bool_),
         np.arange(t - 1, -1, -1, dtype=i32),        # pops tag page 0 first
-        np.full(int(nr_slots), -1, i32), first, count)
+        np.full(int(nr_slots), -1, i32), first, count, ck)
 
 
 # -- the hooks ---------------------------------------------------------------------------------
