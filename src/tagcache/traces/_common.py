@@ -829,12 +829,16 @@ def pair_ids(a: np.ndarray, b: np.ndarray, table: dict[tuple[int, int], int]) ->
         return np.zeros(0, np.int64)
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if a.min() >= 0 and a.max() < 1 << 31 and b.min() >= 0 and b.max() < 1 << 32:
-        uniq, first, inverse = np.unique((a << 32) | b, return_index=True, return_inverse=True)
-        ua, ub = uniq >> 32, uniq & 0xFFFFFFFF          # one sort of int64 keys, the usual case
-    else:
-        pairs = np.stack([a, b], axis=1)
-        uniq, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-        ua, ub = uniq[:, 0], uniq[:, 1]
+        # one int64 key per pair, the usual case: factorised by a hash table in order of first
+        # appearance (no sort), the few distinct pairs then looked up in ``table``
+        codes = ((a << 32) | b).view(np.uint64)
+        uniq = _factorise(codes).view(np.int64)
+        lut = np.array([table.setdefault((k >> 32, k & 0xFFFFFFFF), len(table))
+                        for k in uniq.tolist()], np.int64)
+        return lut[codes.view(np.int64)]
+    pairs = np.stack([a, b], axis=1)
+    uniq, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    ua, ub = uniq[:, 0], uniq[:, 1]
     lut = np.empty(len(uniq), np.int64)
     for u in np.argsort(first, kind="stable"):
         lut[u] = table.setdefault((int(ua[u]), int(ub[u])), len(table))

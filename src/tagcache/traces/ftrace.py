@@ -356,11 +356,11 @@ def _tables() -> tuple[np.ndarray, ...]:
         stored = 0
         for tok in ev.program:
             if isinstance(tok, bytes):
-                prog.append((_LIT, len(lit_at) - 1))
+                prog.append((_LIT, lit_at[-1], len(tok)))
                 lits.append(tok)
                 lit_at.append(lit_at[-1] + len(tok))
             else:
-                prog.append((tok, 0))
+                prog.append((tok, 0, 0))
                 stored += tok in (DEC, HEX, PFN)
         assert stored == len(ev.bases) <= _MAX_VALUES, ev.name
         prog_at.append(len(prog))
@@ -368,7 +368,7 @@ def _tables() -> tuple[np.ndarray, ...]:
         lits.append(word)
         lit_at.append(lit_at[-1] + len(word))
     u8 = [np.frombuffer(b"".join(x), np.uint8).copy() for x in (marks, lits)]
-    return (u8[0], np.array(mark_at, np.int64), np.array(prog, np.int64).reshape(-1, 2),
+    return (u8[0], np.array(mark_at, np.int64), np.array(prog, np.int64).reshape(-1, 3),
             np.array(prog_at, np.int64), u8[1], np.array(lit_at, np.int64),
             np.array([ev.kmem for ev in ORDER], np.bool_))
 
@@ -383,22 +383,37 @@ def _blank(c):
 
 
 @njit(cache=True)
-def _number(buf, t, base, most):
-    """A number of 1 to ``most`` digits of ``base`` (10 or 16) at ``buf[t]``: (value or -1,
-    where it ends). More digits: -1 (the line goes to the regular expression)."""
+def _dec(buf, t):
+    """A decimal of 1 to 18 digits at ``buf[t]``: (value, where it ends); value -1 for none
+    or more digits (the line then goes to the regular expression)."""
+    v = 0
+    s = t
+    c = np.int64(buf[t])
+    while c >= 48 and c <= 57:
+        if t - s == 18:
+            return -1, t
+        v = v * 10 + (c - 48)
+        t += 1
+        c = np.int64(buf[t])
+    return (v if t > s else -1), t
+
+
+@njit(cache=True)
+def _hex(buf, t):
+    """A hexadecimal of 1 to 15 digits at ``buf[t]``, as :func:`_dec`."""
     v = 0
     s = t
     while True:
         c = np.int64(buf[t])
         if c >= 48 and c <= 57:
             d = c - 48
-        elif base == 16 and (c | 32) >= 97 and (c | 32) <= 102:
+        elif (c | 32) >= 97 and (c | 32) <= 102:
             d = (c | 32) - 87
         else:
             break
-        if t - s == most:
+        if t - s == 15:
             return -1, t
-        v = v * base + d
+        v = v * 16 + d
         t += 1
     return (v if t > s else -1), t
 
@@ -425,12 +440,11 @@ def _fields(buf, t, prog, p0, p1, lits, lit_at, vals, row, gfp_bit):
     for p in range(p0, p1):
         tok = prog[p, 0]
         if tok == _LIT:
-            a = lit_at[prog[p, 1]]
-            b = lit_at[prog[p, 1] + 1]
-            for q in range(b - a):                     # the newline ends a mismatch in time
+            a = prog[p, 1]
+            for q in range(prog[p, 2]):                # the newline ends a mismatch in time
                 if buf[t + q] != lits[a + q]:
                     return False, 0, t
-            t += b - a
+            t += prog[p, 2]
         elif tok == WORD or tok == GFP:
             s = t
             while not _blank(buf[t]):
@@ -452,13 +466,13 @@ def _fields(buf, t, prog, p0, p1, lits, lit_at, vals, row, gfp_bit):
                 return False, 0, t
         else:
             if tok == DEC:
-                v, t = _number(buf, t, 10, 18)
+                v, t = _dec(buf, t)
             elif tok == HEX:
-                v, t = _number(buf, t, 16, 15)
+                v, t = _hex(buf, t)
             elif buf[t] == 48 and buf[t + 1] == 120:   # PFN: 0x and hexadecimal
-                v, t = _number(buf, t + 2, 16, 15)
+                v, t = _hex(buf, t + 2)
             else:                                      # or decimal (older kernels)
-                v, t = _number(buf, t, 10, 18)
+                v, t = _dec(buf, t)
             if v < 0:
                 return False, 0, t
             vals[row, col] = v
@@ -679,28 +693,42 @@ class _Parser:
         dev = np.array([k[0] for k in keys], np.int64)
         ino = np.array([k[1] for k in keys], np.int64)
         isf = cat["file"]
-        fid = cat["a0"][isf]
-        first, end = cat["a1"][isf], cat["end"][isf]
+        every = bool(isf.all())                         # no kmem or sample rows: no copies
+        fid = cat["a0"] if every else cat["a0"][isf]
+        first = cat["a1"] if every else cat["a1"][isf]
+        end, added = (cat["end"], cat["size_end"]) if every else (cat["end"][isf],
+                                                                   cat["size_end"][isf])
+        last = np.maximum(first, end - 1)
         named = end >= 0                                # an eviction names no page
         if named.all():
-            delta, extents = compact_extents(fid, first, np.maximum(first, end - 1))
+            delta, extents = compact_extents(fid, first, last)
         else:
             delta = np.zeros(len(fid), np.int64)
-            delta[named], extents = compact_extents(fid[named], first[named],
-                                                    np.maximum(first, end - 1)[named])
-        cat["a1"][isf] = first - delta
-        end = end - delta
+            delta[named], extents = compact_extents(fid[named], first[named], last[named])
         size = np.zeros(nfiles, np.int64)
         span = np.zeros(nfiles, np.int64)
-        np.maximum.at(span, fid, end)
-        added = cat["size_end"][isf]
-        has = added >= 0
-        np.maximum.at(size, fid[has], added[has] - delta[has])
+        _file_sizes(fid, end, added, delta, span, size)
+        if every:
+            first -= delta
+        else:
+            cat["a1"][isf] = first - delta
         files = FileTable.build(dev, ino, size, span, np.full(nfiles, large_folios))
         tasks = list(self.tasks)
-        return Trace(cat["op"].astype(np.uint8), cat["a0"].astype(np.int64),
-                     cat["a1"].astype(np.int64), cat["a2"].astype(np.int64), files, name,
+        return Trace(cat["op"].astype(np.uint8), cat["a0"], cat["a1"], cat["a2"], files, name,
                      tasks, self.bad.count, extents)
+
+
+@njit(cache=True)
+def _file_sizes(fid, end, added, delta, span, size):
+    """Each file's span (its highest page named + 1) and size (its highest page inserted or
+    written + 1), after compaction by ``delta``."""
+    for i in range(len(fid)):
+        f = fid[i]
+        e = end[i] - delta[i]
+        if e > span[f]:
+            span[f] = e
+        if added[i] >= 0 and added[i] - delta[i] > size[f]:
+            size[f] = added[i] - delta[i]
 
 
 def _task(prefix: bytes) -> tuple[str, int] | None:
