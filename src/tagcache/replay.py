@@ -253,9 +253,9 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
         m = Machine(cfg, design, replace(trace, files=files, inserted=None), check, facts)
         return _replay_compiled_lru(m, cfg, design, trace, _dispatch(m, tag_tasks),
                                     tagged_share, progress, tag_tasks, t0, memo)
-    if not check and cfg.page_cache_policy == "kernel":
+    if cfg.page_cache_policy == "kernel" and not check:
         return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0,
-                            memo)
+                            memo, check)
     trace = trace.merged()
     m = Machine(cfg, design, trace, check, facts)
     table = _dispatch(m, tag_tasks)
@@ -296,7 +296,8 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
 
 
 def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share: float,
-                 progress, tag_tasks, facts, t0: float, memo: dict | None) -> RunResult:
+                 progress, tag_tasks, facts, t0: float, memo: dict | None,
+                 check: bool = False) -> RunResult:
     """replay() on the compiled machine (engine/machine.py); with a ``memo``, a page cache
     that nothing but the trace changes runs once (machine.run())."""
     from tagcache.engine import machine as flat
@@ -309,8 +310,8 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
     from tagcache.engine.pagecache import page_cache_stats
     from tagcache.engine.tags import reservation_calls, tag_storage_report
 
-    fm = flat.build(cfg, design, trace, facts, tag_tasks)
-    if memo is not None and flat.page_cache_alone(fm, design):
+    fm = flat.build(cfg, design, trace, facts, tag_tasks, check)
+    if memo is not None and not check and flat.page_cache_alone(fm, design):
         flat.run(fm, trace, progress, memo, (cfg.page_cache_limit_pages, cfg.ra_pages,
                                              cfg.max_folio_order, id(facts)))
     else:
@@ -326,10 +327,20 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
         metadata_bytes_per_tag_page(fm.cc), simulator_bytes_per_tag_page(fm.cc),
         tag_storage_report(fm.ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
         np.asarray(dropped, np.int32), anon["peak_tagged"], anon["copies"], fm.oom_events,
-        {k: v / max(1, n) for k, v in fm.sums.items()}, {}, [], {})
+        {k: v / max(1, n) for k, v in fm.sums.items()}, *_checked(fm, check))
     if tag_tasks:
         tagged_share = anon["peak_tagged"] / cfg.layout.data_pages
     return collect(t, design, tagged_share, n, wall, cfg)
+
+
+def _checked(fm, check: bool) -> tuple[dict, list, dict]:
+    """The compiled checker's counts, reports and breach events (empty without it)."""
+    if not check:
+        return {}, [], {}
+    from tagcache.engine import checker
+
+    ck = fm.cc.ck
+    return checker.counts(ck), checker.reports(ck, fm.walk_details), checker.events(ck)
 
 
 def compiled_lru_applies(cfg: MachineConfig, design: Design, check: bool,

@@ -16,8 +16,8 @@ device. The cleancache hooks are called where the object model calls its fronten
 
 Departures (mm/filemap.py's, unchanged): in a copy-on-write range every fault and fault-around
 is taken as a write (the page-cache folio is read but not left mapped); map_pages() marks an
-already mapped folio young again. The checker is not wired in: ``# observer:`` comments mark
-where it hears of writes, writeback and truncation.
+already mapped folio young again. The invariant checker (engine/checker.py) hears of writes
+and truncation here, of writeback in folio_writeback(), where the object model's observer does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tagcache.engine.cleancache import cleancache_cached, cleancache_invalidate_range
+from tagcache.engine import checker
+from tagcache.engine.checker import EVENT as CK_EVENT
+from tagcache.engine.checker import ON as CK_ON
+from tagcache.engine.cleancache import (
+    KIND_NONE,
+    cleancache_cached,
+    cleancache_invalidate_range,
+)
 from tagcache.engine.filemap_add import filemap_add_folio
 from tagcache.engine.pagecache import (
     ACCESSES,
@@ -40,6 +47,7 @@ from tagcache.engine.pagecache import (
     MISSES,
     NR_DIRTY,
     PG_PINNED,
+    STREAM_OFFSET,
     PageCacheState,
     exec_vma,
     folio_at,
@@ -57,6 +65,15 @@ from tagcache.engine.readahead import (
     page_cache_async_ra,
     page_cache_sync_ra,
 )
+from tagcache.engine.tagstore import (
+    EVICTED,
+    INVALIDATED,
+    NR_CACHED,
+    RECLAIMED,
+    RESTORED,
+    STORED,
+)
+from tagcache.invariants import CONSERVATION_INTERVAL
 from tagcache.mm.page_flags import (
     PG_DIRTY,
     PG_FOREIGN,
@@ -283,7 +300,8 @@ def generic_perform_write(pc, f, index, nr):
         # drop any stale copy of the pages written and only then change them.
         lo, hi = max(h, b + index), min(h + nr_h, b + end)
         cleancache_invalidate_range(pc.cc, lo, hi)
-        # observer: pages_written(lo, hi)
+        if pc.cc.ck.c[CK_ON]:
+            checker.pages_written(pc.cc.ck, lo, hi)
         fl = int(pc.flags[h])
         if not fl & PG_DIRTY:
             pc.flags[h] = fl | PG_DIRTY
@@ -336,7 +354,8 @@ def truncate_inode_pages_range(pc, f, new_size):
         s = h + nr
     workingset_forget(pc, b + new_size, b + old)
     cleancache_invalidate_range(pc.cc, b, b + old)
-    # observer: pages_truncated(b + new_size, b + old)
+    if pc.cc.ck.c[CK_ON]:
+        checker.pages_truncated(pc.cc.ck, b + new_size, b + old)
     pc.isize[f] = min(pc.isize[f], new_size)
 
 
@@ -366,6 +385,19 @@ def preload_foreign(pc, f, first, nr):
 # -- the loop -----------------------------------------------------------------------------------
 
 @njit(cache=True)
+def check_event(cc, i):
+    """The checker's clock: event ``i`` is about to run; every CONSERVATION_INTERVAL events
+    the counters are checked (invariants.Checker.check_conservation(), between events)."""
+    ck = cc.ck
+    if i > 0 and i % CONSERVATION_INTERVAL == 0 and cc.kind != KIND_NONE:
+        ck.c[CK_EVENT] = i - 1
+        c = cc.c
+        checker.conservation(ck, c[STORED], c[RESTORED], c[INVALIDATED], c[RECLAIMED],
+                             c[EVICTED], c[NR_CACHED])
+    ck.c[CK_EVENT] = i
+
+
+@njit(cache=True)
 def replay_page_cache(pc, op, a0, a1, a2, start, end):
     """Apply the page-cache events ``[start, end)`` of the columns; return the index of the
     first event that is not the page cache's (the caller's to run), or ``end``. KERNEL_ADD
@@ -377,6 +409,8 @@ def replay_page_cache(pc, op, a0, a1, a2, start, end):
     for i in range(start, end):
         o = op[i]
         x = a0[i]
+        if cc.ck.c[CK_ON]:
+            check_event(cc, i + c[STREAM_OFFSET])
         if o == OP_READ:
             filemap_read(pc, x, a1[i], a2[i])
         elif o == OP_GET_PAGES:

@@ -40,17 +40,27 @@ from tagcache.engine.anon import (
     anon_untag_pfns,
     make_anon,
 )
+from tagcache.engine.checker import EVENT as CK_EVENT
+from tagcache.engine.checker import ON as CK_ON
+from tagcache.engine.checker import make_checker
 from tagcache.engine.cleancache import cleancache_cached, make_cleancache
-from tagcache.engine.filemap import check_page_cache_error, preload_foreign, replay_page_cache
+from tagcache.engine.filemap import (
+    check_event,
+    check_page_cache_error,
+    preload_foreign,
+    replay_page_cache,
+)
 from tagcache.engine.page_alloc import NR_FREE, make_page_alloc
 from tagcache.engine.pagecache import (
     CACHED_SUM,
     LIMIT,
     NR_PAGES,
+    STREAM_OFFSET,
     make_page_cache,
 )
 from tagcache.engine.tags import RESERVED_PAGES, make_tag_storage
 from tagcache.engine.vmscan import try_charge_memcg, try_to_free_pages
+from tagcache.invariants import CONSERVATION_INTERVAL
 from tagcache.mm.filemap import MAX_RECLAIM_RETRIES
 from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
@@ -76,6 +86,7 @@ class FlatMachine:
     tag_tasks: frozenset[int] | None
     oom_events: int = 0
     sums: dict[str, float] = field(default_factory=dict)
+    walk_details: dict[int, list[str]] = field(default_factory=dict)
 
     # -- the page cache's limit ----------------------------------------------------------------
 
@@ -113,15 +124,17 @@ class FlatMachine:
         return bool(try_charge_memcg(self.pc, nr, MAX_RECLAIM_RETRIES))
 
 
-def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | None = None
-          ) -> FlatMachine:
+def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | None = None,
+          check: bool = False) -> FlatMachine:
     """The flat machine for ``design`` on ``cfg`` replaying ``trace`` (its file table), with
-    a capture's ``facts`` (sidecar.CaptureFacts) applied."""
+    a capture's ``facts`` (sidecar.CaptureFacts) applied and, with ``check``, the invariant
+    checker (engine/checker.py) observing every part."""
     from tagcache.mm.filemap import PageCache
 
     layout = cfg.layout
     nr_slots = PageCache.slots_needed(trace.files)
-    cc = make_cleancache(design.backend, layout, nr_slots, design.policy)
+    ck = make_checker(layout, nr_slots, check)
+    cc = make_cleancache(design.backend, layout, nr_slots, design.policy, ck)
     pc = make_page_cache(trace.files, cc, ra_pages=cfg.ra_pages,
                          max_folio_order=cfg.max_folio_order,
                          exec_vmas=facts.exec_vmas if facts else None,
@@ -233,29 +246,155 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
             if progress is not None:
                 progress(j - i)
             if j < stop:
-                other(int(op[j]), int(a0[j]), int(a1[j]), int(a2[j]))
+                other(j + int(pc.c[STREAM_OFFSET]), int(op[j]), int(a0[j]), int(a1[j]),
+                      int(a2[j]))
                 if progress is not None:
                     progress(1)
                 j += 1
             i = j
 
-    def other(o: int, x: int, y: int, z: int) -> None:
+    def other(index: int, o: int, x: int, y: int, z: int) -> None:
+        if checking:
+            check_event(fm.cc, index)
         _apply(fm, o, x, y, z)
         t, r = pages_now()
         sums["tagged_pages"] += t
         sums["reserved_pages"] += r
         pc.c[CACHED_SUM] += int(cleancache_cached(fm.cc))
 
+    checking = bool(fm.cc.ck.c[CK_ON])
     pos = 0
     for k, a in enumerate(at):
         base_run(pos, a)
         pos = a
-        other(*events[k])
+        other(a + k, *events[k])
+        pc.c[STREAM_OFFSET] = k + 1       # the columns' events from here on come later
         if progress is not None:
             progress(1)
     base_run(pos, n)
     sums["cached_pages"] = int(pc.c[CACHED_SUM])
     fm.sums = sums
+    if checking:
+        total = n + len(at)
+        if total and total % CONSERVATION_INTERVAL == 0:
+            check_event(fm.cc, total)      # the check after the last event
+        fm.cc.ck.c[CK_EVENT] = total
+        walk(fm)
+
+
+def walk(fm: FlatMachine) -> None:
+    """invariants.Checker.walk() over the flat state: every list and counter end to end, a
+    structural fault counted under the rule it endangers (its sentence kept for reports)."""
+    from tagcache.engine import checker
+    from tagcache.engine.checker import RESTORE_FRESH, TAGS_RESERVED, TAGS_XOR_CACHE
+    from tagcache.engine.tagstore import NR_CACHED, TP_CACHE
+
+    ck, pc, cc, ts, pa = fm.cc.ck, fm.pc, fm.cc, fm.ts, fm.pa
+    details = fm.walk_details
+
+    def fail(rule: int, text: str, n: int = 1) -> None:
+        checker.fail_walk(ck, details, rule, text, n)
+
+    for e in verify_page_cache(pc):
+        fail(RESTORE_FRESH, f"page cache: {e}")
+    if cc.kind:
+        c = cc.c
+        from tagcache.engine.tagstore import (
+            EVICTED,
+            INVALIDATED,
+            RECLAIMED,
+            RESTORED,
+            STORED,
+        )
+        checker.conservation(ck, c[STORED], c[RESTORED], c[INVALIDATED], c[RECLAIMED],
+                             c[EVICTED], c[NR_CACHED])
+    refs = np.asarray(ts.refs)
+    pfn_to_block = np.asarray(ck.pfn_to_block) if len(ck.pfn_to_block) else None
+    if pfn_to_block is not None:
+        tagged = np.flatnonzero(np.asarray(pa.tagged))
+        expect = np.bincount(pfn_to_block[tagged], minlength=len(refs))
+        if not np.array_equal(expect, refs):
+            n = int(np.count_nonzero(expect != refs))
+            fail(TAGS_RESERVED, f"{n} tag block reference counts disagree with the memmap",
+                 n)
+    if not cc.kind:
+        return
+    for e in verify_backend(cc):
+        fail(TAGS_XOR_CACHE, f"backend: {e}")
+    use = np.asarray(cc.tp_state)
+    reserved = refs[np.asarray(ck.tag_page_block)] > 0
+    n = int(np.count_nonzero(reserved & (use == TP_CACHE)))
+    if n:
+        fail(TAGS_XOR_CACHE, f"{n} cached pages on reserved tag blocks", n)
+    where = np.asarray(cc.slot_tp)
+    stored = np.flatnonzero(where >= 0)
+    both = stored[np.asarray(pc.head)[stored] >= 0]
+    if len(both):
+        fail(RESTORE_FRESH, f"{len(both)} pages both in the page cache and stored", len(both))
+    held, copy, version = np.asarray(ck.held), np.asarray(ck.copy), np.asarray(ck.version)
+    stale = stored[(held[stored] == 0) | (copy[stored] != version[stored])]
+    if len(stale):
+        fail(RESTORE_FRESH, f"{len(stale)} stored copies are older than the page", len(stale))
+
+
+def verify_page_cache(pc) -> list[str]:
+    """PageCache.verify() over the flat state: both lists walked, every folio's slots
+    pointing at their head, the page counts agreeing with lists and slots."""
+    from tagcache.engine.pagecache import NR_LRU, lru_walk
+    from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+    from tagcache.mm.page_flags import PG_ACTIVE, PG_FOREIGN
+
+    head, order, flags = np.asarray(pc.head), np.asarray(pc.order), np.asarray(pc.flags)
+    errs: list[str] = []
+    seen = 0
+    for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+        pages = 0
+        for h in lru_walk(pc, lru):
+            nr = 1 << int(order[h])
+            if bool(flags[h] & PG_ACTIVE) != (lru == LRU_ACTIVE_FILE):
+                errs.append(f"folio {h} on the wrong list")
+            if not (head[h:h + nr] == h).all():
+                errs.append(f"folio {h}: slots do not point at their head")
+            pages += nr
+        if pages != pc.c[NR_LRU + lru]:
+            errs.append(f"lru {lru}: counted {pages} pages, recorded {int(pc.c[NR_LRU + lru])}")
+        seen += pages
+    foreign = int(np.count_nonzero((flags & PG_FOREIGN) != 0))
+    nr = int(pc.c[NR_PAGES])
+    if seen != nr or int((head >= 0).sum()) - foreign != nr:
+        errs.append(f"page count {nr} disagrees with lists ({seen}) and slots")
+    return errs
+
+
+def verify_backend(cc) -> list[str]:
+    """TagStorageBackend.verify() over the flat state."""
+    from tagcache.engine.tagstore import NR_CACHED, NR_FREE, TP_CACHE, TP_FREE
+
+    state, tp_slot, slot_tp = np.asarray(cc.tp_state), np.asarray(cc.tp_slot), np.asarray(
+        cc.slot_tp)
+    nr_cached, nr_free = int(cc.c[NR_CACHED]), int(cc.c[NR_FREE])
+    errs = []
+    cached = np.flatnonzero(state == TP_CACHE)
+    if len(cached) != nr_cached:
+        errs.append(f"nr_cached {nr_cached} but {len(cached)} pages in CACHE")
+    if int(np.count_nonzero(state == TP_FREE)) != nr_free:
+        errs.append("nr_free disagrees with tp_state")
+    bad = cached[slot_tp[tp_slot[cached]] != cached]
+    if len(bad):
+        errs.append(f"tag pages {bad[:5].tolist()} and the slot index disagree")
+    if int(np.count_nonzero(slot_tp >= 0)) != nr_cached:
+        errs.append("slot index holds a different number of pages than CACHE")
+    if np.any(tp_slot[state != TP_CACHE] >= 0):
+        errs.append("a page not in CACHE still names a slot")
+    t = len(state)
+    nxt = np.asarray(cc.tp_next)
+    n, s = 0, int(nxt[t])
+    while s != t and n <= t:
+        n += 1
+        s = int(nxt[s])
+    if n != nr_cached:
+        errs.append(f"store-order list has {n} pages, {nr_cached} cached")
+    return errs
 
 
 def _apply(fm: FlatMachine, o: int, x: int, y: int, z: int) -> None:

@@ -45,6 +45,8 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine import checker
+from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.cleancache import CLEANCACHE_STATE
 from tagcache.engine.flat import state_class
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache, PageCacheStats, _ranges
@@ -98,7 +100,8 @@ CACHED_SUM = 24             # sum over the events replayed of cleancache_cached(
 ERROR = 25                  # ERR_*
 ERROR_EVENT = 26            # the trace index of the event that failed
 ERROR_ARG = 27              # its file
-NR_COUNTERS = 28
+STREAM_OFFSET = 28          # events inserted before the columns' event now (the checker's clock)
+NR_COUNTERS = 29
 
 ERR_NONE = 0
 ERR_WRITE_PAST_SPAN = 1
@@ -560,7 +563,8 @@ def folio_writeback(pc, head, nr):
     """Write a dirty folio back (the caller clears PG_dirty)."""
     pc.c[PAGES_WRITTEN] += nr
     pc.c[NR_DIRTY] -= nr
-    # observer: pages_cleaned(head, nr)
+    if pc.cc.ck.c[CK_ON]:
+        checker.pages_cleaned(pc.cc.ck, head, nr)
 
 
 # -- a readahead window's disk requests (read_pages()) ------------------------------------------
