@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from trace_paths import DATA, KMEM
 
-from tagcache.traces import cache, ftrace, libcachesim, read_trace
+from tagcache.traces import cache, ftrace, libcachesim, msr, read_trace
 
 
 def same(a, b):
@@ -55,22 +55,48 @@ def test_tasks_and_metadata_round_trip(tmp_path, monkeypatch, private_cache):
 
 
 def test_key_covers_options_and_file_changes(tmp_path, monkeypatch):
-    path = tmp_path / "seq.txt"
-    shutil.copy(DATA / "seq.txt", path)
+    path = tmp_path / "seq-msr.csv"
+    shutil.copy(DATA / "seq-msr.csv", path)
     calls = []
-    real = libcachesim.parse_txt
-    monkeypatch.setattr(libcachesim, "parse_txt",
-                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = msr.parse
+    monkeypatch.setattr(msr, "parse", lambda *a, **k: calls.append(k) or real(*a, **k))
     read_trace(path)
     read_trace(path)
     assert len(calls) == 1
     read_trace(path, skip_bad_lines=True)
     assert len(calls) == 2
-    path.write_text(path.read_text() + "11\n")
+    path.write_text(path.read_text() + "128166372003081629,hm,1,Read,81920,4096,1264\n")
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert len(read_trace(path)) == 21
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("name", ["seq.txt", "seq.oracleGeneral"])
+def test_object_traces_are_not_cached(tmp_path, monkeypatch, private_cache, name):
+    """txt and oracleGeneral parse in about the time their entry would take to read back."""
+    path = tmp_path / name
+    shutil.copy(DATA / name, path)
+    calls = []
+    fn = "parse_txt" if name.endswith(".txt") else "parse_oracle_general"
+    real = getattr(libcachesim, fn)
+    monkeypatch.setattr(libcachesim, fn, lambda *a, **k: calls.append(k) or real(*a, **k))
+    same(read_trace(path), read_trace(path))
+    assert len(calls) == 2 and not list(private_cache.glob("*.parquet"))
+
+
+def test_cached_columns_are_writable_arrays_of_the_trace_dtypes(tmp_path, private_cache):
+    path = tmp_path / "head.trace.zst"
+    shutil.copy(DATA / "grep-head.trace.zst", path)
+    first = read_trace(path)
+    second = read_trace(path)
+    assert list(private_cache.glob("*.parquet"))
+    for col, dt in (("op", np.uint8), ("arg0", np.int64), ("arg1", np.int64),
+                    ("arg2", np.int64)):
+        a = getattr(second, col)
+        assert a.dtype == dt and a.flags.writeable and a.flags.c_contiguous
+        assert not np.shares_memory(a, getattr(first, col))
+    same(first, second)
 
 
 def test_csv_spec_is_part_of_the_key(monkeypatch):
@@ -83,8 +109,8 @@ def test_csv_spec_is_part_of_the_key(monkeypatch):
 
 
 def test_damaged_entry_is_parsed_again(tmp_path, private_cache):
-    path = tmp_path / "seq.txt"
-    shutil.copy(DATA / "seq.txt", path)
+    path = tmp_path / "seq.blkparse"
+    shutil.copy(DATA / "seq.blkparse", path)
     first = read_trace(path)
     (entry,) = private_cache.glob("*.parquet")
     entry.write_bytes(b"not parquet")
@@ -106,4 +132,4 @@ def test_unwritable_cache_is_not_an_error(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("TAGCACHE_CACHE_DIR", str(blocker / "sub"))
-    assert len(read_trace(DATA / "seq.txt")) == 20
+    assert len(read_trace(DATA / "seq-msr.csv")) == 20

@@ -61,7 +61,8 @@ def load(key: str) -> Trace | None:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        meta = json.loads(table.schema.metadata[_META_KEY])
+        metadata = table.schema.metadata
+        meta = json.loads(metadata[_META_KEY])
         if meta.get("version") != READER_VERSION:
             return None
         f = meta["files"]
@@ -69,19 +70,28 @@ def load(key: str) -> Trace | None:
                                 np.asarray(f["size_pages"], np.int64),
                                 np.asarray(f["span_pages"], np.int64),
                                 np.asarray(f["large_folios"], bool))
-        cols = [table.column(c).to_numpy() for c in ("op", "arg0", "arg1", "arg2")]
+        cols = [_column(table, c, dt) for c, dt in (("op", np.uint8), ("arg0", np.int64),
+                                                     ("arg1", np.int64), ("arg2", np.int64))]
+        del table
         extents = None
         if meta.get("extents") is not None:
             shift, keep, n = meta["extents"]
-            raw = zstandard.ZstdDecompressor().decompress(table.schema.metadata[_EXTENTS_KEY])
+            raw = zstandard.ZstdDecompressor().decompress(metadata[_EXTENTS_KEY])
             arrays = np.frombuffer(raw, "<i8").astype(np.int64).reshape(4, n)
             extents = ExtentMap(int(shift), int(keep), *arrays)
-        return Trace(cols[0].astype(np.uint8), *(c.astype(np.int64) for c in cols[1:]),
+        return Trace(*cols,
                      files=files, name=meta["name"],
                      tasks=[(str(c), int(p)) for c, p in meta["tasks"]],
                      skipped_lines=int(meta["skipped_lines"]), extents=extents)
     except Exception:  # noqa: BLE001 - a damaged cache entry is re-parsed, never fatal
         return None
+
+
+def _column(table, name: str, dtype) -> np.ndarray:
+    """A column as a writable array of ``dtype``, copied once: to_numpy() joins the chunks of
+    a column into a new array, and views Arrow's memory (read-only) only for one chunk."""
+    a = np.asarray(table.column(name).to_numpy(), dtype)
+    return a if a.flags.writeable else a.copy()
 
 
 def store(key: str, trace: Trace, fmt: str) -> Path | None:
