@@ -2,11 +2,12 @@
 bad lines, and dense page indexes.
 
 Readers never loop over lines in Python where a whole chunk can be handled at once: text is read
-in chunks of whole lines, and integer fields are parsed by :func:`parse_words` with numpy (one
-pass over the bytes, no Python object per number). A trace's pages are made dense before it is
+in chunks of whole lines, and parsed in compiled code over the bytes (ftrace, txt:
+:func:`iter_line_arrays`, :func:`parse_id_lines`) or with numpy (:func:`parse_words`: one pass
+over the bytes, no Python object per number). A trace's pages are made dense before it is
 returned, so that memory follows what it touches, not its largest address or id:
 :func:`compact_extents` for addresses (2 MiB extents, order and nearby distances kept),
-:func:`dense_object_ids` for libCacheSim's object ids.
+:func:`dense_object_ids` for libCacheSim's object ids (compiled: a table or a hash table).
 """
 
 from __future__ import annotations

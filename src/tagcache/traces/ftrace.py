@@ -46,12 +46,11 @@ row. Tasks (command, pid) are listed in order of first appearance on kmem lines 
 events, are skipped; a known event whose fields do not parse (a ``tagcache_sample:`` marker
 included) is a :class:`TraceError` naming the line.
 
-Speed: a 16 MiB chunk of lines is searched with numpy for the ``DIGIT: mm_`` and ``DIGIT: ext``
-markers (and ``DIGIT: tracing_mark_write: tagcache_sample:``), events are told apart by their
-names' bytes, and the lines of each event type are parsed together with bytes methods (split at
-the field labels), ``numpy.fromstring`` for the decimal fields and one parse per distinct ``dev
-... ino ...`` field; a line-by-line regular expression runs only for the lines of a chunk where
-that fails (a bad line, or an older kernel's format).
+Speed: each 16 MiB chunk of lines is one compiled pass (:func:`_scan`, numba): it finds the
+``DIGIT: EVENT:`` markers and parses each event's usual form by the event's program of literals
+and numbers into rows; a line in any other form (a bad line, an older kernel's format, a number
+of 19 digits) is parsed by the event's regular expression, which is the reference for what a
+line means. The rows of each event type are then computed at once with numpy.
 """
 
 from __future__ import annotations
