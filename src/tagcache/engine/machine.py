@@ -62,7 +62,7 @@ from tagcache.engine.tags import RESERVED_PAGES, make_tag_storage
 from tagcache.engine.vmscan import try_charge_memcg, try_to_free_pages
 from tagcache.invariants import CONSERVATION_INTERVAL
 from tagcache.mm.filemap import MAX_RECLAIM_RETRIES
-from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
+from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
 
 OP_PAGE_ALLOC, OP_PAGE_FREE, OP_SAMPLE = int(Op.PAGE_ALLOC), int(Op.PAGE_FREE), int(
     Op.CGROUP_SAMPLE)
@@ -125,17 +125,19 @@ class FlatMachine:
 
 
 def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | None = None,
-          check: bool = False) -> FlatMachine:
-    """The flat machine for ``design`` on ``cfg`` replaying ``trace`` (its file table), with
-    a capture's ``facts`` (sidecar.CaptureFacts) applied and, with ``check``, the invariant
-    checker (engine/checker.py) observing every part."""
+          check: bool = False, files: FileTable | None = None) -> FlatMachine:
+    """The flat machine for ``design`` on ``cfg`` replaying ``trace`` (its file table, or
+    ``files`` where the model sees another: validate's), with a capture's ``facts``
+    (sidecar.CaptureFacts) applied and, with ``check``, the invariant checker
+    (engine/checker.py) observing every part."""
     from tagcache.mm.filemap import PageCache
 
     layout = cfg.layout
-    nr_slots = PageCache.slots_needed(trace.files)
+    files = trace.files if files is None else files
+    nr_slots = PageCache.slots_needed(files)
     ck = make_checker(layout, nr_slots, check)
     cc = make_cleancache(design.backend, layout, nr_slots, design.policy, ck)
-    pc = make_page_cache(trace.files, cc, ra_pages=cfg.ra_pages,
+    pc = make_page_cache(files, cc, ra_pages=cfg.ra_pages,
                          max_folio_order=cfg.max_folio_order,
                          exec_vmas=facts.exec_vmas if facts else None,
                          cow_vmas=facts.cow_vmas if facts else None)
