@@ -161,7 +161,8 @@ def test_bad_lines_named_across_chunks_and_a_growing_output(tmp_path, monkeypatc
     path = tmp_path / "g.txt"
     path.write_text("\n".join(lines) + "\n")
     real = _common.iter_line_arrays
-    monkeypatch.setattr(libcachesim, "iter_line_arrays", lambda f, bad=None: real(f, 1000, bad))
+    monkeypatch.setattr(libcachesim, "iter_line_arrays",
+                        lambda f, bad=None, lines=None: real(f, 1000, bad, lines))
     monkeypatch.setattr(libcachesim, "_MAX_RESERVE", 1)
     with pytest.raises(TraceError, match=r"g\.txt:1701: expected one obj id per line"):
         libcachesim.parse_txt(path)
@@ -173,6 +174,9 @@ def test_bad_lines_named_across_chunks_and_a_growing_output(tmp_path, monkeypatc
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TraceError, match=r"g\.txt:2501: obj id 18446744073709551616 does not "
                                          r"fit 64 bits"):
+        libcachesim.parse_txt(path)
+    path.write_text("\n".join(lines[:2500]) + "\n17")          # cut in its last line
+    with pytest.raises(TraceError, match=r"g\.txt:2501: the file ends in the middle"):
         libcachesim.parse_txt(path)
 
 

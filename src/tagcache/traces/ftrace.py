@@ -639,7 +639,9 @@ class _Parser:
         kind = _KIND[ev[idx]]
         f = kind == 0
         if f.all():
-            a0 = pair_ids(cols["dev"][idx], cols["ino"][idx], self.files)
+            every = len(idx) == len(keep)
+            a0 = pair_ids(cols["dev"] if every else cols["dev"][idx],
+                          cols["ino"] if every else cols["ino"][idx], self.files)
         else:
             a0 = cols["a0"][idx]
             a0[f] = pair_ids(cols["dev"][idx[f]], cols["ino"][idx[f]], self.files)
@@ -653,6 +655,10 @@ class _Parser:
                     bad = np.flatnonzero(k)[task < 0]
                     idx, a0, f = (np.delete(x, bad) for x in (idx, a0, f))
         if not len(idx):
+            return
+        if len(idx) == len(keep):                      # every row kept: the columns as they are
+            self.out.append({"op": cols["op"], "a0": a0, "a1": cols["a1"], "a2": cols["a2"],
+                             "end": cols["end"], "size_end": cols["size_end"], "file": f})
             return
         self.out.append({"op": cols["op"][idx], "a0": a0, "a1": cols["a1"][idx],
                          "a2": cols["a2"][idx], "end": cols["end"][idx],

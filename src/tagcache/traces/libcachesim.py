@@ -441,7 +441,8 @@ def parse_txt(path: PathLike, *, skip_bad_lines: bool = False,
     strings: list[np.ndarray] = []
     lineno = 0
     with open_binary(path) as f:
-        for chunk in iter_line_arrays(f, bad=bad):
+        # the lines counted so far, when the file ends in a cut line (bound late on purpose)
+        for chunk in iter_line_arrays(f, bad=bad, lines=lambda: lineno):  # noqa: B023
             if ids.numeric is None:
                 first = next((ln for ln in chunk.tobytes().split(b"\n") if ln.strip()), None)
                 if first is not None:
