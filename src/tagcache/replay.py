@@ -22,7 +22,7 @@ from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
 from tagcache.mm.anon import AnonMemory
-from tagcache.mm.filemap import PageCache
+from tagcache.mm.filemap import PageCache, PageCacheStats
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
@@ -247,12 +247,8 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     """
     t0 = time.perf_counter()
     if compiled_lru_applies(cfg, design, check, facts):
-        # The object page cache of this machine holds no slot: the compiled one has them.
-        empty = np.zeros(len(trace.files), np.int64)
-        files = FileTable.build(trace.files.dev, trace.files.ino, empty, empty)
-        m = Machine(cfg, design, replace(trace, files=files, inserted=None), check, facts)
-        return _replay_compiled_lru(m, cfg, design, trace, _dispatch(m, tag_tasks),
-                                    tagged_share, progress, tag_tasks, t0, memo)
+        return _replay_compiled_lru(cfg, design, trace, tagged_share, progress, tag_tasks, t0,
+                                    memo)
     if cfg.page_cache_policy == "kernel" and not check:
         return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0,
                             memo, check)
@@ -352,16 +348,20 @@ def compiled_lru_applies(cfg: MachineConfig, design: Design, check: bool,
             and facts is None and cfg.page_cache_limit_pages is not None)
 
 
-def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: Trace,
-                         table, tagged_share: float, progress, tag_tasks, t0: float,
+def _replay_compiled_lru(cfg: MachineConfig, design: Design, trace: Trace,
+                         tagged_share: float, progress, tag_tasks, t0: float,
                          memo: dict | None) -> RunResult:
-    """replay() with the page cache's events run compiled (engine/lru.py) and the rest (tag
-    storage, anonymous memory) through the machine as usual, in trace order; the averages
-    are the same per-event sums, taken over the runs of file events at once. The page cache
-    is the same whatever else the trace holds, so with a ``memo`` it runs once per trace."""
-    from tagcache.engine.lru import NR_PAGES, LruState
+    """replay() with the plain-LRU page cache run compiled (engine/lru.py) and the rest (tag
+    storage, anonymous memory) on the compiled machine's memory side (engine/machine.py), in
+    trace order; the averages are the same per-event sums, taken over the runs of file
+    events at once. The page cache is the same whatever else the trace holds, so with a
+    ``memo`` it runs once per trace."""
+    from tagcache.engine import machine as flat
+    from tagcache.engine.anon import NR_TAGGED, anon_report
+    from tagcache.engine.cleancache import cleancache_report
+    from tagcache.engine.lru import LruState
+    from tagcache.engine.tags import RESERVED_PAGES, reservation_calls, tag_storage_report
 
-    pc = m.pc
     files = trace.files
     key = ("lru", id(trace.op), cfg.page_cache_limit_pages)
     if memo is not None and key in memo:
@@ -374,12 +374,13 @@ def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: 
         rest = np.flatnonzero(~np.isin(trace.op, np.array(sorted(PAGE_CACHE_OPS), np.uint8)))
         if memo is not None:       # the columns are kept alive with the result
             memo[key] = (trace.op, state, rest)
-    for k, v in state.stats().items():
-        setattr(pc.stats, k, v)
-    pc.stats.read_requests_without_cleancache = pc.stats.read_requests
-    pc.nr_pages = int(state.counters[NR_PAGES])
+    # The memory side only: a machine whose (kernel) page cache has no file to hold.
+    empty = np.zeros(len(files), np.int64)
+    bare = replace(trace, files=FileTable.build(files.dev, files.ino, empty, empty),
+                   inserted=None)
+    fm = flat.build(cfg, design, bare, None, tag_tasks)
     n = len(trace)
-    anon, tags = m.anon, m.tags.stats
+    an, ts = fm.an, fm.ts
     # The other events, in stream order, with their index in the stream: the columns' own
     # (past the inserted events before them) and the inserted ones.
     ops, a0, a1, a2 = (trace.op[rest], trace.arg0[rest], trace.arg1[rest], trace.arg2[rest])
@@ -397,16 +398,14 @@ def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: 
         a1 = np.concatenate([a1, ins.events[:, 2]])[order]
         a2 = np.concatenate([a2, ins.events[:, 3]])[order]
     tagged_sum = reserved_sum = 0
-    tagged, reserved, prev_end = anon.nr_tagged, tags.reserved_pages, 0
+    tagged, reserved, prev_end = int(an.c[NR_TAGGED]), int(ts.c[RESERVED_PAGES]), 0
     for i, op, x, y, z in zip(where.tolist(), ops.tolist(), a0.tolist(), a1.tolist(),
                               a2.tolist(), strict=True):
         tagged_sum += tagged * (i - prev_end)
         reserved_sum += reserved * (i - prev_end)
-        try:
-            table[op](x, y, z)
-        except OutOfMemory:
-            m.oom_events += 1
-        tagged, reserved = anon.nr_tagged, tags.reserved_pages
+        if op in flat.MTE_OPS or op in (Op.PAGE_ALLOC, Op.PAGE_FREE):
+            flat._apply(fm, op, x, y, z)
+        tagged, reserved = int(an.c[NR_TAGGED]), int(ts.c[RESERVED_PAGES])
         tagged_sum += tagged
         reserved_sum += reserved
         prev_end = i + 1
@@ -415,11 +414,20 @@ def _replay_compiled_lru(m: Machine, cfg: MachineConfig, design: Design, trace: 
     if progress is not None:
         progress(n)
     wall = time.perf_counter() - t0
-    m.averages = {"tagged_pages": tagged_sum / max(1, n),
-                  "reserved_pages": reserved_sum / max(1, n), "cached_pages": 0.0}
+    pcs = dict(asdict(PageCacheStats()), **state.stats())
+    pcs["read_requests_without_cleancache"] = pcs["read_requests"]
+    ccr = cleancache_report(fm.cc)
+    latency, claimed, dropped = reservation_calls(ts)
+    anon = anon_report(an)
+    t = Tally(
+        pcs, {k: ccr[k] for k in asdict(CleancacheStats())}, 0, 0, 0, 0.0, 0.0,
+        tag_storage_report(ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
+        np.asarray(dropped, np.int32), anon["peak_tagged"], anon["copies"], fm.oom_events,
+        {"tagged_pages": tagged_sum / max(1, n), "reserved_pages": reserved_sum / max(1, n),
+         "cached_pages": 0.0}, {}, [], {})
     if tag_tasks:
-        tagged_share = m.anon.peak_tagged / cfg.layout.data_pages
-    return collect(m, design, tagged_share, n, wall)
+        tagged_share = anon["peak_tagged"] / cfg.layout.data_pages
+    return collect(t, design, tagged_share, n, wall, cfg)
 
 
 PAGE_CACHE_OPS = frozenset({Op.READ, Op.GET_PAGES, Op.WRITE, Op.FAULT, Op.MAP_PAGES,
