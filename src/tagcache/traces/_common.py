@@ -513,26 +513,23 @@ def compact_extents(fid: np.ndarray, first: np.ndarray, last: np.ndarray,
     if n == 0:
         z = np.zeros(0, np.int64)
         return z, ExtentMap(shift, keep, z, z, z, z)
-    fid = np.asarray(fid, np.int64)
-    lo = np.asarray(first, np.int64) >> shift
-    hi = np.asarray(last, np.int64) >> shift
-    top = np.zeros(int(fid.max()) + 1, np.int64)
-    np.maximum.at(top, fid, hi)
+    fid = np.ascontiguousarray(fid, np.int64)
+    first = np.ascontiguousarray(first, np.int64)
+    last = np.ascontiguousarray(last, np.int64)
+    top = _extent_tops(fid, last, shift, int(fid.max()) + 1)
     small = 4 * n + (1 << 16)
     table = int(top.max()) < small and int((top + 1).sum()) < small
     if table:
         # Extents over every file's range are few: mark the ones events cover in one table
-        # (no sort of the events), then take its used extents in order.
+        # (no sort of the events, compiled passes over them), then take its used extents.
         base = np.zeros(len(top) + 1, np.int64)
         np.cumsum(top + 1, out=base[1:])
-        at_lo, at_hi = base[fid] + lo, base[fid] + hi + 1
         total = int(base[-1])
-        cover = np.cumsum(np.bincount(at_lo, minlength=total + 1)
-                          - np.bincount(at_hi, minlength=total + 1))[:total]
-        used = np.flatnonzero(cover > 0)
+        used = np.flatnonzero(_extent_cover(fid, first, last, shift, base, total))
         f_s = np.searchsorted(base, used, "right") - 1
         lo_s = reach = used - base[f_s]
     else:
+        lo, hi = first >> shift, last >> shift
         bits = int(top.max()).bit_length()
         if len(top) <= 1 << (63 - bits):        # (file, extent) in one int64 key: one sort
             order = np.argsort((fid << bits) | lo)
@@ -564,11 +561,47 @@ def compact_extents(fid: np.ndarray, first: np.ndarray, last: np.ndarray,
     if table:                                    # each event by its first extent
         run_of = np.empty(total, np.int64)
         run_of[used] = run
-        delta = r_delta[run_of[at_lo]]
+        delta = _extent_delta(fid, first, shift, base, run_of, r_delta)
     else:
         delta = np.empty(n, np.int64)
         delta[order] = r_delta[run]
     return delta, ExtentMap(shift, keep, r_file, r_lo, r_hi, r_delta)
+
+
+@njit(cache=True)
+def _extent_tops(fid, last, shift, nfiles):
+    """Each file's highest extent an event reaches (0 for a file with none)."""
+    top = np.zeros(nfiles, np.int64)
+    for i in range(len(fid)):
+        h = last[i] >> shift
+        if h > top[fid[i]]:
+            top[fid[i]] = h
+    return top
+
+
+@njit(cache=True)
+def _extent_cover(fid, first, last, shift, base, total):
+    """Which of the ``total`` extents of every file (file f's at ``base[f]``) events cover."""
+    diff = np.zeros(total + 1, np.int64)
+    for i in range(len(fid)):
+        b = base[fid[i]]
+        diff[b + (first[i] >> shift)] += 1
+        diff[b + (last[i] >> shift) + 1] -= 1
+    cover = np.empty(total, np.bool_)
+    run = 0
+    for j in range(total):
+        run += diff[j]
+        cover[j] = run > 0
+    return cover
+
+
+@njit(cache=True)
+def _extent_delta(fid, first, shift, base, run_of, r_delta):
+    """Each event's delta: its first extent's run's."""
+    delta = np.empty(len(fid), np.int64)
+    for i in range(len(fid)):
+        delta[i] = r_delta[run_of[base[fid[i]] + (first[i] >> shift)]]
+    return delta
 
 
 def dense_object_ids(ids: np.ndarray) -> np.ndarray:
