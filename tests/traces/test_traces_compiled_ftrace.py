@@ -147,8 +147,9 @@ def reference_events(text: bytes) -> list[tuple[int, int, int]]:
 def test_scan_finds_every_event_the_reader_found(text):
     data = text.encode()
     buf = np.frombuffer(bytearray(data), np.uint8)
-    ev, pos, ok, vals, gfp, lines = ftrace._scan(buf, *ftrace._scratch(len(buf)),
-                                                 *ftrace._TABLES, GFP_USER_ANON)
+    scratch = ftrace._scratch(len(buf))
+    n, lines = ftrace._scan(buf, *scratch, *ftrace._TABLES, GFP_USER_ANON)
+    ev, pos = scratch[0][:n], scratch[1][:n]
     assert lines == data.count(b"\n")
     assert list(zip(ev.tolist(), pos[:, 0].tolist(), pos[:, 1].tolist(), strict=True)) == \
         reference_events(data)

@@ -494,12 +494,12 @@ def _scan(buf, ev, pos, ok, vals, gfp, marks, mark_at, prog, prog_at, lits, lit_
     """Find the event lines of a chunk (whole lines) and parse the usual ones.
 
     An event is where ``DIGIT: `` (the colon after the timestamp) is followed by an event's
-    marker (its name and separator), as many times as a line holds that. Returns, per event
-    found in order: its number in :data:`ORDER`, the colon's offset, the line (0-based), the
-    line's start and end (its newline), for kmem events the last ``[`` between them before
-    the colon (-1: none), whether its program parsed it, its values and its gfp bit; then
-    the number of lines. The outputs go to the first rows of ``ev`` to ``gfp``
-    (:func:`_scratch`), which must have ``len(buf) // 8 + 1`` rows."""
+    marker (its name and separator), as many times as a line holds that. Writes, per event
+    found in order, into the next row of ``ev`` to ``gfp`` (:func:`_scratch`: they must have
+    ``len(buf) // 8 + 1`` rows): its number in :data:`ORDER`; the colon's offset, the line
+    (0-based), the line's start and end (its newline) and for kmem events the last ``[``
+    between them before the colon (-1: none); whether its program parsed it; its values;
+    its gfp bit. Returns the number of events and of lines."""
     size = len(buf)
     nev = len(mark_at) - 1
     m = 0
@@ -557,7 +557,7 @@ def _scan(buf, ev, pos, ok, vals, gfp, marks, mark_at, prog, prog_at, lits, lit_
             pos[r, 3] = i
         line += 1
         i += 1
-    return ev[:m], pos[:m], ok[:m], vals[:m], gfp[:m], line
+    return m, line
 
 
 # --------------------------------------------------------------------------- the parser
@@ -577,10 +577,10 @@ class _Parser:
         rows at once, written in the scan's order (the lines' order)."""
         if len(buf) // 8 + 1 > len(self.scratch[0]):
             self.scratch = _scratch(len(buf))
-        ev, pos, ok, vals, gfp, lines = _scan(buf, *self.scratch, *_TABLES, GFP_USER_ANON)
+        n, lines = _scan(buf, *self.scratch, *_TABLES, GFP_USER_ANON)
+        ev, pos, ok, vals, gfp = (a[:n] for a in self.scratch)
         if LINE_BY_LINE:
-            ok = np.zeros(len(ok), bool)
-        n = len(ev)
+            ok = np.zeros(n, bool)
         if n:
             cols = {k: np.zeros(n, np.int64) for k in ("op", "a0", "a1", "a2", "end", "dev",
                                                        "ino", "gfp")}
