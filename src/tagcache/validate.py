@@ -18,6 +18,10 @@ neither read nor (with ext4 events) wrote, and whatever the cgroup held that its
 not separate, take room in the kernel's cgroup that the model gives to the traced files. For
 mmap under pressure the trace is censored (Validation.censored), and validate reports an
 interval that contains the kernel's counts (bounds.py) instead of trusting the point.
+
+The model is the compiled engine's, built as ``tagcache run`` builds it (machine.build(): the
+capture's facts applied there) and replayed by engine/validate.py's loop, which also
+classifies the faults; the room's events come back here (capacity.follow_room()).
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ import numpy as np
 
 from tagcache.bounds import Interval, kernel_bounds
 from tagcache.capacity import follow_room
-from tagcache.cleancache.frontend import Cleancache
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
+from tagcache.engine import validate as loop
+from tagcache.engine.filemap import check_page_cache_error
+from tagcache.engine.machine import FlatMachine, build
+from tagcache.engine.pagecache import ERROR, file_counts
+from tagcache.hw.layout import simple_layout
+from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
 from tagcache.mm.page_flags import PG_FOREIGN
 from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.sidecar import (
     ACCESS_OPS,
+    CaptureFacts,
     capture_facts,
     device_key,
     load_sidecar,
@@ -172,6 +181,76 @@ def model_files(trace: Trace, files: np.ndarray, large_folios: bool | np.ndarray
                            np.broadcast_to(np.asarray(large_folios, bool), len(ft)))
 
 
+ROOM_OPS = frozenset({int(Op.CGROUP_SAMPLE), int(Op.PAGE_ALLOC), int(Op.PAGE_FREE)})
+MODEL_LAYOUT_BYTES = 1 << 20
+"""The model's machine beside its page cache: validate runs no anonymous memory or tag
+storage, so the smallest layout will do (the page cache is sized from the file table)."""
+
+
+def build_model(trace: Trace, files: np.ndarray, facts: CaptureFacts,
+                capacity_pages: int) -> FlatMachine:
+    """The flat machine validate replays in (machine.build(), as run builds one): the file
+    table model_files() gives for the accessed ``files``, no cleancache, the capture's
+    ``facts`` applied (resident pages, mappings, readahead, folio sizes, the room for
+    ``capacity_pages`` pages of page cache at most)."""
+    from tagcache.replay import Design, MachineConfig
+
+    kw = facts.page_cache_kwargs()
+    cfg = MachineConfig(layout=simple_layout(MODEL_LAYOUT_BYTES),
+                        page_cache_limit_pages=capacity_pages, ra_pages=kw["ra_pages"],
+                        max_folio_order=kw["max_folio_order"])
+    ft = model_files(trace, files, facts.file_large_folios(trace.files))
+    return build(cfg, Design("idle"), trace, facts, files=ft)
+
+
+def kept_ops(fm: FlatMachine) -> list[int]:
+    """The events validate replays: accesses, writes, unlinks, the kernel's adds and
+    deletes, and what the room follows (cgroup samples; kmem events with ``nonfile``)."""
+    room = fm.room
+    ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
+    if room is not None and (room.use_nonfile or room.use_metadata):
+        ops.append(Op.CGROUP_SAMPLE)
+    if room is not None and room.use_nonfile:
+        ops += [Op.PAGE_ALLOC, Op.PAGE_FREE]
+    return [int(o) for o in ops]
+
+
+def replay_capture(fm: FlatMachine, trace: Trace) -> tuple[dict[str, int], dict[str, int]]:
+    """Replay the kept events of ``trace`` on ``fm`` (engine/validate.py's compiled loop;
+    the room's events here, through capacity.follow_room()); the fault classes and the
+    pages the kernel added after each class (Validation.faults, .fault_pages)."""
+    keep = np.isin(trace.op, np.array(kept_ops(fm), np.uint8))
+    op = np.ascontiguousarray(trace.op[keep], np.uint8)
+    a0, a1, a2 = (np.ascontiguousarray(a[keep], np.int64)
+                  for a in (trace.arg0, trace.arg1, trace.arg2))
+    pc, room = fm.pc, fm.room
+    kernel_cached = (np.asarray(pc.head) >= 0).astype(np.int8)   # the kernel's, by its events
+    vc = np.zeros(loop.NR_VC, np.int64)
+    vc[loop.FAULT_FILE] = -1
+    at = np.flatnonzero(np.isin(op, np.array(sorted(ROOM_OPS), np.uint8)))
+    room_at = at.tolist()              # the room's events, as Python ints, in order
+    room_events = list(zip(op[at].tolist(), a0[at].tolist(), a1[at].tolist(),
+                           a2[at].tolist(), strict=True))
+    c = fm.counters()
+    i, k, n = 0, 0, len(op)
+    while i < n:
+        i = loop.validate_events(pc, op, a0, a1, a2, i, n, kernel_cached, vc)
+        if i == n:
+            break
+        if c[ERROR]:
+            check_page_cache_error(pc)
+        if room is None or k >= len(room_at) or room_at[k] != i:
+            raise ValueError(f"event op {int(op[i])} has no handler in validate")
+        while k < len(room_at) and room_at[k] == i:    # a run of them without re-entering
+            follow_room(room, fm, *room_events[k])     # a charge sets the limit first
+            i += 1
+            k += 1
+        fm.set_limit()              # as machine._apply() does, before the page cache runs
+    faults = {k: int(vc[loop.FAULTS + c]) for c, k in enumerate(FAULT_OUTCOMES)}
+    pages = {k: int(vc[loop.FAULT_PAGES + c]) for c, k in enumerate(FAULT_OUTCOMES)}
+    return faults, pages
+
+
 def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | None = None,
                    ra_pages: int = VM_READAHEAD_PAGES, meta: dict[str, Any] | None = None,
                    naive: bool = False, mappings: bool | None = None,
@@ -196,68 +275,34 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     facts = capture_facts(trace, meta, large_folios=large_folios, ra_pages=ra_pages,
                           naive=naive, mappings=mappings, metadata=metadata, nonfile=nonfile,
                           minus_metadata=minus_metadata)
-    room = facts.room(trace, capacity_pages)
+    fm = build_model(trace, files, facts, capacity_pages)
+    room = fm.room
+    assert room is not None
     start_room = room.pages
-    ft = model_files(trace, files, facts.file_large_folios(trace.files))
-    pc = PageCache(ft, Cleancache(None), lambda: room.pages, **facts.page_cache_kwargs())
-    facts.preload(pc)
-    kernel_cached = pc.head >= 0        # the kernel's page cache as its events say
-    handlers = {Op.GET_PAGES: pc.get_pages, Op.READ: pc.read, Op.MAP_PAGES: pc.map_pages,
-                Op.FAULT: lambda f, i, _n: pc.fault(f, i), Op.WRITE: pc.write,
-                Op.UNLINK: lambda f, _a, _b: pc.unlink(f) if pc.span[f] else None}
-    faults = dict.fromkeys(FAULT_OUTCOMES, 0)
-    fault_pages = dict.fromkeys(FAULT_OUTCOMES, 0)
-    outcome, fault_file = "", -1            # the last fault's class, until the next access
-    ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
-    if room.use_nonfile or room.use_metadata:
-        ops.append(Op.CGROUP_SAMPLE)
-    if room.use_nonfile:
-        ops += [Op.PAGE_ALLOC, Op.PAGE_FREE]
-    keep = np.isin(trace.op, np.array(ops, np.uint8))
-    span, base = pc.span, pc.base
-    for op, a0, a1, a2 in zip(trace.op[keep].tolist(), trace.arg0[keep].tolist(),
-                              trace.arg1[keep].tolist(), trace.arg2[keep].tolist(), strict=True):
-        if op >= Op.KERNEL_ADD:
-            if op == Op.KERNEL_ADD or op == Op.KERNEL_DELETE:
-                if span[a0]:
-                    s = int(base[a0]) + a1
-                    kernel_cached[s:s + (1 << a2)] = op == Op.KERNEL_ADD
-                    if op == Op.KERNEL_ADD and a0 == fault_file:
-                        fault_pages[outcome] += 1 << a2
-                continue
-            follow_room(room, pc, op, a0, a1, a2)
-            continue
-        fault_file = -1
-        if op == Op.FAULT and a1 < span[a0]:
-            s = int(base[a0]) + a1
-            k, m = bool(kernel_cached[s]), bool(pc.head[s] >= 0)
-            outcome = FAULT_OUTCOMES[(0 if m else 3) if k == m else (1 if m else 2)]
-            faults[outcome] += 1
-            fault_file = a0
-        handlers[op](a0, a1, a2)
-    model = {"insertions": int(pc.file_insertions[files].sum()),
-             "reinsertions": int(pc.file_reinsertions[files].sum())}
+    faults, fault_pages = replay_capture(fm, trace)
+    pc = fm.pc
+    ins, reins, orders = file_counts(pc)
+    model = {"insertions": int(ins[files].sum()), "reinsertions": int(reins[files].sum())}
     k_ins, k_re = kernel_counts_by_file(trace, files)
     paths = (meta or {}).get("paths") or {}
     keys = {f: file_key(trace, f) for f in files.tolist()}
     k_orders = kernel_orders_by_file(trace, files)
     by_file = [{"file": keys[f], "path": paths.get(keys[f]),
                 "kernel": {"insertions": int(k_ins[f]), "reinsertions": int(k_re[f])},
-                "model": {"insertions": int(pc.file_insertions[f]),
-                          "reinsertions": int(pc.file_reinsertions[f])},
+                "model": {"insertions": int(ins[f]), "reinsertions": int(reins[f])},
                 "folio_orders": {"kernel": _histogram(k_orders[f]),
-                                 "model": _histogram(pc.file_orders[f])}}
+                                 "model": _histogram(orders[f])}}
                for f in sorted(files.tolist(), key=lambda f: (-int(k_ins[f]), f))]
     kernel = {"insertions": int(k_ins.sum()), "reinsertions": int(k_re.sum())}
     limit = (meta or {}).get("limit_mib")
     limit_pages = int(limit * 256) if isinstance(limit, int | float) else room.peak
-    foreign = (pc.flags & PG_FOREIGN) != 0
-    interval = kernel_bounds(trace, files, pc.isize, pc.base, foreign, limit_pages,
-                             pc.ra.ra_pages)
+    foreign = (np.asarray(pc.flags) & PG_FOREIGN) != 0
+    interval = kernel_bounds(trace, files, np.asarray(pc.isize), np.asarray(pc.base), foreign,
+                             limit_pages, int(pc.ra_pages))
     return Validation(kernel, model, start_room, len(files), faults,
                       fault_pages, facts.large_folios, by_file,
                       folio_orders={"kernel": _histogram(k_orders.sum(axis=0)),
-                                    "model": _histogram(pc.file_orders.sum(axis=0))},
+                                    "model": _histogram(orders.sum(axis=0))},
                       capacity_lowest=room.lowest, samples=room.samples, facts=list(facts.used),
                       naive=naive, interval=interval)
 

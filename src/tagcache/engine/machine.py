@@ -87,6 +87,17 @@ class FlatMachine:
     oom_events: int = 0
     sums: dict[str, float] = field(default_factory=dict)
     walk_details: dict[int, list[str]] = field(default_factory=dict)
+    _held: tuple = field(default=(None, None), repr=False, compare=False)
+
+    def counters(self) -> np.ndarray:
+        """The page cache's counter array, held while ``pc`` is the same record: a field of
+        the record read from Python unpacks all of it (engine/flat.py), about 15 us, and a
+        capture's room reads and sets the counters at every sample and kmem event."""
+        pc, c = self._held
+        if pc is not self.pc:
+            c = self.pc.c
+            self._held = (self.pc, c)
+        return c
 
     # -- the page cache's limit ----------------------------------------------------------------
 
@@ -102,7 +113,7 @@ class FlatMachine:
         return max(0, free)
 
     def set_limit(self) -> None:
-        self.pc.c[LIMIT] = self.limit()
+        self.counters()[LIMIT] = self.limit()
 
     def make_room(self, n: int) -> None:
         """Reclaim page cache until ``n`` more anonymous frames fit beside it (nothing to do
@@ -117,7 +128,7 @@ class FlatMachine:
 
     @property
     def nr_pages(self) -> int:
-        return int(self.pc.c[NR_PAGES])
+        return int(self.counters()[NR_PAGES])
 
     def charge(self, nr: int) -> bool:
         self.set_limit()
