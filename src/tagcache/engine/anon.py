@@ -45,7 +45,7 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.engine.flat import state_class
-from tagcache.engine.page_alloc import NR_FREE, PAGE_ALLOC_STATE, free_pfns, page_alloc
+from tagcache.engine.page_alloc import PAGE_ALLOC_STATE, free_pfns, page_alloc, take_frame
 from tagcache.engine.rc import ERR_BAD_ARG, ERR_UNTAGGABLE, NEED_ROOM, OK
 from tagcache.engine.tags import (
     TAG_STORAGE_STATE,
@@ -606,8 +606,7 @@ def anon_tag_pfns(an, pfn, order, room_done):
             fresh[j] = i + base
             j += 1
             if pa.free[i]:
-                pa.c[NR_FREE] -= 1
-            pa.free[i] = False
+                take_frame(pa, i)
             pa.tagged[i] = True
             an.mapcount[i] = 1
     c = an.c
