@@ -326,7 +326,8 @@ def _run(events, *, capacity: int = 1, policy: str = "whole"):
         b.add(*row)
     cfg = MachineConfig(layout=LAYOUT, page_cache_limit_pages=capacity, ra_pages=0,
                         max_folio_order=0, alloc_policy="sequential", min_free_pages=0)
-    return replay(cfg, Design("cleancache", policy), b.build(FILES, "teeth"), check=True)
+    return replay(cfg, Design("cleancache", policy), b.build(FILES, "teeth"), check=True,
+                  engine="object")
 
 
 def _breaches(r, rule: str) -> Counter:

@@ -233,7 +233,8 @@ def _ignore(_a: int, _b: int, _c: int) -> None:
 def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
            check: bool = False, progress: Callable[[int], None] | None = None,
            tag_tasks: frozenset[int] | None = None,
-           facts: CaptureFacts | None = None, memo: dict | None = None) -> RunResult:
+           facts: CaptureFacts | None = None, memo: dict | None = None,
+           engine: str = "compiled") -> RunResult:
     """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events.
 
     ``tag_tasks``: indexes into ``trace.tasks`` whose user anonymous pages (kmem
@@ -244,12 +245,17 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     ``memo``: a dict the caller keeps across runs of the same trace columns (with other
     events inserted, or none); a page cache that nothing else in the machine can change
     (:func:`compiled_lru_applies`) is then replayed once and its result reused.
+    ``engine``: "compiled" (engine/, every kernel-model run and the plain LRU where it
+    applies) or "object" (the object model of mm/, cleancache/, mte.py and invariants.py,
+    kept as the tests' reference until the compiled engine replaces it everywhere).
     """
+    if engine not in ("compiled", "object"):
+        raise ValueError(f"unknown engine {engine!r}")
     t0 = time.perf_counter()
-    if compiled_lru_applies(cfg, design, check, facts):
+    if engine == "compiled" and compiled_lru_applies(cfg, design, check, facts):
         return _replay_compiled_lru(cfg, design, trace, tagged_share, progress, tag_tasks, t0,
                                     memo)
-    if cfg.page_cache_policy == "kernel" and not check:
+    if engine == "compiled" and cfg.page_cache_policy == "kernel":
         return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0,
                             memo, check)
     trace = trace.merged()

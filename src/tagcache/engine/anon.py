@@ -44,6 +44,8 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine import checker
+from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.flat import state_class
 from tagcache.engine.page_alloc import PAGE_ALLOC_STATE, free_pfns, page_alloc, take_frame
 from tagcache.engine.rc import ERR_BAD_ARG, ERR_UNTAGGABLE, NEED_ROOM, OK
@@ -294,7 +296,8 @@ def _release(an, pfns):
         rc = free_tag_storage(an.ts, tagged[:nt])
         if rc != OK:
             return rc
-        # observer: tags_freed(tagged[:nt])
+        if an.ts.cc.ck.c[CK_ON]:
+            checker.tags_freed(an.ts.cc.ck, base, tagged[:nt])
     rc = free_pfns(an.pa, pfns)
     if rc != OK:
         return rc
@@ -344,7 +347,8 @@ def _set_ptes(an, pfns):
         rc = set_ptes_at(an.ts, pfns[whole:], 0)
         if rc != OK:
             return rc
-    # observer: tags_written(pfns)
+    if an.ts.cc.ck.c[CK_ON]:
+        checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, an.pa.pfn_base, pfns)
     return OK
 
 
@@ -381,7 +385,8 @@ def _copy_to_new(an, pid, idx, room_done):
         if rc != OK:
             return rc
         an.c[COPIES] += nt
-        # observer: tags_written(new_t)
+        if an.ts.cc.ck.c[CK_ON]:
+            checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, base, new_t)
     for j in range(nt):
         run[t_idx[j]] = new_t[j]
     for j in range(nu):
@@ -527,7 +532,8 @@ def anon_swap_in(an, pid, n, room_done):
         rc = arch_swap_restore(an.ts, tagged)
         if rc != OK:
             return rc
-        # observer: tags_written(tagged)
+        if an.ts.cc.ck.c[CK_ON]:
+            checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, an.pa.pfn_base, tagged)
     an.swapped[pid] -= n
     an.swapped_tagged[pid] -= k
     _append(an, pid, tagged)
@@ -615,7 +621,8 @@ def anon_tag_pfns(an, pfn, order, room_done):
     c[NR_TAGGED] += nfresh
     c[PEAK_TAGGED] = max(c[PEAK_TAGGED], c[NR_TAGGED])
     rc = set_ptes_at(an.ts, fresh, 0)
-    # observer: tags_written(fresh)
+    if rc == OK and an.ts.cc.ck.c[CK_ON]:
+        checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, base, fresh)
     return rc
 
 

@@ -76,6 +76,7 @@ FIELDS = (
     ("tag_page_block", _i32),
     ("block_first_tag_page", _i32),
     ("block_tag_pages", _i32),
+    ("refs", _i32),                     # per tag block: the tag storage's reservations
 )
 
 
@@ -91,7 +92,7 @@ CHECK_STATE = CheckStateType(list(FIELDS))
 @njit(cache=True)
 def _new(c, version, disk, copy, held, folio_head, folio_nr, mark, marked, tp_slot,
          block_tagged, pfn_tagged, claim_use, events, nr_events, report_rows, nr_reports,
-         pfn_to_block, tag_page_block, block_first_tag_page, block_tag_pages):
+         pfn_to_block, tag_page_block, block_first_tag_page, block_tag_pages, refs):
     ck = structref.new(CHECK_STATE)
     ck.c = c
     ck.version = version
@@ -114,6 +115,7 @@ def _new(c, version, disk, copy, held, folio_head, folio_nr, mark, marked, tp_sl
     ck.tag_page_block = tag_page_block
     ck.block_first_tag_page = block_first_tag_page
     ck.block_tag_pages = block_tag_pages
+    ck.refs = refs
     return ck
 
 
@@ -122,7 +124,7 @@ def _unpack(ck):
     return (ck.c, ck.version, ck.disk, ck.copy, ck.held, ck.folio_head, ck.folio_nr, ck.mark,
             ck.marked, ck.tp_slot, ck.block_tagged, ck.pfn_tagged, ck.claim_use, ck.events,
             ck.nr_events, ck.report_rows, ck.nr_reports, ck.pfn_to_block, ck.tag_page_block,
-            ck.block_first_tag_page, ck.block_tag_pages)
+            ck.block_first_tag_page, ck.block_tag_pages, ck.refs)
 
 
 CheckState = state_class(
@@ -160,7 +162,8 @@ def make_checker(layout, nr_slots: int, on: bool) -> CheckState:
         np.zeros(len(RULES), np.int64), np.ascontiguousarray(layout.pfn_to_block, np.int32),
         np.ascontiguousarray(layout.tag_page_block, np.int32),
         np.ascontiguousarray(layout.block_first_tag_page, np.int32),
-        np.ascontiguousarray(layout.block_tag_pages, np.int32))
+        np.ascontiguousarray(layout.block_tag_pages, np.int32),
+        np.zeros(layout.nr_tag_blocks if on else 0, np.int32))
 
 
 @njit(cache=True)
@@ -183,9 +186,9 @@ def fail(ck, rule, kind, n, x, y):
 
 
 @njit(cache=True)
-def _block_holds_tags(ck, refs, tp_state, block):
+def _block_holds_tags(ck, tp_state, block):
     """Reserved and, with a backend (``tp_state`` not empty), every tag page holding tags."""
-    if refs[block] <= 0:
+    if ck.refs[block] <= 0:
         return False
     if len(tp_state):
         first = ck.block_first_tag_page[block]
@@ -198,7 +201,7 @@ def _block_holds_tags(ck, refs, tp_state, block):
 # -- tagged memory (generic mm side) -------------------------------------------------------
 
 @njit(cache=True)
-def tags_written(ck, refs, tp_state, pfn_base, pfns):
+def tags_written(ck, tp_state, pfn_base, pfns):
     """Tags of ``pfns`` were just written (mte_sync_tags(), a tag copy, a tag restore). Each
     tagged page holds its own reference: a block reserved for other pages does not make up
     for a hook that did not reserve."""
@@ -210,7 +213,7 @@ def tags_written(ck, refs, tp_state, pfn_base, pfns):
     bad, first_bad = 0, -1
     for p in pfns:
         b = ck.pfn_to_block[p - pfn_base]
-        if not _block_holds_tags(ck, refs, tp_state, b) or refs[b] < ck.block_tagged[b]:
+        if not _block_holds_tags(ck, tp_state, b) or ck.refs[b] < ck.block_tagged[b]:
             bad += 1
             if first_bad < 0:
                 first_bad = b
@@ -251,7 +254,7 @@ def pages_truncated(ck, first, end):
 # -- cleancache frontend -------------------------------------------------------------------
 
 @njit(cache=True)
-def stored(ck, slot_tp, refs, head, nr):
+def stored(ck, slot_tp, head, nr):
     """The backend accepted copies of slots ``[head, head + nr)``."""
     dirty = nowhere = on_tags = 0
     first_tp = -1
@@ -268,7 +271,7 @@ def stored(ck, slot_tp, refs, head, nr):
             continue
         ck.tp_slot[tp] = s
         b = ck.tag_page_block[tp]
-        if ck.block_tagged[b] > 0 or refs[b] > 0:
+        if ck.block_tagged[b] > 0 or ck.refs[b] > 0:
             on_tags += 1
             if first_tp < 0:
                 first_tp = tp

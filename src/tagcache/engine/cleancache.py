@@ -31,7 +31,9 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from tagcache.engine import checker
 from tagcache.engine.checker import CHECK_STATE, make_checker
+from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.flat import state_class
 from tagcache.engine.tagstore import (
     BAD_EDGES,
@@ -160,7 +162,8 @@ def cleancache_invalidate_range(cc, first, end):
     if cc.kind == KIND_NONE:
         return
     cc.c[INVALIDATED] += tagstore_restore_range(cc, first, end)
-    # observer: invalidated(first, end)
+    if cc.ck.c[CK_ON]:
+        checker.invalidated(cc.ck, cc.slot_tp, first, end)
 
 
 @njit(cache=True)
@@ -177,7 +180,8 @@ def cleancache_store_folio(cc, head, order, dirty):
         cleancache_invalidate_range(cc, head, head + nr)   # never keep two copies of a page
     if tagstore_store_folio(cc, head, order):
         cc.c[STORED] += nr
-        # observer: stored(head, nr)
+        if cc.ck.c[CK_ON]:
+            checker.stored(cc.ck, cc.slot_tp, head, nr)
     else:
         cc.c[SKIPPED] += nr
 
@@ -195,7 +199,8 @@ def cleancache_restore_folio(cc, head, nr):
         cc.c[MISSED] += nr
         return False
     tagstore_restore_range(cc, head, head + nr)
-    # observer: restored(slots)   (the slots of [head, head + nr))
+    if cc.ck.c[CK_ON]:
+        checker.restored(cc.ck, head, head + nr)
     cc.c[RESTORED] += nr
     return True
 

@@ -36,6 +36,8 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.costs import CostTable
+from tagcache.engine import checker
+from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.cleancache import (
     CLEANCACHE_STATE,
     KIND_NONE,
@@ -49,6 +51,7 @@ from tagcache.engine.tagstore import (
     TP_TAGS,
     W_COPIED,
     W_FAILED,
+    W_SLEPT,
     tagstore_release_block,
     tagstore_reserve_block,
 )
@@ -129,12 +132,15 @@ TagStorageState = state_class(
 def make_tag_storage(layout, cc, costs: CostTable | None = None,
                      calls: int = 1024) -> TagStorageState:
     """The state ``TagStorage(layout, cleancache, costs)`` starts with, over the cleancache
-    state ``cc`` (engine/cleancache.py); room for ``calls`` calls before the buffers grow."""
+    state ``cc`` (engine/cleancache.py); room for ``calls`` calls before the buffers grow.
+    The refcount array is the checker's (``cc.ck.refs``) when the checker is on, so that it
+    reads the reservations it holds against, never a copy."""
     costs = costs or CostTable()
     nb = layout.nr_tag_blocks
     calls = max(1, int(calls))
+    refs = cc.ck.refs if len(cc.ck.refs) == nb else np.zeros(nb, np.int32)
     return TagStorageState(
-        cc, np.zeros(nb, np.int32), np.ascontiguousarray(layout.pfn_to_block, np.int32),
+        cc, refs, np.ascontiguousarray(layout.pfn_to_block, np.int32),
         int(layout.pfn_base), np.ascontiguousarray(layout.block_tag_pages, np.int32),
         np.array([float(getattr(costs, k)) for k in COST_KEYS], np.float64),
         np.zeros(NR_COUNTERS, np.int64), np.zeros(calls, np.float64), np.zeros(calls, np.bool_),
@@ -190,9 +196,12 @@ def _claim(ts, block):
         changed += s != TP_TAGS          # every page of the block ends in TAGS
         on_block += s == TP_CACHE
     before = cc.c[NR_CACHED]
-    # observer: reserve_begin(block)
+    if cc.ck.c[CK_ON]:
+        checker.reserve_begin(cc.ck, cc.tp_state, cc.slot_tp, before, block)
     tagstore_reserve_block(cc, block)
-    # observer: reserve_end(block, work)   (work: cc.c[W_DROPPED..W_FAILED])
+    if cc.ck.c[CK_ON]:
+        checker.reserve_end(cc.ck, cc.tp_state, cc.c[NR_CACHED], block, cc.c[W_FAILED],
+                            cc.c[W_SLEPT], cc.c[W_COPIED])
     dropped = before - cc.c[NR_CACHED]
     cleancache_account_reserve(cc, dropped, max(0, dropped - on_block))
     ts.c[RESERVATION_FAILURES] += cc.c[W_FAILED]
