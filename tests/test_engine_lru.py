@@ -105,11 +105,12 @@ class PageContents:
 
 
 def object_run(files: FileTable, ops, limit: int, backend: Backend = None,
-               check: bool = False) -> tuple[PageCache, str | None]:
+               check: bool = False, steps: bool = True) -> tuple[PageCache, str | None]:
     """PageCache(policy="lru") after ``ops`` (stopping at the first ValueError, returned),
     with the tag-storage cleancache ``backend`` (None: none); ``pc.cached_sum`` sums the
     pages cleancache held after each page-cache event, ``pc.freed`` what each
-    try_to_free_pages() returned; with ``check`` the page contents are observed."""
+    try_to_free_pages() returned, ``pc.steps`` (with ``steps``) the state after each event;
+    with ``check`` the page contents are observed."""
     lim = [limit]
     be = None
     n = PageCache.slots_needed(files)
@@ -140,19 +141,21 @@ def object_run(files: FileTable, ops, limit: int, backend: Backend = None,
         if o not in (PRELOAD, SET_LIMIT, FREE_PAGES, CHARGE):
             pc.cached_sum += pc.cleancache.cached
         ob = pc.observer
-        pc.steps.append((tuple(dataclasses.asdict(pc.stats).values()), pc.nr_pages,
-                         pc.nr_dirty, pc.cleancache.cached,
-                         tuple(pc.lru.walk(LRU_INACTIVE_FILE)),
-                         ob.version.tobytes() if ob else b"", ob.disk.tobytes() if ob else b""))
+        if steps:
+            pc.steps.append((tuple(dataclasses.asdict(pc.stats).values()), pc.nr_pages,
+                             pc.nr_dirty, pc.cleancache.cached,
+                             tuple(pc.lru.walk(LRU_INACTIVE_FILE)),
+                             ob.version.tobytes() if ob else b"",
+                             ob.disk.tobytes() if ob else b""))
     return pc, None
 
 
 def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None,
-                 check: bool = False):
-    """The compiled plain LRU after ``ops``: replay_lru_page_cache() over the columns one
-    event at a time, the driver running the events it stops at; ``freed`` is what each
-    lru_try_to_free_pages() returned, ``steps`` the state after each event (as the object
-    run's ``pc.steps``)."""
+                 check: bool = False, steps: bool = True):
+    """The compiled plain LRU after ``ops``: replay_lru_page_cache() over the columns (one
+    event at a time with ``steps``), the driver running the events it stops at; ``freed`` is
+    what each lru_try_to_free_pages() returned, ``trail`` the state after each event (as the
+    object run's ``pc.steps``; with ``steps``)."""
     cc = compiled_cleancache(files, backend)
     if check:
         ck = make_checker(CHECK_LAYOUT if backend is None else backend[0],
@@ -167,25 +170,29 @@ def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None,
     op, a0, a1, a2 = columns(ops)
     c = pc.c
     freed: list[int] = []
-    steps: list[tuple] = []
+    trail: list[tuple] = []
     ck = pc.cc.ck
 
     def step() -> None:
-        steps.append((tuple(page_cache_stats(pc).values()), nr_pages(pc), nr_dirty(pc),
-                      cleancache_report(pc.cc)["cached"], tuple(lru_walk(pc)),
-                      ck.version.tobytes(), ck.disk.tobytes()))
+        if steps:
+            trail.append((tuple(page_cache_stats(pc).values()), nr_pages(pc), nr_dirty(pc),
+                          cleancache_report(pc.cc)["cached"], tuple(lru_walk(pc)),
+                          ck.version.tobytes(), ck.disk.tobytes()))
 
     i, n = 0, len(op)
     while i < n:
-        if replay_lru_page_cache(pc, op, a0, a1, a2, i, i + 1) == i + 1:
+        stop = i + 1 if steps else n
+        j = replay_lru_page_cache(pc, op, a0, a1, a2, i, stop)
+        if j == stop:
             step()
-            i += 1
+            i = j
             continue
+        i = j
         if c[ERROR]:
             try:
                 check_page_cache_error(pc)
             except ValueError as e:
-                return pc, str(e), freed, steps
+                return pc, str(e), freed, trail
         o, x, y, z = int(op[i]), int(a0[i]), int(a1[i]), int(a2[i])
         if o == PRELOAD:
             lru_preload_foreign(pc, x, y, z)
@@ -199,7 +206,7 @@ def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None,
             raise AssertionError(f"replay_lru_page_cache() stopped at op {o}")
         step()
         i += 1
-    return pc, None, freed, steps
+    return pc, None, freed, trail
 
 
 def assert_same(obj: PageCache, pc) -> None:
@@ -237,14 +244,15 @@ def assert_same(obj: PageCache, pc) -> None:
         np.testing.assert_array_equal(cc.ck.disk, obj.observer.disk)
 
 
-def both(files: FileTable, ops, limit: int, backend: Backend = None, check: bool = False
-         ) -> tuple[PageCache, object]:
-    obj, err = object_run(files, ops, limit, backend, check)
-    pc, err2, freed, steps = compiled_run(files, ops, limit, backend, check)
+def both(files: FileTable, ops, limit: int, backend: Backend = None, check: bool = False,
+         steps: bool = True) -> tuple[PageCache, object]:
+    """Both engines on ``ops``: equal after every event (with ``steps``) and at the end."""
+    obj, err = object_run(files, ops, limit, backend, check, steps)
+    pc, err2, freed, trail = compiled_run(files, ops, limit, backend, check, steps)
     assert err2 == err
     assert freed == obj.freed
-    assert len(steps) == len(obj.steps)
-    for k, (a, b) in enumerate(zip(steps, obj.steps, strict=True)):
+    assert len(trail) == len(obj.steps)
+    for k, (a, b) in enumerate(zip(trail, obj.steps, strict=True)):
         assert a == b, f"after event {k} {ops[k]}"
     assert_same(obj, pc)
     return obj, pc
@@ -447,8 +455,8 @@ def test_reader_traces_give_the_pinned_lru_counts(reader):
     for case in pinned:
         backend, policy = case["design"].split("/")
         be = None if backend == "idle" else (layout, policy)
-        both(trace.files, ops, 64, be, check=True)
-        _, pc = both(trace.files, ops, TRACE_CAPACITY, be)
+        both(trace.files, ops, 64, be, check=True, steps=False)
+        _, pc = both(trace.files, ops, TRACE_CAPACITY, be, steps=False)
         s = page_cache_stats(pc)
         pcs, io = case["page_cache"], case["io"]
         assert {k: s[k] for k in pcs if k in s} == {k: v for k, v in pcs.items() if k in s}
@@ -551,3 +559,34 @@ def test_uncompiled_engine_gives_the_same_state():
     for c in (runs[0][0][0], runs[0][1][0]):
         assert c[kernel_pc.ACCESSES] > 0 and c[kernel_pc.EVICTIONS] > 0
     assert runs[0][1][4][0] > 0                      # stored in cleancache
+
+
+def test_verify_finds_a_broken_state():
+    """verify_lru_page_cache(), the checker's end-of-run walk for this page cache, passes a
+    sound state and names a broken link, a page count off, dirty data nowhere and a shadow
+    under a resident page."""
+    files = FileTable.build([1], [1], [40])
+    ops = [(int(Op.READ), 0, 0, 30), (int(Op.WRITE), 0, 25, 10), (int(Op.READ), 0, 0, 5)]
+
+    def fresh():
+        pc = make_lru_page_cache(files)
+        set_limit(pc, 20)
+        replay_columns(pc, *columns(ops))
+        assert verify_lru_page_cache(pc) == []
+        return pc
+
+    pc = fresh()
+    walk = lru_walk(pc)
+    pc.link[2 * walk[3] + 1] = walk[5]               # skips a page: back links disagree
+    assert any("links are broken" in e for e in verify_lru_page_cache(pc))
+    pc = fresh()
+    pc.c[NR_PAGES] += 1
+    assert any("page count" in e for e in verify_lru_page_cache(pc))
+    pc = fresh()
+    gone = int(np.flatnonzero(folio_arrays(pc)["head"] < 0)[0])
+    pc.pg[gone] |= lru.PAGE_DIRTY
+    errs = verify_lru_page_cache(pc)
+    assert any("not cached" in e for e in errs) and any("nr_dirty" in e for e in errs)
+    pc = fresh()
+    pc.pg[walk[0]] |= lru.PAGE_SHADOW
+    assert verify_lru_page_cache(pc) == ["a resident page has a shadow entry"]

@@ -107,7 +107,7 @@ __all__ = [
     "make_lru_page_cache", "replay_lru_page_cache", "lru_try_to_free_pages",
     "lru_try_charge", "lru_preload_foreign", "set_limit", "page_cache_stats", "nr_pages",
     "nr_dirty", "cached_sum", "file_counts", "workingset_counts", "folio_arrays", "lru_walk",
-    "verify_lru_page_cache", "check_page_cache_error",
+    "verify_lru_page_cache", "check_page_cache_error", "replay_columns",
 ]
 
 # -- a page's bits (pg) ---------------------------------------------------------------------------
