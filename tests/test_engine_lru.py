@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tagcache.cleancache.backends.tagstore import TagStorageBackend
 from tagcache.cleancache.frontend import Cleancache
-from tagcache.engine import lru
+from tagcache.engine import checker, lru
 from tagcache.engine import pagecache as kernel_pc
 from tagcache.engine.checker import make_checker
 from tagcache.engine.cleancache import cleancache_report, make_cleancache
@@ -242,6 +242,7 @@ def assert_same(obj: PageCache, pc) -> None:
     if obj.observer is not None:
         np.testing.assert_array_equal(cc.ck.version, obj.observer.version)
         np.testing.assert_array_equal(cc.ck.disk, obj.observer.disk)
+        assert set(checker.counts(cc.ck).values()) == {0}      # a sound run breaks no rule
 
 
 def both(files: FileTable, ops, limit: int, backend: Backend = None, check: bool = False,
