@@ -21,23 +21,21 @@ interval that contains the kernel's counts (bounds.py) instead of trusting the p
 
 The model is the compiled engine's, built as ``tagcache run`` builds it (machine.build(): the
 capture's facts applied there) and replayed by engine/validate.py's loop, which also
-classifies the faults; the room's events come back here (capacity.follow_room()).
+classifies the faults; the room's events come back here (capacity.follow_room()). The engine
+is imported when a validation runs, not with this module: the CLI imports it for every
+command.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tagcache.bounds import Interval, kernel_bounds
 from tagcache.capacity import follow_room
-from tagcache.engine import validate as loop
-from tagcache.engine.filemap import check_page_cache_error
-from tagcache.engine.machine import FlatMachine, build
-from tagcache.engine.pagecache import ERROR, file_counts
 from tagcache.hw.layout import simple_layout
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
 from tagcache.mm.page_flags import PG_FOREIGN
@@ -54,6 +52,9 @@ from tagcache.sidecar import (
 from tagcache.traces import read_trace
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
+
+if TYPE_CHECKING:
+    from tagcache.engine.machine import FlatMachine
 
 FAULT_OUTCOMES = ("both_hit", "kernel_miss_model_hit", "kernel_hit_model_miss", "both_miss")
 
@@ -193,6 +194,7 @@ def build_model(trace: Trace, files: np.ndarray, facts: CaptureFacts,
     table model_files() gives for the accessed ``files``, no cleancache, the capture's
     ``facts`` applied (resident pages, mappings, readahead, folio sizes, the room for
     ``capacity_pages`` pages of page cache at most)."""
+    from tagcache.engine.machine import build
     from tagcache.replay import Design, MachineConfig
 
     kw = facts.page_cache_kwargs()
@@ -219,6 +221,10 @@ def replay_capture(fm: FlatMachine, trace: Trace) -> tuple[dict[str, int], dict[
     """Replay the kept events of ``trace`` on ``fm`` (engine/validate.py's compiled loop;
     the room's events here, through capacity.follow_room()); the fault classes and the
     pages the kernel added after each class (Validation.faults, .fault_pages)."""
+    from tagcache.engine import validate as loop
+    from tagcache.engine.filemap import check_page_cache_error
+    from tagcache.engine.pagecache import ERROR
+
     keep = np.isin(trace.op, np.array(kept_ops(fm), np.uint8))
     op = np.ascontiguousarray(trace.op[keep], np.uint8)
     a0, a1, a2 = (np.ascontiguousarray(a[keep], np.int64)
@@ -280,6 +286,8 @@ def validate_trace(trace: Trace, capacity_pages: int, *, large_folios: bool | No
     assert room is not None
     start_room = room.pages
     faults, fault_pages = replay_capture(fm, trace)
+    from tagcache.engine.pagecache import file_counts
+
     pc = fm.pc
     ins, reins, orders = file_counts(pc)
     model = {"insertions": int(ins[files].sum()), "reinsertions": int(reins[files].sum())}
