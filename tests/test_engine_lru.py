@@ -591,3 +591,64 @@ def test_verify_finds_a_broken_state():
     pc = fresh()
     pc.pg[walk[0]] |= lru.PAGE_SHADOW
     assert verify_lru_page_cache(pc) == ["a resident page has a shadow entry"]
+
+
+# -- the machine --------------------------------------------------------------------------------
+
+SMALL = {
+    "name": "small", "seed": 3,
+    "machine": {"memory": "64MiB", "anon": "56MiB", "min_free": "1MiB"},
+    "page_cache": {"max_folio_order": 2},
+    "tagged": {"shares": [0.3], "process_size": "4MiB", "churn_events": 12},
+    "files": {"count": 6, "mean_size": "2MiB"},
+    "workload": {"events": 400, "read_size": "32KiB"},
+}
+
+
+def _run(result) -> dict:
+    d = result.to_json()
+    d.pop("perf", None)
+    return d
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3])
+@pytest.mark.parametrize("check", [False, True])
+def test_the_machine_runs_the_plain_lru_with_these_calls(share, check, monkeypatch):
+    """engine/machine.py driving this record instead of the kernel one, with these calls
+    swapped in (what the integrator switches): make_lru_page_cache, replay_lru_page_cache,
+    lru_try_to_free_pages (make_room: anonymous memory crowding a small machine's page
+    cache, the capacity not fixed), lru_try_charge, verify_lru_page_cache. Every figure of
+    every design equals the object engine's (PageCache(policy="lru")), with and without the
+    checker."""
+    from tagcache.engine import machine as flat
+    from tagcache.experiment import scenario_trace
+
+    if not hasattr(flat, "PAGE_CACHES"):          # a machine that knows only the kernel one
+        monkeypatch.setattr(flat, "make_page_cache",
+                            lambda files, cc, **_: make_lru_page_cache(files, cc))
+        monkeypatch.setattr(flat, "replay_page_cache", replay_lru_page_cache)
+        monkeypatch.setattr(flat, "try_to_free_pages", lru_try_to_free_pages)
+        monkeypatch.setattr(flat, "try_charge_memcg", lru_try_charge)
+        monkeypatch.setattr(flat, "preload_foreign", lru_preload_foreign)
+        monkeypatch.setattr(flat, "verify_page_cache", verify_lru_page_cache)
+    reclaimed = []
+    make_room = flat.FlatMachine.make_room
+
+    def counted(self, n):
+        before = int(self.pc.c[NR_PAGES])
+        make_room(self, n)
+        reclaimed.append(before - int(self.pc.c[NR_PAGES]))
+
+    monkeypatch.setattr(flat.FlatMachine, "make_room", counted)
+    scn = parse_scenario(SMALL, "small.toml")
+    cfg = dataclasses.replace(scn.machine, page_cache_policy="lru")
+    assert cfg.page_cache_limit_pages is None
+    trace = scenario_trace(scn, share)
+    for design in scn.designs:
+        fast = replay_mod._replay_flat(cfg, design, trace, share, None, None, None, 0.0,
+                                       None, check)
+        slow = replay_mod.replay(cfg, design, trace, tagged_share=share, check=check,
+                                 engine="object")
+        assert _run(fast) == _run(slow)
+        assert fast.page_cache["evictions"] > 0
+    assert any(reclaimed)                          # anonymous memory's make_room reclaimed

@@ -180,6 +180,10 @@ def _unpack(pc):
 LruPageCacheState = state_class(
     LruPageCacheStateType, [f for f, _ in FIELDS], _new, _unpack, "LruPageCacheState",
     __name__, "The plain-LRU page cache's pages, list, counters and cleancache state.")
+LruPageCacheState.head = property(
+    lambda self: folio_arrays(self)["head"],
+    doc="A new array: the object model's head per slot (-1, or the slot), as the end-of-run "
+        "walk reads the kernel record's.")
 
 
 def _make(base: np.ndarray, span, isize, dev, cc: Any) -> LruPageCacheState:
