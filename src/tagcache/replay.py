@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -22,12 +22,12 @@ from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
 from tagcache.mm.anon import AnonMemory
-from tagcache.mm.filemap import PageCache, PageCacheStats
+from tagcache.mm.filemap import PageCache
 from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
 from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SHIFT
-from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
+from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
 BACKEND_NAMES = ("idle", *BACKENDS)
 CLEANCACHE_DEPENDENT = ("cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging")
@@ -244,7 +244,7 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     folio sizes (experiment.run_trace() sets them).
     ``memo``: a dict the caller keeps across runs of the same trace columns (with other
     events inserted, or none); a page cache that nothing else in the machine can change
-    (:func:`compiled_lru_applies`) is then replayed once and its result reused.
+    (engine/machine.py page_cache_alone()) is then replayed once and its result reused.
     ``engine``: "compiled" (engine/, every kernel-model run and the plain LRU where it
     applies) or "object" (the object model of mm/, cleancache/, mte.py and invariants.py,
     kept as the tests' reference until the compiled engine replaces it everywhere).
@@ -252,10 +252,7 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     if engine not in ("compiled", "object"):
         raise ValueError(f"unknown engine {engine!r}")
     t0 = time.perf_counter()
-    if engine == "compiled" and compiled_lru_applies(cfg, design, check, facts):
-        return _replay_compiled_lru(cfg, design, trace, tagged_share, progress, tag_tasks, t0,
-                                    memo)
-    if engine == "compiled" and cfg.page_cache_policy == "kernel":
+    if engine == "compiled":
         return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0,
                             memo, check)
     trace = trace.merged()
@@ -309,13 +306,12 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
         metadata_bytes_per_tag_page,
         simulator_bytes_per_tag_page,
     )
-    from tagcache.engine.pagecache import page_cache_stats
     from tagcache.engine.tags import reservation_calls, tag_storage_report
 
     fm = flat.build(cfg, design, trace, facts, tag_tasks, check)
     if memo is not None and not check and flat.page_cache_alone(fm, design):
-        flat.run(fm, trace, progress, memo, (cfg.page_cache_limit_pages, cfg.ra_pages,
-                                             cfg.max_folio_order, id(facts)))
+        flat.run(fm, trace, progress, memo, (cfg.page_cache_policy, cfg.page_cache_limit_pages,
+                                             cfg.ra_pages, cfg.max_folio_order, id(facts)))
     else:
         flat.run(fm, trace, progress)
     n = len(trace)
@@ -324,7 +320,7 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
     latency, claimed, dropped = reservation_calls(fm.ts)
     anon = anon_report(fm.an)
     t = Tally(
-        page_cache_stats(fm.pc), {k: ccr[k] for k in asdict(CleancacheStats())},
+        flat.PAGE_CACHES[fm.policy].stats(fm.pc), {k: ccr[k] for k in asdict(CleancacheStats())},
         ccr["evicted"], ccr["cached"], ccr["peak_cached"],
         metadata_bytes_per_tag_page(fm.cc), simulator_bytes_per_tag_page(fm.cc),
         tag_storage_report(fm.ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
@@ -343,104 +339,6 @@ def _checked(fm, check: bool) -> tuple[dict, list, dict]:
 
     ck = fm.cc.ck
     return checker.counts(ck), checker.reports(ck, fm.walk_details), checker.events(ck)
-
-
-def compiled_lru_applies(cfg: MachineConfig, design: Design, check: bool,
-                         facts: CaptureFacts | None) -> bool:
-    """The compiled plain-LRU page cache (engine/lru.py) serves a run whose page cache is a
-    plain LRU in a cgroup of fixed capacity (no capture's room to follow) with no cleancache
-    backend and no checker: then nothing else in the machine changes what it does."""
-    return (cfg.page_cache_policy == "lru" and design.backend == "idle" and not check
-            and facts is None and cfg.page_cache_limit_pages is not None)
-
-
-def _replay_compiled_lru(cfg: MachineConfig, design: Design, trace: Trace,
-                         tagged_share: float, progress, tag_tasks, t0: float,
-                         memo: dict | None) -> RunResult:
-    """replay() with the plain-LRU page cache run compiled (engine/lru.py) and the rest (tag
-    storage, anonymous memory) on the compiled machine's memory side (engine/machine.py), in
-    trace order; the averages are the same per-event sums, taken over the runs of file
-    events at once. The page cache is the same whatever else the trace holds, so with a
-    ``memo`` it runs once per trace."""
-    from tagcache.engine import machine as flat
-    from tagcache.engine.anon import NR_TAGGED, anon_report
-    from tagcache.engine.cleancache import cleancache_report
-    from tagcache.engine.lru import LruState
-    from tagcache.engine.tags import RESERVED_PAGES, reservation_calls, tag_storage_report
-
-    files = trace.files
-    key = ("lru", id(trace.op), cfg.page_cache_limit_pages)
-    if memo is not None and key in memo:
-        state, rest = memo[key][1:]
-    else:
-        state = LruState(PageCache.slot_bases(files), np.asarray(files.span_pages, np.int64),
-                         np.asarray(files.size_pages, np.int64),
-                         np.asarray(files.dev, np.int64), cfg.page_cache_limit_pages)
-        state.replay(trace.op, trace.arg0, trace.arg1, trace.arg2)
-        rest = np.flatnonzero(~np.isin(trace.op, np.array(sorted(PAGE_CACHE_OPS), np.uint8)))
-        if memo is not None:       # the columns are kept alive with the result
-            memo[key] = (trace.op, state, rest)
-    # The memory side only: a machine whose (kernel) page cache has no file to hold.
-    empty = np.zeros(len(files), np.int64)
-    bare = replace(trace, files=FileTable.build(files.dev, files.ino, empty, empty),
-                   inserted=None)
-    fm = flat.build(cfg, design, bare, None, tag_tasks)
-    n = len(trace)
-    an, ts = fm.an, fm.ts
-    # The other events, in stream order, with their index in the stream: the columns' own
-    # (past the inserted events before them) and the inserted ones.
-    ops, a0, a1, a2 = (trace.op[rest], trace.arg0[rest], trace.arg1[rest], trace.arg2[rest])
-    ins = trace.inserted
-    where = rest
-    if ins is not None and np.isin(ins.events[:, 0], list(PAGE_CACHE_OPS)).any():
-        raise ValueError("page-cache events inserted into a trace replayed in parts")
-    if ins is not None and len(ins):
-        where = np.concatenate([rest + np.searchsorted(ins.at, rest, "right"),
-                                ins.positions()])
-        order = np.argsort(where, kind="stable")
-        where = where[order]
-        ops = np.concatenate([ops.astype(np.int64), ins.events[:, 0]])[order]
-        a0 = np.concatenate([a0, ins.events[:, 1]])[order]
-        a1 = np.concatenate([a1, ins.events[:, 2]])[order]
-        a2 = np.concatenate([a2, ins.events[:, 3]])[order]
-    tagged_sum = reserved_sum = 0
-    tagged, reserved, prev_end = int(an.c[NR_TAGGED]), int(ts.c[RESERVED_PAGES]), 0
-    for i, op, x, y, z in zip(where.tolist(), ops.tolist(), a0.tolist(), a1.tolist(),
-                              a2.tolist(), strict=True):
-        tagged_sum += tagged * (i - prev_end)
-        reserved_sum += reserved * (i - prev_end)
-        if op in flat.MTE_OPS or op in (Op.PAGE_ALLOC, Op.PAGE_FREE):
-            flat._apply(fm, op, x, y, z)
-        tagged, reserved = int(an.c[NR_TAGGED]), int(ts.c[RESERVED_PAGES])
-        tagged_sum += tagged
-        reserved_sum += reserved
-        prev_end = i + 1
-    tagged_sum += tagged * (n - prev_end)
-    reserved_sum += reserved * (n - prev_end)
-    if progress is not None:
-        progress(n)
-    wall = time.perf_counter() - t0
-    pcs = dict(asdict(PageCacheStats()), **state.stats())
-    pcs["read_requests_without_cleancache"] = pcs["read_requests"]
-    ccr = cleancache_report(fm.cc)
-    latency, claimed, dropped = reservation_calls(ts)
-    anon = anon_report(an)
-    t = Tally(
-        pcs, {k: ccr[k] for k in asdict(CleancacheStats())}, 0, 0, 0, 0.0, 0.0,
-        tag_storage_report(ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
-        np.asarray(dropped, np.int32), anon["peak_tagged"], anon["copies"], fm.oom_events,
-        {"tagged_pages": tagged_sum / max(1, n), "reserved_pages": reserved_sum / max(1, n),
-         "cached_pages": 0.0}, {}, [], {})
-    if tag_tasks:
-        tagged_share = anon["peak_tagged"] / cfg.layout.data_pages
-    return collect(t, design, tagged_share, n, wall, cfg)
-
-
-PAGE_CACHE_OPS = frozenset({Op.READ, Op.GET_PAGES, Op.WRITE, Op.FAULT, Op.MAP_PAGES,
-                            Op.TRUNCATE, Op.UNLINK, Op.FSYNC, Op.UNMOUNT, Op.KERNEL_ADD,
-                            Op.KERNEL_DELETE, Op.CGROUP_SAMPLE})
-"""Ops that only the page cache acts on (or nothing, for the kernel's own answer and the
-cgroup's samples) in a run the compiled LRU page cache serves."""
 
 
 def _percentiles(x: np.ndarray) -> dict[str, float]:

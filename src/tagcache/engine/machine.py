@@ -64,6 +64,8 @@ from tagcache.invariants import CONSERVATION_INTERVAL
 from tagcache.mm.filemap import MAX_RECLAIM_RETRIES
 from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
 
+PAGE_CACHES: dict[str, PageCacheKind] = {}   # filled below, once the classes exist
+
 OP_PAGE_ALLOC, OP_PAGE_FREE, OP_SAMPLE = int(Op.PAGE_ALLOC), int(Op.PAGE_FREE), int(
     Op.CGROUP_SAMPLE)
 MTE_OPS = frozenset(int(o) for o in (Op.MTE_MAP, Op.MTE_FORK, Op.MTE_COW, Op.MTE_SWAP_OUT,
@@ -84,6 +86,7 @@ class FlatMachine:
     min_free_pages: int
     memory_limit_pages: int | None
     tag_tasks: frozenset[int] | None
+    policy: str = "kernel"
     oom_events: int = 0
     sums: dict[str, float] = field(default_factory=dict)
     walk_details: dict[int, list[str]] = field(default_factory=dict)
@@ -119,9 +122,10 @@ class FlatMachine:
         """Reclaim page cache until ``n`` more anonymous frames fit beside it (nothing to do
         with a fixed capacity: anon_call() is then given no make_room)."""
         c = self.pc.c
+        reclaim = PAGE_CACHES[self.policy].try_to_free_pages
         while True:
             short = n + int(c[NR_PAGES]) + self.min_free_pages - int(self.pa.c[NR_FREE])
-            if short <= 0 or not c[NR_PAGES] or not try_to_free_pages(self.pc, short):
+            if short <= 0 or not c[NR_PAGES] or not reclaim(self.pc, short):
                 return
 
     # -- the room's view of the page cache (capacity.follow_room) ----------------------------
@@ -132,7 +136,46 @@ class FlatMachine:
 
     def charge(self, nr: int) -> bool:
         self.set_limit()
-        return bool(try_charge_memcg(self.pc, nr, MAX_RECLAIM_RETRIES))
+        return bool(PAGE_CACHES[self.policy].try_charge(self.pc, nr, MAX_RECLAIM_RETRIES))
+
+
+@dataclass(frozen=True)
+class PageCacheKind:
+    """The entry points of one page-cache model: the kernel's (pagecache.py, filemap.py,
+    vmscan.py) or the plain LRU (lru.py), behind the same contract."""
+
+    make: Callable
+    replay: Callable
+    try_charge: Callable
+    try_to_free_pages: Callable
+    preload_foreign: Callable
+    verify: Callable
+    cached: Callable            # per slot: is the page cached now (bool array)
+    stats: Callable
+
+
+def _kernel_cached(pc) -> np.ndarray:
+    return np.asarray(pc.head) >= 0
+
+
+def _lru_cached(pc) -> np.ndarray:
+    from tagcache.engine import lru
+    return (np.asarray(pc.pg) & lru.PAGE_CACHED) != 0
+
+
+def _page_caches() -> dict[str, PageCacheKind]:
+    from tagcache.engine import lru
+    from tagcache.engine.pagecache import page_cache_stats
+
+    return {
+        "kernel": PageCacheKind(make_page_cache, replay_page_cache, try_charge_memcg,
+                                try_to_free_pages, preload_foreign, verify_page_cache,
+                                _kernel_cached, page_cache_stats),
+        "lru": PageCacheKind(lru.make_lru_page_cache, lru.replay_lru_page_cache,
+                             lru.lru_try_charge, lru.lru_try_to_free_pages,
+                             lru.lru_preload_foreign, lru.verify_lru_page_cache, _lru_cached,
+                             lru.page_cache_stats),
+    }
 
 
 def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | None = None,
@@ -148,10 +191,14 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     nr_slots = PageCache.slots_needed(files)
     ck = make_checker(layout, nr_slots, check)
     cc = make_cleancache(design.backend, layout, nr_slots, design.policy, ck)
-    pc = make_page_cache(files, cc, ra_pages=cfg.ra_pages,
-                         max_folio_order=cfg.max_folio_order,
-                         exec_vmas=facts.exec_vmas if facts else None,
-                         cow_vmas=facts.cow_vmas if facts else None)
+    kind = PAGE_CACHES[cfg.page_cache_policy]
+    if cfg.page_cache_policy == "kernel":
+        pc = make_page_cache(files, cc, ra_pages=cfg.ra_pages,
+                             max_folio_order=cfg.max_folio_order,
+                             exec_vmas=facts.exec_vmas if facts else None,
+                             cow_vmas=facts.cow_vmas if facts else None)
+    else:
+        pc = kind.make(files, cc)
     ts = make_tag_storage(layout, cc, cfg.costs)
     pa = make_page_alloc(layout, ts.refs, cfg.alloc_policy, cfg.alloc_chunk_pages, cfg.seed)
     an = make_anon(pa, ts, cfg.anon_folio_order)
@@ -159,12 +206,12 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     if facts is not None and cfg.page_cache_limit_pages is not None:
         room = facts.room(trace, cfg.page_cache_limit_pages)
     fm = FlatMachine(pc, cc, ts, pa, an, room, cfg.page_cache_limit_pages, cfg.min_free_pages,
-                     cfg.memory_limit_pages, tag_tasks)
+                     cfg.memory_limit_pages, tag_tasks, cfg.page_cache_policy)
     if facts is not None:
         for f, spans in facts.resident.items():
             if pc.span[f]:
                 for first, nr in spans:
-                    preload_foreign(pc, f, first, nr)
+                    kind.preload_foreign(pc, f, first, nr)
     fm.set_limit()
     return fm
 
@@ -237,6 +284,7 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
                       np.ascontiguousarray(trace.arg1, np.int64),
                       np.ascontiguousarray(trace.arg2, np.int64))
     pc, an, ts = fm.pc, fm.an, fm.ts
+    replay_page_cache = PAGE_CACHES[fm.policy].replay
     sums = {"tagged_pages": 0, "reserved_pages": 0}
     ins = trace.inserted
     at = ins.at.tolist() if ins is not None else []
@@ -308,7 +356,7 @@ def walk(fm: FlatMachine) -> None:
     def fail(rule: int, text: str, n: int = 1) -> None:
         checker.fail_walk(ck, details, rule, text, n)
 
-    for e in verify_page_cache(pc):
+    for e in PAGE_CACHES[fm.policy].verify(pc):
         fail(RESTORE_FRESH, f"page cache: {e}")
     if cc.kind:
         c = cc.c
@@ -341,7 +389,7 @@ def walk(fm: FlatMachine) -> None:
         fail(TAGS_XOR_CACHE, f"{n} cached pages on reserved tag blocks", n)
     where = np.asarray(cc.slot_tp)
     stored = np.flatnonzero(where >= 0)
-    both = stored[np.asarray(pc.head)[stored] >= 0]
+    both = stored[PAGE_CACHES[fm.policy].cached(pc)[stored]]
     if len(both):
         fail(RESTORE_FRESH, f"{len(both)} pages both in the page cache and stored", len(both))
     held, copy, version = np.asarray(ck.held), np.asarray(ck.copy), np.asarray(ck.version)
@@ -453,3 +501,6 @@ def _check(fm: FlatMachine, code: int, pfn: int) -> None:
     if code == rc.ERR_UNTAGGABLE:
         raise ValueError(f"captured PFN {pfn:#x} is outside the modelled tagged memory")
     raise RuntimeError(f"anonymous memory: {rc.NAMES.get(code, code)}")
+
+
+PAGE_CACHES.update(_page_caches())
