@@ -482,19 +482,21 @@ def _results(exp) -> list[dict]:
 
 
 @pytest.mark.parametrize("reader", sorted(READER_CASES))
-def test_replay_takes_the_compiled_page_cache_with_the_same_results(reader, monkeypatch):
-    """`run --policy lru --no-check` on one trace of each reader: the idle designs run the
-    compiled page cache (LruState) and give every count the object model gives (tag
-    storage, anonymous memory and averages included)."""
+def test_run_takes_the_compiled_page_cache_with_the_same_results(reader, monkeypatch):
+    """`run --policy lru --no-check` on one trace of each reader: the compiled engine builds
+    this page cache and gives every count the object engine gives (tag storage, anonymous
+    memory and averages included)."""
+    from tagcache import experiment
+
     scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
     trace = read_trace(TRACES / READER_CASES[reader], reader, use_cache=False)
-    taken = []
-    real = replay_mod.compiled_lru_applies
-    monkeypatch.setattr(replay_mod, "compiled_lru_applies",
-                        lambda *a: taken.append(real(*a)) or taken[-1])
+    built = []
+    make = lru._make
+    monkeypatch.setattr(lru, "_make", lambda *a: built.append(1) or make(*a))
     fast = _results(run_trace(scn, trace, capacity_pages=6, policy="lru", check=False))
-    assert any(taken)
-    monkeypatch.setattr(replay_mod, "compiled_lru_applies", lambda *a: False)
+    assert built
+    real = experiment.replay
+    monkeypatch.setattr(experiment, "replay", lambda *a, **kw: real(*a, **kw, engine="object"))
     slow = _results(run_trace(scn, trace, capacity_pages=6, policy="lru", check=False))
     assert fast == slow
 
