@@ -148,3 +148,36 @@ def test_teeth_conservation(broken):
     got = _events(broken["conservation"], "conservation")
     assert min(got) == 4
     assert all(got.get(e, 0) >= 1 for e in range(4, 12)), got
+
+
+def test_the_walk_names_a_broken_page_cache():
+    """verify_page_cache() (the end-of-run walk of the kernel page cache) finds a folio on
+    the wrong list, a slot not pointing at its head and a count that disagrees."""
+    import numpy as np
+
+    from tagcache.engine.cleancache import make_cleancache
+    from tagcache.engine.filemap import replay_columns
+    from tagcache.engine.machine import verify_page_cache
+    from tagcache.engine.pagecache import NR_PAGES, make_page_cache, set_limit
+    from tagcache.mm.page_flags import PG_ACTIVE
+    from tagcache.workloads.events import FileTable, Op
+
+    files = FileTable.build([1], [1], [64], [64], [True])
+    pc = make_page_cache(files, make_cleancache(), ra_pages=8, max_folio_order=2)
+    set_limit(pc, 1000)
+    n = 16                          # a sequential stream: async readahead, larger folios
+    replay_columns(pc, np.full(n, Op.READ, np.uint8), np.zeros(n, np.int64),
+                   np.arange(n, dtype=np.int64) * 4, np.full(n, 4, np.int64))
+    assert verify_page_cache(pc) == []
+    head, flags = pc.head, pc.flags
+    cached = np.flatnonzero(head >= 0)
+    h = int(head[cached[0]])
+    flags[h] ^= PG_ACTIVE
+    large = [int(x) for x in cached if head[x] == x and pc.order[x] > 0 and x != h]
+    assert large, "the readahead made no large folio"
+    head[large[0] + 1] = large[0] + 1
+    pc.c[NR_PAGES] += 1
+    errs = " | ".join(verify_page_cache(pc))
+    assert f"folio {h} on the wrong list" in errs
+    assert f"folio {large[0]}: slots do not point at their head" in errs
+    assert "page count" in errs

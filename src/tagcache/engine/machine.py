@@ -399,31 +399,34 @@ def walk(fm: FlatMachine) -> None:
 
 
 def verify_page_cache(pc) -> list[str]:
-    """PageCache.verify() over the flat state: both lists walked, every folio's slots
-    pointing at their head, the page counts agreeing with lists and slots."""
-    from tagcache.engine.pagecache import NR_LRU, lru_walk
+    """PageCache.verify() over the flat state: both lists walked, every folio on the list
+    its PG_active says and its slots pointing at its head, the page counts agreeing with
+    lists and slots (vectorised over the folios of each list)."""
+    from tagcache.engine.pagecache import NR_LRU, lru_heads
     from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
     from tagcache.mm.page_flags import PG_ACTIVE, PG_FOREIGN
 
     head, order, flags = np.asarray(pc.head), np.asarray(pc.order), np.asarray(pc.flags)
+    nxt = np.asarray(pc.lru_next)
     errs: list[str] = []
     seen = 0
     for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
-        pages = 0
-        for h in lru_walk(pc, lru):
-            nr = 1 << int(order[h])
-            if bool(flags[h] & PG_ACTIVE) != (lru == LRU_ACTIVE_FILE):
-                errs.append(f"folio {h} on the wrong list")
-            if not (head[h:h + nr] == h).all():
-                errs.append(f"folio {h}: slots do not point at their head")
-            pages += nr
+        heads = lru_heads(nxt, int(pc.nr_slots) + lru)
+        nr = np.left_shift(1, order[heads].astype(np.int64))
+        wrong = ((flags[heads] & PG_ACTIVE) != 0) != (lru == LRU_ACTIVE_FILE)
+        errs += [f"folio {h} on the wrong list" for h in heads[wrong].tolist()]
+        slots = np.repeat(heads, nr) + (np.arange(int(nr.sum())) - np.repeat(
+            np.cumsum(nr) - nr, nr))
+        bad = np.unique(np.repeat(heads, nr)[head[slots] != np.repeat(heads, nr)])
+        errs += [f"folio {h}: slots do not point at their head" for h in bad.tolist()]
+        pages = int(nr.sum())
         if pages != pc.c[NR_LRU + lru]:
             errs.append(f"lru {lru}: counted {pages} pages, recorded {int(pc.c[NR_LRU + lru])}")
         seen += pages
     foreign = int(np.count_nonzero((flags & PG_FOREIGN) != 0))
-    nr = int(pc.c[NR_PAGES])
-    if seen != nr or int((head >= 0).sum()) - foreign != nr:
-        errs.append(f"page count {nr} disagrees with lists ({seen}) and slots")
+    nr_pages = int(pc.c[NR_PAGES])
+    if seen != nr_pages or int((head >= 0).sum()) - foreign != nr_pages:
+        errs.append(f"page count {nr_pages} disagrees with lists ({seen}) and slots")
     return errs
 
 

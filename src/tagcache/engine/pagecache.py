@@ -340,14 +340,21 @@ def ra_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
 
 def lru_walk(pc: PageCacheState, lru: int) -> list[int]:
     """Head slots on ``lru`` from the newest to the oldest (LruLists.walk())."""
-    nxt = pc.lru_next
-    sentinel = int(pc.nr_slots) + lru
-    out: list[int] = []
-    s = int(nxt[sentinel])
-    while s != sentinel:
-        out.append(s)
-        s = int(nxt[s])
-    return out
+    return lru_heads(pc.lru_next, int(pc.nr_slots) + lru).tolist()
+
+
+@njit(cache=True)
+def lru_heads(nxt, sentinel):
+    """The walk of one list from its sentinel, as an array (stops after as many steps as
+    there are entries, so a broken list cannot loop forever)."""
+    out = np.empty(len(nxt), np.int64)
+    n = 0
+    s = nxt[sentinel]
+    while s != sentinel and n < len(nxt):
+        out[n] = s
+        n += 1
+        s = nxt[s]
+    return out[:n]
 
 
 # -- the LRU lists (mm/lru.py) ------------------------------------------------------------------
