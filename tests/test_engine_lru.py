@@ -31,7 +31,6 @@ from tagcache.engine.lru import (
     ERROR,
     LIMIT,
     NR_PAGES,
-    LruState,
     cached_sum,
     check_page_cache_error,
     file_counts,
@@ -401,9 +400,6 @@ def test_write_past_the_span_stops_alike():
     pc = make_lru_page_cache(files)
     with pytest.raises(ValueError, match="write past the span of file 0"):
         replay_columns(pc, *columns(ops))
-    state = LruState(PageCache.slot_bases(files), [6], [4], [1], 10)
-    with pytest.raises(ValueError, match="event 1: write past the span"):
-        state.replay(*columns(ops))
 
 
 def test_replay_stops_at_foreign_events_and_sums_cached_pages():
@@ -513,8 +509,6 @@ def test_plain_trace_replay_counts_libcachesim_misses():
     set_limit(pc, 50)
     assert replay_lru_page_cache(pc, tr.op, tr.arg0, tr.arg1, tr.arg2, 0, len(pages)) == len(
         pages)
-    state = LruState(PageCache.slot_bases(files), [300], [300], [0], 50)
-    state.replay(tr.op, tr.arg0, tr.arg1, tr.arg2)
     stack: list[int] = []
     misses = 0
     for p in pages.tolist():
@@ -525,7 +519,7 @@ def test_plain_trace_replay_counts_libcachesim_misses():
             if len(stack) == 50:
                 stack.pop()
         stack.insert(0, p)
-    assert page_cache_stats(pc)["misses"] == state.stats()["misses"] == misses
+    assert page_cache_stats(pc)["misses"] == misses
     assert lru_walk(pc) == stack
 
 

@@ -103,7 +103,7 @@ from tagcache.workloads.events import FileTable, Op
 
 __all__ = [
     "NR_COUNTERS", "NR_DIRTY", "NR_PAGES", "LIMIT", "CACHED_SUM", "STREAM_OFFSET", "ERROR",
-    "ERROR_EVENT", "ERROR_ARG", "STAT_NAMES", "LruPageCacheState", "LruState",
+    "ERROR_EVENT", "ERROR_ARG", "STAT_NAMES", "LruPageCacheState",
     "make_lru_page_cache", "replay_lru_page_cache", "lru_try_to_free_pages",
     "lru_try_charge", "lru_preload_foreign", "set_limit", "page_cache_stats", "nr_pages",
     "nr_dirty", "cached_sum", "file_counts", "workingset_counts", "folio_arrays", "lru_walk",
@@ -704,29 +704,3 @@ def replay_columns(pc: LruPageCacheState, op: np.ndarray, a0: np.ndarray, a1: np
     a0, a1, a2 = (np.ascontiguousarray(a, np.int64) for a in (a0, a1, a2))
     if _replay_skipping(pc, op, a0, a1, a2) >= 0:
         check_page_cache_error(pc)
-
-
-class LruState:
-    """The plain-LRU page cache of a fixed capacity over slots ``base`` (each file's first
-    slot, the slot count last), with no cleancache: what replay.py's compiled-LRU path
-    uses (``.pc`` is the record, ``.counters`` its ``c``)."""
-
-    def __init__(self, base: np.ndarray, span: np.ndarray, isize: np.ndarray,
-                 dev: np.ndarray, capacity: int) -> None:
-        self.pc = _make(np.asarray(base, np.int64), span, isize, dev, make_cleancache("idle"))
-        self.counters = self.pc.c
-        self.counters[LIMIT] = int(capacity)
-
-    def replay(self, op: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> None:
-        """Run the page-cache events of these columns, skipping the others; ValueError on a
-        write past a file's span."""
-        pc = self.pc
-        i = _replay_skipping(pc, np.ascontiguousarray(op, np.uint8),
-                             *(np.ascontiguousarray(a, np.int64) for a in (a0, a1, a2)))
-        if i >= 0:
-            pc.c[ERROR] = 0
-            raise ValueError(f"event {i}: write past the span of its file")
-
-    def stats(self) -> dict[str, int]:
-        """PageCacheStats' counters."""
-        return page_cache_stats(self.pc)
