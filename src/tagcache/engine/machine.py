@@ -45,6 +45,7 @@ from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.checker import make_checker
 from tagcache.engine.cleancache import cleancache_cached, make_cleancache
 from tagcache.engine.filemap import (
+    check_conservation,
     check_event,
     check_page_cache_error,
     preload_foreign,
@@ -348,7 +349,7 @@ def walk(fm: FlatMachine) -> None:
     structural fault counted under the rule it endangers (its sentence kept for reports)."""
     from tagcache.engine import checker
     from tagcache.engine.checker import RESTORE_FRESH, TAGS_RESERVED, TAGS_XOR_CACHE
-    from tagcache.engine.tagstore import NR_CACHED, TP_CACHE
+    from tagcache.engine.tagstore import TP_CACHE
 
     ck, pc, cc, ts, pa = fm.cc.ck, fm.pc, fm.cc, fm.ts, fm.pa
     details = fm.walk_details
@@ -358,17 +359,7 @@ def walk(fm: FlatMachine) -> None:
 
     for e in PAGE_CACHES[fm.policy].verify(pc):
         fail(RESTORE_FRESH, f"page cache: {e}")
-    if cc.kind:
-        c = cc.c
-        from tagcache.engine.tagstore import (
-            EVICTED,
-            INVALIDATED,
-            RECLAIMED,
-            RESTORED,
-            STORED,
-        )
-        checker.conservation(ck, c[STORED], c[RESTORED], c[INVALIDATED], c[RECLAIMED],
-                             c[EVICTED], c[NR_CACHED])
+    check_conservation(cc)
     refs = np.asarray(ts.refs)
     pfn_to_block = np.asarray(ck.pfn_to_block) if len(ck.pfn_to_block) else None
     if pfn_to_block is not None:

@@ -209,20 +209,28 @@ def _claim(ts, block):
 
 
 @njit(cache=True)
+def _untaggable(ts, pfns):
+    """Whether a PFN of ``pfns`` has no tag block (``c[BAD_PFN]`` names the first)."""
+    base = ts.pfn_base
+    for p in pfns:
+        i = p - base
+        if i < 0 or i >= len(ts.pfn_to_block) or ts.pfn_to_block[i] < 0:
+            ts.c[BAD_PFN] = p
+            return True
+    return False
+
+
+@njit(cache=True)
 def reserve_tag_storage(ts, pfns, order):
     """Reserve the tag blocks of ``pfns``: one call per folio of ``1 << order`` pages.
     ERR_UNTAGGABLE (nothing done, ``c[BAD_PFN]`` the PFN) if a PFN has no tag block."""
     n = len(pfns)
     if n == 0:
         return OK
+    if _untaggable(ts, pfns):
+        return ERR_UNTAGGABLE
     c = ts.c
     base = ts.pfn_base
-    nr_pfns = len(ts.pfn_to_block)
-    for j in range(n):
-        i = pfns[j] - base
-        if i < 0 or i >= nr_pfns or ts.pfn_to_block[i] < 0:
-            c[BAD_PFN] = pfns[j]
-            return ERR_UNTAGGABLE
     per_call = 1 << order
     ncalls = (n + per_call - 1) // per_call
     first = c[NR_CALLS]
@@ -286,14 +294,10 @@ def free_tag_storage(ts, pfns):
     n = len(pfns)
     if n == 0:
         return OK
+    if _untaggable(ts, pfns):
+        return ERR_UNTAGGABLE
     c = ts.c
     base = ts.pfn_base
-    nr_pfns = len(ts.pfn_to_block)
-    for j in range(n):
-        i = pfns[j] - base
-        if i < 0 or i >= nr_pfns or ts.pfn_to_block[i] < 0:
-            c[BAD_PFN] = pfns[j]
-            return ERR_UNTAGGABLE
     mark = ts.blk_mark
     c[EPOCH] += 1
     nb = 0
