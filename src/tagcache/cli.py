@@ -39,6 +39,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tagcache.engine.nrt import use_plain_refcounts
 from tagcache.errors import OptionError, TagcacheError
 from tagcache.experiment import (
     TAGGED_SOURCES,
@@ -528,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     docstring for the exit statuses)."""
     args = list(sys.argv[1:] if argv is None else argv)
     ctx = None
+    use_plain_refcounts()     # this process runs compiled code on one thread (engine/nrt.py)
     try:
         ctx = app.make_context("tagcache", args)
         with ctx:
