@@ -52,33 +52,38 @@ if pid == 0:
     os.execvp(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
 print(json.dumps([time.perf_counter() - t0, usage.ru_maxrss * 1024,
-                  os.waitstatus_to_exitcode(status)]), file=sys.stderr)
+                  os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime]),
+      file=sys.stderr)
 """
 """Runs a command as a grandchild: the peak RSS a process reports through wait4() keeps the
 peak of the memory it was forked with (Linux carries the old mm's high-water mark across
 exec), so a command forked straight from this large process would report this process's
-RSS. The launcher is small, and the same for every command, the empty one included."""
+RSS. The launcher is small, and the same for every command, the empty one included. Its
+rusage covers the command and the worker processes it forked and reaped: CPU seconds are
+their sum, peak RSS the largest one process reached."""
 
 
-def run_process(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one whole process; it must exit 0."""
+def run_process(cmd: list[str], env: dict | None = None) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds of one whole process (with its
+    workers); it must exit 0."""
     p = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, env=env, text=True)
     last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
     try:
-        secs, rss, code = json.loads(last)
+        secs, rss, code, cpu = json.loads(last)
     except ValueError:
         raise RuntimeError(f"{cmd[:4]}...: {p.stderr[-400:]}") from None
     if code:
         raise RuntimeError(f"{cmd[:4]}... exited {code}: {p.stderr[-400:]}")
-    return secs, rss
+    return secs, rss, cpu
 
 
 def median_runs(cmd: list[str], runs: int) -> dict:
     got = [run_process(cmd) for _ in range(runs)]
-    secs = statistics.median(s for s, _ in got)
-    return {"runs": runs, "seconds": secs, "all_seconds": [round(s, 3) for s, _ in got],
-            "peak_rss_mib": max(r for _, r in got) / 2**20}
+    secs = statistics.median(s for s, _, _ in got)
+    return {"runs": runs, "seconds": secs, "all_seconds": [round(s, 3) for s, _, _ in got],
+            "cpu_seconds": statistics.median(c for _, _, c in got),
+            "peak_rss_mib": max(r for _, r, _ in got) / 2**20}
 
 
 def page_trace(tmp: Path, repeat: int, fraction: float = 1.0) -> tuple[Path, int]:
@@ -132,7 +137,7 @@ def bench_validate() -> dict:
                    *(ROOT / "tests" / "data" / "captures").glob("*.trace.zst")])
     secs = {}
     for c in caps:
-        s, _ = run_process([TAGCACHE, "validate", str(c), "--json", os.devnull])
+        s, _, _ = run_process([TAGCACHE, "validate", str(c), "--json", os.devnull])
         secs[c.name.removesuffix(".trace.zst")] = round(s, 3)
     v = list(secs.values())
     return {"captures": len(v), "median_seconds": statistics.median(v), "max_seconds": max(v),
@@ -165,13 +170,13 @@ print(pages, layout.nr_tag_pages)
 
 
 def bench_memory() -> dict:
-    _, empty = run_process([sys.executable, "-c", MEMORY_SCRIPT, "empty"])
+    _, empty, _ = run_process([sys.executable, "-c", MEMORY_SCRIPT, "empty"])
     out = {"empty_rss_mib": empty / 2**20}
     for model in ("full", "lru"):
         res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, model], capture_output=True,
                              text=True, check=True)
         pages, tag_pages = map(int, res.stdout.split())
-        secs, rss = run_process([sys.executable, "-c", MEMORY_SCRIPT, model])
+        secs, rss, _ = run_process([sys.executable, "-c", MEMORY_SCRIPT, model])
         out[model] = {"simulated_pages": pages, "tag_pages": tag_pages, "seconds": secs,
                       "peak_rss_mib": rss / 2**20, "bytes_per_page": (rss - empty) / pages}
     return out
@@ -248,15 +253,16 @@ def table(r: dict) -> str:
     def vs(x: float, factor: float) -> str:
         return "n/a" if not base else ("yes" if x >= factor * base else "no")
 
+    def run(x: dict) -> str:
+        return (f"{x['seconds']:.2f} s (CPU {x.get('cpu_seconds', 0):.2f} s), "
+                f"{x['req_per_s'] / 1e6:.2f} M req/s, {x['peak_rss_mib']:.0f} MiB")
+
     if base:
-        rows.append(("1 libCacheSim LRU, end to end", f"{lcs['seconds']:.2f} s, "
-                     f"{base / 1e6:.2f} M req/s, {lcs['peak_rss_mib']:.0f} MiB", "-", "-"))
-    rows.append(("2 tagcache --policy lru, end to end", f"{lru['seconds']:.2f} s, "
-                 f"{lru['req_per_s'] / 1e6:.2f} M req/s, {lru['peak_rss_mib']:.0f} MiB",
-                 ">= 2x item 1", vs(lru["req_per_s"], 2)))
-    rows.append(("3 tagcache full model + cleancache, end to end",
-                 f"{full['seconds']:.2f} s, {full['req_per_s'] / 1e6:.2f} M req/s, "
-                 f"{full['peak_rss_mib']:.0f} MiB", ">= item 1", vs(full["req_per_s"], 1)))
+        rows.append(("1 libCacheSim LRU, end to end", run(lcs), "-", "-"))
+    rows.append(("2 tagcache --policy lru, end to end", run(lru), ">= 2x item 1",
+                 vs(lru["req_per_s"], 2)))
+    rows.append(("3 tagcache full model + cleancache, end to end", run(full), ">= item 1",
+                 vs(full["req_per_s"], 1)))
     v = r["validate"]
     rows.append(("4 tagcache validate, each capture", f"median {v['median_seconds']:.2f} s, "
                  f"max {v['max_seconds']:.2f} s ({v['captures']} captures)", "seconds", "-"))

@@ -53,13 +53,14 @@ from tagcache.experiment import (
 from tagcache.hw.layout import BYTES_PER_PFN, PHYS_ADDR_LIMIT, check_memory
 from tagcache.mm.filemap import PageCache
 from tagcache.outputs import check_output
-from tagcache.replay import BACKEND_NAMES, Design, check_run_memory
+from tagcache.replay import BACKEND_NAMES, Design, check_run_memory, parallel_runs
 from tagcache.report import print_report, print_validation, share_warnings, write_json
 from tagcache.scenario import check_shares, load_scenario
 from tagcache.sidecar import capture_facts, load_sidecar, read_ahead_pages, sidecar_for
 from tagcache.traces import READERS, read_trace
 from tagcache.units import PAGE_SIZE, parse_pages, parse_size
 from tagcache.validate import validate_trace
+from tagcache.workers import available_cpus
 from tagcache.workloads.events import Op
 
 err = Console(stderr=True)
@@ -280,12 +281,17 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
 @click.option("--progress/--no-progress", default=None,
               help="Progress on standard error: a bar on a terminal, else a line every few "
                    "seconds.  [default: a bar when stderr is a terminal, else none]")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, metavar="N",
+              help="Worker processes running the tagged shares side by side (forked: one "
+                   "share's designs each; the results do not depend on it), fewer when their "
+                   "machines would not fit in memory.  [default: the CPUs this process may "
+                   "use]")
 def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec: str | None,
         skip_bad_lines: bool, meta: Path | None, policy: str, capacity: str | None,
         mappings: bool | None, metadata: bool | None, nonfile: bool | None, backend: str,
         tagged: str,
         tag_comm: tuple[str, ...], shares: tuple[float, ...], json_path: str | None,
-        check: bool, progress: bool | None) -> None:
+        check: bool, progress: bool | None, jobs: int | None) -> None:
     """Run a scenario, or replay a trace, through every design; one comparison table."""
     scn = load_scenario(config)
     _check_json_path(json_path)
@@ -314,8 +320,11 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         if policy != "kernel" or tagged != "generator":
             raise OptionError("--policy and --tagged need --trace")
         traces = scenario_traces(scn)          # the baselines' 0% share included
+        longest = max(traces.values(), key=len)
+        jobs = parallel_runs(scn.machine.layout, PageCache.slots_needed(longest.files),
+                             len(longest), len(traces), jobs or available_cpus())
         with _progress_bar(plan_size(scn, traces), progress) as tick:
-            exp = run_scenario(scn, check=check, traces=traces, progress=tick)
+            exp = run_scenario(scn, check=check, traces=traces, progress=tick, jobs=jobs)
         _finish(exp, json_path)
         return
     cap = _capacity(capacity)
@@ -340,10 +349,12 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         check_run_memory(scn.machine.layout, PageCache.slots_needed(files), len(trace), 2)
     except TagcacheError as e:
         raise type(e)(f"--trace {trace_path}: {e}") from None
+    jobs = parallel_runs(scn.machine.layout, PageCache.slots_needed(files), len(trace), 2,
+                         jobs or available_cpus())
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
                         tag_comms=list(tag_comm) or None, check=check, progress=tick,
-                        facts=facts)
+                        facts=facts, jobs=jobs)
     _finish(exp, json_path)
 
 

@@ -27,6 +27,7 @@ from tagcache.replay import Design, MachineConfig, RunResult, replay
 from tagcache.scenario import Scenario
 from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SIZE
+from tagcache.workers import run_units
 from tagcache.workloads.events import Inserted, Op, Trace
 from tagcache.workloads.generators import generate
 
@@ -145,17 +146,20 @@ def _split(scn: Scenario, runs: dict[float, list[RunResult]], wall: float, note:
 
 def run_scenario(scn: Scenario, *, check: bool = True,
                  progress: Callable[[int], None] | None = None,
-                 traces: dict[float, Trace] | None = None) -> Experiment:
+                 traces: dict[float, Trace] | None = None, jobs: int = 1) -> Experiment:
     """Replay every design at every share, and at 0% tagged for the baselines;
-    ``progress(n)`` hears of events as they go."""
+    ``progress(n)`` hears of events as they go. ``jobs``: worker processes for the shares
+    (workers.py; the results do not depend on it)."""
     t0 = time.perf_counter()
     traces = dict(traces or {})
-    runs = {}
-    for share in run_shares(scn):
-        if share not in traces:
-            traces[share] = scenario_trace(scn, share)
-        runs[share] = _replay_all(scn.machine, scn.designs, traces[share], share, check=check,
-                                  progress=progress)
+    shares = run_shares(scn)
+
+    def unit(i: int, tell: Callable[[int], None] | None) -> list[RunResult]:
+        share = shares[i]
+        tr = traces[share] if share in traces else scenario_trace(scn, share)
+        return _replay_all(scn.machine, scn.designs, tr, share, check=check, progress=tell)
+
+    runs = dict(zip(shares, run_units(unit, len(shares), jobs, progress), strict=True))
     return _split(scn, runs, time.perf_counter() - t0)
 
 
@@ -174,8 +178,9 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
               policy: str = "kernel", tagged: str = "generator",
               tag_comms: list[str] | None = None, check: bool = True,
               progress: Callable[[int], None] | None = None,
-              facts: CaptureFacts | None = None) -> Experiment:
-    """Replay a real trace through every design of ``scn``.
+              facts: CaptureFacts | None = None, jobs: int = 1) -> Experiment:
+    """Replay a real trace through every design of ``scn`` (``jobs``: worker processes for
+    the shares, as for :func:`run_scenario`).
 
     Tagged memory comes from the scenario's generator (one set of runs per tagged share, and
     one at 0% for the baselines, its events spread over the trace), or from the trace's own
@@ -211,16 +216,25 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
         return Experiment(scn, results, time.perf_counter() - t0,
                           _trace_note(trace, capacity_pages, policy, cfg, facts) +
                           f"; tagged: user anonymous pages of {len(tasks)} captured tasks")
-    runs = {}
+    shares = run_shares(scn)
     memo: dict = {}
-    for share in run_shares(scn):
+
+    def unit(i: int, tell: Callable[[int], None] | None) -> list[RunResult]:
+        share = shares[i]
         tw = replace(scn.tagged, share=share)
         tev, at = anon_events(tw, base.layout.data_pages, len(trace), scn.seed)
         tr = trace
         if len(tev):       # the trace's columns are shared, not copied, by every share
             tr = replace(trace, inserted=Inserted.build(tev, at, len(trace)))
-        runs[share] = _replay_all(base, scn.designs, tr, share, check=check,
-                                  progress=progress, facts=facts, memo=memo)
+        return _replay_all(base, scn.designs, tr, share, check=check, progress=tell,
+                           facts=facts, memo=memo)
+
+    idle = [d for d in scn.designs if d.backend == "idle"]
+    if jobs > 1 and idle and not check and min(jobs, len(shares)) > 1:
+        # A page cache nothing else changes (an idle design, unchecked) is replayed once, into
+        # the memo, here, before the workers fork, so that they all find it there.
+        replay(base, idle[0], trace, memo=memo, facts=facts)
+    runs = dict(zip(shares, run_units(unit, len(shares), jobs, progress), strict=True))
     return _split(scn, runs, time.perf_counter() - t0,
                   _trace_note(trace, capacity_pages, policy, base, facts) +
                   "; tagged: the scenario's generator")

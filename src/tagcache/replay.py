@@ -18,7 +18,13 @@ from tagcache.capacity import follow_room
 from tagcache.cleancache.backends import BACKENDS
 from tagcache.cleancache.frontend import Cleancache, CleancacheStats
 from tagcache.costs import CostTable
-from tagcache.hw.layout import BYTES_PER_PFN, MachineLayout, check_memory, span_text
+from tagcache.hw.layout import (
+    BYTES_PER_PFN,
+    MachineLayout,
+    check_memory,
+    mem_available,
+    span_text,
+)
 from tagcache.invariants import Checker
 from tagcache.mm import vmscan
 from tagcache.mm.anon import AnonMemory
@@ -43,6 +49,19 @@ BYTES_PER_EVENT = 180
 generation, 59 for the replay loop's lists), besides the trace itself."""
 BYTES_PER_TRACE_EVENT = 26
 """Memory per event of a trace held (four columns: 25 bytes measured)."""
+
+
+def parallel_runs(layout: MachineLayout, slots: int, events: int, traces: int,
+                  jobs: int) -> int:
+    """How many of ``jobs`` runs fit in MemAvailable side by side (at least 1): each worker
+    builds a machine of its own (the layout's pages, the slots, the replay's per-event
+    memory), the ``traces`` held are shared."""
+    avail = mem_available()
+    if avail is None or jobs <= 1:
+        return max(1, jobs)
+    machine = layout.nr_pfns * BYTES_PER_PFN + slots * BYTES_PER_SLOT + events * BYTES_PER_EVENT
+    shared = events * BYTES_PER_TRACE_EVENT * traces
+    return max(1, min(jobs, (avail - shared) // max(1, machine)))
 
 
 def check_run_memory(layout: MachineLayout, slots: int, events: int, traces: int = 1) -> None:
@@ -307,7 +326,13 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
         simulator_bytes_per_tag_page,
     )
     from tagcache.engine.tags import reservation_calls, tag_storage_report
+    from tagcache.engine.tagstore import SIBLINGS
 
+    twin = _twin_run(memo, cfg, design, trace, tagged_share, tag_tasks, facts, check)
+    if twin is not None:
+        r = collect(twin["tally"], design, twin["share"], twin["events"], twin["wall"], cfg)
+        r.perf["same_steps_as"] = twin["policy"]
+        return r
     fm = flat.build(cfg, design, trace, facts, tag_tasks, check)
     if memo is not None and not check and flat.page_cache_alone(fm, design):
         flat.run(fm, trace, progress, memo, (cfg.page_cache_policy, cfg.page_cache_limit_pages,
@@ -328,7 +353,41 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
         {k: v / max(1, n) for k, v in fm.sums.items()}, *_checked(fm, check))
     if tag_tasks:
         tagged_share = anon["peak_tagged"] / cfg.layout.data_pages
+    if memo is not None and not check and design.backend != "idle" and (
+            design.policy in TWIN_POLICY):
+        memo[_twin_key(cfg, design.backend, trace, tag_tasks, facts)] = {
+            "trace": trace, "cfg": cfg, "facts": facts, "policy": design.policy,
+            "siblings": int(fm.cc.c[SIBLINGS]), "tally": t, "share": tagged_share,
+            "events": n, "wall": wall}
     return collect(t, design, tagged_share, n, wall, cfg)
+
+
+TWIN_POLICY = {"whole": "split", "split": "whole"}
+"""The large-folio policies of the tag-storage backend, each the other's twin: they differ
+only where a claim drops a page whose folio has other pages stored (engine/tagstore.py,
+``SIBLINGS``)."""
+
+
+def _twin_key(cfg: MachineConfig, backend: str, trace: Trace, tag_tasks, facts) -> tuple:
+    return ("twin", backend, id(cfg), id(trace), id(facts),
+            None if tag_tasks is None else tuple(sorted(tag_tasks)))
+
+
+def _twin_run(memo: dict | None, cfg: MachineConfig, design: Design, trace: Trace,
+              share: float, tag_tasks, facts, check: bool) -> dict | None:
+    """The memo's run of ``design``'s twin policy on the same machine, trace (the same
+    columns and inserted events) and share, when no claim of that run dropped a page with
+    another page of its folio stored (``c[SIBLINGS] == 0``): the twin took exactly the steps
+    ``design`` would, so its tally is ``design``'s. None otherwise (and with the checker on,
+    which must see every design run)."""
+    if memo is None or check or design.backend == "idle" or design.policy not in TWIN_POLICY:
+        return None
+    hit = memo.get(_twin_key(cfg, design.backend, trace, tag_tasks, facts))
+    if (hit is None or hit["trace"] is not trace or hit["cfg"] is not cfg
+            or hit["facts"] is not facts or hit["policy"] != TWIN_POLICY[design.policy]
+            or hit["siblings"] or (not tag_tasks and hit["share"] != share)):
+        return None
+    return hit
 
 
 def _checked(fm, check: bool) -> tuple[dict, list, dict]:

@@ -27,7 +27,8 @@ single door, which refuses an edge the diagram does not have::
     C  tagstore_reserve_block(): tags need the block; a free page simply changes hands.
     D  tagstore_reserve_block(): tags need the block; the stored page is dropped (clean,
        nothing copied). Policy "whole" drops the rest of its folio too (collateral); "split"
-       keeps the rest, still restorable.
+       keeps the rest, still restorable. Either way ``c[SIBLINGS]`` counts the rest: while
+       it is 0 the policies have not differed.
     F  tagstore_release_block(): the last tagged page of the block is gone.
 
 Where the object backend asserts (an edge not in the diagram, a page stored twice), this one
@@ -57,7 +58,11 @@ STORED, SKIPPED, RESTORED, MISSED, INVALIDATED, RECLAIMED, COLLATERAL = range(7)
 EVICTED, NR_CACHED, PEAK_CACHED, NR_FREE, FREE_TOP = range(7, 12)
 W_DROPPED, W_COLLATERAL, W_FOLIOS, W_COPIED, W_SLEPT, W_FAILED = range(12, 18)
 BAD_EDGES, BAD_EDGE_TP, BAD_STORES = range(18, 21)
-NR_COUNTERS = 21
+# Pages still stored in the folio of a page a claim drops (edge D): policy "whole" drops them,
+# "split" keeps them. While it stays 0 the two policies have taken exactly the same steps, so a
+# run of one is the run of the other (replay.py runs the second only when it is not 0).
+SIBLINGS = 21
+NR_COUNTERS = 22
 FRONTEND_COUNTERS = ("stored", "skipped", "restored", "missed", "invalidated", "reclaimed",
                      "collateral")
 """CleancacheStats' fields, in the order of the constants STORED..COLLATERAL."""
@@ -224,11 +229,15 @@ def tagstore_reserve_block(cc, block):
         state = cc.tp_state[tp]
         if state == TP_CACHE:                       # edge D
             c[W_FOLIOS] += 1
-            if cc.policy == POLICY_WHOLE and cc.tp_order[tp] != 0:
+            if cc.tp_order[tp] != 0:
+                whole = cc.policy == POLICY_WHOLE
                 h, e, order = _folio_span(cc, tp)
                 for s in range(h, e):
                     v = cc.slot_tp[s]
                     if v < 0 or cc.tp_order[v] != order or v == tp:
+                        continue
+                    c[SIBLINGS] += 1
+                    if not whole:
                         continue
                     on_block = p0 <= v < p1
                     if not on_block:

@@ -1,0 +1,129 @@
+"""Runs side by side and runs shared: the worker processes of workers.py, the twin policies of
+replay.py (a design whose twin took the same steps is not replayed again), and the results of
+a scenario or a trace replay the same whatever ``jobs`` is."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+
+import pytest
+from expected_counts import TRACE_CAPACITY, TRACE_SCENARIO, TRACES
+
+from tagcache import Design, load_scenario, replay
+from tagcache.errors import TraceError
+from tagcache.experiment import run_scenario, run_trace, scenario_trace
+from tagcache.scenario import parse_scenario
+from tagcache.traces import read_trace
+from tagcache.workers import run_units
+
+
+def _strip(x):
+    """A result's JSON without what depends on the run rather than the model."""
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items() if k not in ("perf", "wall_s")}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+def _square(i, tell):
+    tell(i)
+    return i * i
+
+
+def test_units_come_back_in_order_with_their_progress():
+    seen = []
+    assert run_units(_square, 7, 3, seen.append) == [i * i for i in range(7)]
+    assert sorted(seen) == list(range(7))
+    assert run_units(_square, 7, 1, seen.append) == [i * i for i in range(7)]
+
+
+def _fails_at_3(i, tell):
+    if i == 3:
+        raise TraceError("line 3: bad")
+    return i
+
+
+def test_a_workers_exception_is_raised_here_with_its_traceback():
+    with pytest.raises(TraceError, match="line 3: bad") as info:
+        run_units(_fails_at_3, 6, 2)
+    assert any("in a worker process" in n for n in info.value.__notes__)
+
+
+def _dies_at_2(i, tell):
+    if i == 2:
+        os._exit(9)
+    return i
+
+
+def test_a_worker_that_dies_is_an_error_and_nothing_is_left_running():
+    before = set(os.listdir("/proc"))
+    with pytest.raises(RuntimeError, match="died"):
+        run_units(_dies_at_2, 5, 2)
+    children = [p for p in set(os.listdir("/proc")) - before if p.isdigit()
+                and _parent(p) == os.getpid()]
+    assert not children
+
+
+def _parent(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# -- twin policies --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("share", [0.0, 0.3])
+def test_a_twin_run_is_the_run_it_stands_for(share):
+    """At 0% no claim drops anything, so "split" takes "whole"'s steps and is not replayed;
+    at 30% claims drop pages of folios with other pages stored (the default scenario's
+    "whole" counts collateral there), so "split" must be replayed, and its result is its
+    own. Either way the memo's result equals a fresh replay."""
+    scn = load_scenario()
+    tr = scenario_trace(scn, share)
+    memo: dict = {}
+    whole = replay(scn.machine, Design("cleancache", "whole"), tr, tagged_share=share,
+                   memo=memo)
+    split = replay(scn.machine, Design("cleancache", "split"), tr, tagged_share=share,
+                   memo=memo)
+    fresh = replay(scn.machine, Design("cleancache", "split"), tr, tagged_share=share)
+    assert _strip(split.to_json()) == _strip(fresh.to_json())
+    assert split.policy["large_folio"] == "split"
+    if share == 0.0:
+        assert split.perf.get("same_steps_as") == "whole"
+    else:
+        assert "same_steps_as" not in split.perf
+        assert whole.cleancache["collateral"] > 0
+        assert _strip(whole.to_json())["cleancache"] != _strip(split.to_json())["cleancache"]
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+
+def test_a_scenario_is_the_same_on_any_number_of_workers():
+    scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
+    one = run_scenario(scn, check=True, jobs=1).to_json()
+    two = run_scenario(scn, check=True, jobs=2).to_json()
+    assert _strip(one) == _strip(two)
+
+
+@pytest.mark.parametrize("policy", ["kernel", "lru"])
+def test_a_trace_replay_is_the_same_on_any_number_of_workers(policy):
+    """Unchecked, so that the idle design's page cache runs once (before the workers fork)
+    and the twin policies share runs: neither may change a count."""
+    scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
+    trace = read_trace(TRACES / "grep-head.trace.zst", "ftrace", use_cache=False)
+    got = [run_trace(scn, trace, capacity_pages=TRACE_CAPACITY, policy=policy, check=False,
+                     jobs=jobs).to_json() for jobs in (1, 2, 3)]
+    checked = run_trace(scn, trace, capacity_pages=TRACE_CAPACITY, policy=policy,
+                        check=True).to_json()
+    assert _strip(got[0]) == _strip(got[1]) == _strip(got[2])
+    for a, b in zip(got[0]["results"], checked["results"], strict=True):
+        a, b = _strip(a), _strip(b)
+        a.pop("invariants"), b.pop("invariants")
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
