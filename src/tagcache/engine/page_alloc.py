@@ -164,7 +164,7 @@ def make_page_alloc(layout, block_refs: np.ndarray, policy: str = "random",
     ``block_refs`` is the tag storage's refcount array (engine/tags.py ``ts.refs``)."""
     if policy not in ALLOC_POLICIES:
         raise ValueError(f"unknown allocation policy {policy!r}; choose from {ALLOC_POLICIES}")
-    free = np.array(layout.data_pfn_mask, np.bool_)
+    free = np.ascontiguousarray(layout.data_pfn_mask, np.bool_)   # a new array each read
     c = np.zeros(NR_COUNTERS, np.int64)
     c[NR_FREE] = int(free.sum())
     rng = np.random.default_rng(seed)
