@@ -169,11 +169,11 @@ def test_the_walk_names_a_broken_page_cache():
     replay_columns(pc, np.full(n, Op.READ, np.uint8), np.zeros(n, np.int64),
                    np.arange(n, dtype=np.int64) * 4, np.full(n, 4, np.int64))
     assert verify_page_cache(pc) == []
-    head, flags = pc.head, pc.flags
+    head, flags, order = pc.head, pc.flags, pc.order
     cached = np.flatnonzero(head >= 0)
     h = int(head[cached[0]])
     flags[h] ^= PG_ACTIVE
-    large = [int(x) for x in cached if head[x] == x and pc.order[x] > 0 and x != h]
+    large = [int(x) for x in cached if head[x] == x and order[x] > 0 and x != h]
     assert large, "the readahead made no large folio"
     head[large[0] + 1] = large[0] + 1
     pc.c[NR_PAGES] += 1

@@ -182,7 +182,10 @@ def assert_same(obj: PageCache, pc) -> None:
     np.testing.assert_array_equal(arrays["order"], obj.order)
     np.testing.assert_array_equal(arrays["flags"], obj.flags)
     np.testing.assert_array_equal(arrays["ever"], obj.ever)
-    np.testing.assert_array_equal(arrays["shadow"], obj.ws.shadow)
+    # A slot holds a folio or a shadow, never both (engine/pagecache.py): a folio preloaded
+    # over a shadow replaces it, where the object model keeps it unread in its own array.
+    np.testing.assert_array_equal(arrays["shadow"],
+                                  np.where(obj.head >= 0, -1, obj.ws.shadow))
     for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
         assert lru_walk(pc, lru) == list(obj.lru.walk(lru))
     ra = ra_arrays(pc)
@@ -524,7 +527,7 @@ ops = ops[:1200]
 pc = make_page_cache(files, make_cleancache("idle"), **kw)
 set_limit(pc, limit)
 replay_columns(pc, *columns(ops))
-print(json.dumps([pc.c.tolist(), pc.head.tolist(), pc.flags.tolist(), pc.shadow.tolist()]))
+print(json.dumps([pc.c.tolist(), pc.head.tolist(), pc.flags.tolist()]))
 """
 
 

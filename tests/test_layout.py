@@ -225,3 +225,28 @@ def test_mem_available_reads_meminfo():
 
     avail = mem_available()
     assert avail is None or avail > 0
+
+
+@pytest.mark.parametrize("offset_pages", [0, 1, 4, 8, 32, 96])
+def test_block_map_granules_give_every_pfn_its_block(offset_pages):
+    """The per-PFN arrays derived from the granule map (block_map, 1 << block_shift PFNs a
+    granule) equal the mapping written out PFN by PFN, whatever the tagged range's offset in
+    the span (a granule never straddles a block or the range's ends); the masks computed at
+    each read agree with their definitions."""
+    tagged_base = BASE + offset_pages * 4 * KIB
+    L = one_region(tag_base=BASE + 96 * MIB, tag_size=2 * MIB, tagged_base=tagged_base,
+                   tagged_size=64 * MIB, dram=[(BASE, 100 * MIB)])
+    assert L.block_shift == min(5, (offset_pages & -offset_pages).bit_length() - 1
+                                if offset_pages else 5)
+    want = np.full(L.nr_pfns, -1, np.int64)
+    first = (tagged_base >> 12) - L.pfn_base
+    want[first:first + 64 * MIB // (4 * KIB)] = np.arange(64 * MIB // (4 * KIB)) // 32
+    assert L.pfn_to_block.dtype == np.int32 and np.array_equal(L.pfn_to_block, want)
+    assert np.array_equal(L.taggable_mask, want >= 0)
+    pfns = np.arange(L.nr_pfns) + L.pfn_base
+    assert np.array_equal(L.tag_block_of_pfn(pfns), want)
+    tag = np.zeros(L.nr_pfns, bool)
+    tag[(BASE + 96 * MIB >> 12) - L.pfn_base:][:512] = True
+    assert np.array_equal(L.is_tag_storage, tag)
+    assert np.array_equal(L.data_pfn_mask, L.present & ~tag)
+    assert L.data_pages == int(L.data_pfn_mask.sum()) == L.nr_pfns - 512

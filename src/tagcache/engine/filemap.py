@@ -38,11 +38,13 @@ from tagcache.engine.pagecache import (
     ACCESSES,
     CACHED_SUM,
     CLEANCACHE_HITS,
+    EMPTY,
     ERR_NO_ROOM,
     ERR_WRITE_PAST_SPAN,
     ERROR,
     ERROR_ARG,
     ERROR_EVENT,
+    FOREIGN_EVER,
     HITS,
     MISSES,
     NR_DIRTY,
@@ -54,6 +56,7 @@ from tagcache.engine.pagecache import (
     folio_del_from_lru,
     folio_mark_accessed,
     folio_nr_pages,
+    folio_order,
     folio_writeback,
     mapped_flags,
     page_cache_delete,
@@ -173,10 +176,10 @@ def filemap_get_batch(pc, f, pos, last_index):
     last = h
     if int(pc.flags[last]) & PG_READAHEAD:
         _set_pinned(pc, b, first, last, True)
-        page_cache_async_ra(pc, f, last - b, int(pc.order[last]), last_index - (last - b))
+        page_cache_async_ra(pc, f, last - b, folio_order(pc, last), last_index - (last - b))
         _set_pinned(pc, b, first, last, False)
     prev_pos = pc.ra_prev_pos[f]
-    order = int(pc.order[first])
+    order = folio_order(pc, first)
     if prev_pos < 0 or ((prev_pos - 1) >> 12 >> order) != (pos >> order):
         folio_mark_accessed(pc, first)
     h = first
@@ -234,7 +237,7 @@ def filemap_fault(pc, f, index):
     if h >= 0:
         fl = int(pc.flags[h])
         pc.flags[h] = fl | PG_PINNED   # filemap_get_folio()'s reference, held through readahead
-        do_async_mmap_readahead(pc, f, h - b, int(pc.order[h]), (fl & PG_READAHEAD) != 0)
+        do_async_mmap_readahead(pc, f, h - b, folio_order(pc, h), (fl & PG_READAHEAD) != 0)
         pc.flags[h] = int(pc.flags[h]) & ~PG_PINNED
     else:
         do_sync_mmap_readahead(pc, f, index, vma)
@@ -376,10 +379,10 @@ def preload_foreign(pc, f, first, nr):
     b = pc.base[f]
     end = min(first + nr, pc.span[f])
     for s in range(b + first, b + end):
-        if pc.head[s] < 0:
+        w = int(pc.head[s])
+        if w < 0:                 # a folio replaces the slot's value entry (its shadow)
             pc.head[s] = s
-            pc.order[s] = 0
-            pc.flags[s] = PG_FOREIGN
+            pc.flags[s] = PG_FOREIGN | (FOREIGN_EVER if w != EMPTY else 0)
 
 
 # -- the loop -----------------------------------------------------------------------------------

@@ -16,12 +16,15 @@ from numba import njit
 
 from tagcache.engine.cleancache import cleancache_restore_folio
 from tagcache.engine.pagecache import (
+    EMPTY,
+    FOLIO_ORDER_SHIFT,
     INSERTIONS,
     NR_PAGES,
     PAGES_READ,
     REFAULTS,
     REINSERTIONS,
     account_read,
+    has_shadow,
     lruvec_add_folio,
     workingset_forget,
     workingset_refault,
@@ -41,7 +44,7 @@ def filemap_add_folio(pc, f, index, order, readahead, fill, noretry):
     if not try_charge_memcg(pc, nr, MEMCG_NORETRY_RECLAIMS if noretry else MAX_RECLAIM_RETRIES):
         return -1
     head = pc.base[f] + index
-    if fill and pc.shadow[head] >= 0:      # writes never refault (__GFP_WRITE)
+    if fill and has_shadow(pc, head):      # writes never refault (__GFP_WRITE)
         pc.c[REFAULTS] += nr
         active, workingset = workingset_refault(pc, head, nr)
     else:
@@ -51,11 +54,11 @@ def filemap_add_folio(pc, f, index, order, readahead, fill, noretry):
     if readahead:
         fl |= PG_READAHEAD
     again = 0
-    for s in range(head, head + nr):
+    fl |= order << FOLIO_ORDER_SHIFT
+    for s in range(head, head + nr):      # the shadows are gone: EMPTY or EMPTY_EVER
+        if pc.head[s] != EMPTY:
+            again += 1
         pc.head[s] = head
-        again += int(pc.ever[s])
-        pc.ever[s] = 1
-    pc.order[head] = order
     pc.flags[head] = fl
     lruvec_add_folio(pc, LRU_ACTIVE_FILE if active else LRU_INACTIVE_FILE, head, nr)
     pc.c[NR_PAGES] += nr

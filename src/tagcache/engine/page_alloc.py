@@ -73,7 +73,8 @@ FIELDS = (
     ("free", _b),                       # per PFN of the span
     ("tagged", _b),                     # per PFN: holds a PROT_MTE page
     ("taggable", _b),                   # the layout's taggable_mask
-    ("pfn_to_block", types.int32[::1]),     # the layout's
+    ("block_map", types.int32[::1]),    # the layout's: tag block per 1 << block_shift PFNs
+    ("block_shift", types.int64),
     ("block_refs", types.int32[::1]),   # engine/tags.py's refs (pack)
     ("pfn_base", types.int64),
     ("c", _i64),                        # NR_FREE, BAD_PFN, NR_TRACKED
@@ -100,8 +101,8 @@ PAGE_ALLOC_STATE = PageAllocStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(policy, chunk_pages, rng, fast_rng, free, tagged, taggable, pfn_to_block, block_refs,
-         pfn_base, c, tracked, goff, gk, bbase, cbase, ctot, bfree, btcl, ccnt):
+def _new(policy, chunk_pages, rng, fast_rng, free, tagged, taggable, block_map, block_shift,
+         block_refs, pfn_base, c, tracked, goff, gk, bbase, cbase, ctot, bfree, btcl, ccnt):
     pa = structref.new(PAGE_ALLOC_STATE)
     pa.policy = policy
     pa.chunk_pages = chunk_pages
@@ -110,7 +111,8 @@ def _new(policy, chunk_pages, rng, fast_rng, free, tagged, taggable, pfn_to_bloc
     pa.free = free
     pa.tagged = tagged
     pa.taggable = taggable
-    pa.pfn_to_block = pfn_to_block
+    pa.block_map = block_map
+    pa.block_shift = block_shift
     pa.block_refs = block_refs
     pa.pfn_base = pfn_base
     pa.c = c
@@ -129,8 +131,8 @@ def _new(policy, chunk_pages, rng, fast_rng, free, tagged, taggable, pfn_to_bloc
 @njit(cache=True)
 def _unpack(pa):
     return (pa.policy, pa.chunk_pages, pa.rng, pa.fast_rng, pa.free, pa.tagged, pa.taggable,
-            pa.pfn_to_block, pa.block_refs, pa.pfn_base, pa.c, pa.tracked, pa.goff, pa.gk,
-            pa.bbase, pa.cbase, pa.ctot, pa.bfree, pa.btcl, pa.ccnt)
+            pa.block_map, pa.block_shift, pa.block_refs, pa.pfn_base, pa.c, pa.tracked,
+            pa.goff, pa.gk, pa.bbase, pa.cbase, pa.ctot, pa.bfree, pa.btcl, pa.ccnt)
 
 
 PageAllocState = state_class(
@@ -164,7 +166,7 @@ def make_page_alloc(layout, block_refs: np.ndarray, policy: str = "random",
     ``block_refs`` is the tag storage's refcount array (engine/tags.py ``ts.refs``)."""
     if policy not in ALLOC_POLICIES:
         raise ValueError(f"unknown allocation policy {policy!r}; choose from {ALLOC_POLICIES}")
-    free = np.array(layout.data_pfn_mask, np.bool_)
+    free = np.ascontiguousarray(layout.data_pfn_mask, np.bool_)   # a new array each read
     c = np.zeros(NR_COUNTERS, np.int64)
     c[NR_FREE] = int(free.sum())
     rng = np.random.default_rng(seed)
@@ -172,7 +174,8 @@ def make_page_alloc(layout, block_refs: np.ndarray, policy: str = "random",
     pa = PageAllocState(ALLOC_POLICIES.index(policy), max(1, int(chunk_pages)), rng,
                         _pcg64_inlinable(rng), free, np.zeros(layout.nr_pfns, np.bool_),
                         np.ascontiguousarray(layout.taggable_mask, np.bool_),
-                        np.ascontiguousarray(layout.pfn_to_block, np.int32), block_refs,
+                        np.ascontiguousarray(layout.block_map, np.int32),
+                        int(layout.block_shift), block_refs,
                         int(layout.pfn_base), c, np.zeros(NR_ORDERS, np.int64),
                         np.zeros(NR_ORDERS, np.int64), np.zeros(NR_ORDERS, np.int64),
                         neg.copy(), neg.copy(), np.zeros(3 * NR_ORDERS, np.int64),
@@ -299,9 +302,9 @@ def take_frame(pa, i):
 # -- candidate blocks --------------------------------------------------------------------------
 #
 # The scans take the arrays and the order's grid as arguments, ``A`` = (free, taggable, bfree,
-# btcl, ccnt, pfn_to_block, block_refs) and ``g`` = (order, grid offset, blocks, bfree base,
-# ccnt base, chunks, chunk_pages): a field read through the state in a loop costs two atomic
-# reference counts each time.
+# btcl, ccnt, block_map, block_refs, block_shift) and ``g`` = (order, grid offset, blocks,
+# bfree base, ccnt base, chunks, chunk_pages): a field read through the state in a loop costs
+# two atomic reference counts each time.
 
 @njit(cache=True, inline='always')
 def _cls_range(mask):
@@ -317,17 +320,18 @@ def _cls_range(mask):
 
 @njit(cache=True)
 def _args(pa, o):
-    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.pfn_to_block, pa.block_refs)
+    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.block_map, pa.block_refs,
+         pa.block_shift)
     g = (o, pa.goff[o], pa.gk[o], pa.bbase[o], pa.cbase[o], _nchunks(pa), pa.chunk_pages)
     return A, g
 
 
 @njit(cache=True)
-def _reserved(p2b, refs, s, size):
+def _reserved(p2b, refs, shift, s, size):
     """Does the block lie under a tag block that holds a reservation?"""
     prev = -1
     for i in range(s, s + size):
-        b = p2b[i]
+        b = p2b[i >> shift]
         if b != prev:
             if b >= 0 and refs[b] > 0:
                 return True
@@ -346,7 +350,7 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
     * 2: the first ``n`` candidates, ascending, into ``out[pos:]``; the new ``pos``;
     * 3: the same, the chunks taken in the order ``chunks[order[r]]``, r = 0, 1, ...
     """
-    free, taggable, bfree, btcl, ccnt, p2b, refs = A
+    free, taggable, bfree, btcl, ccnt, p2b, refs, shift = A
     o, off, k, bb, cb, nch, cp = g
     lo, hi = _cls_range(mask)
     size = 1 << o
@@ -385,7 +389,7 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
                 cls = btcl[bb + t]
             if cls < lo or cls > hi:
                 continue
-            if res != RES_ANY and _reserved(p2b, refs, s, size) != (res == RES_RESERVED):
+            if res != RES_ANY and _reserved(p2b, refs, shift, s, size) != (res == RES_RESERVED):
                 continue
             found += 1
             if what == 0:
@@ -406,7 +410,8 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
 
 @njit(cache=True)
 def _args(pa, o):
-    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.pfn_to_block, pa.block_refs)
+    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.block_map, pa.block_refs,
+         pa.block_shift)
     g = (o, pa.goff[o], pa.gk[o], pa.bbase[o], pa.cbase[o], _nchunks(pa), pa.chunk_pages)
     return A, g
 
@@ -422,7 +427,7 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
     * 2: the first ``n`` candidates, ascending, into ``out[pos:]``; the new ``pos``;
     * 3: the same, the chunks taken in the order ``chunks[order[r]]``, r = 0, 1, ...
     """
-    free, taggable, bfree, btcl, ccnt, p2b, refs = A
+    free, taggable, bfree, btcl, ccnt, p2b, refs, shift = A
     o, off, k, bb, cb, nch, cp = g
     lo, hi = _cls_range(mask)
     size = 1 << o
@@ -462,7 +467,7 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
                 reserved = False                  # under a tag block holding a reservation?
                 prev = -1
                 for i in range(s, s + size):
-                    b = p2b[i]
+                    b = p2b[i >> shift]
                     if b != prev:
                         if b >= 0 and refs[b] > 0:
                             reserved = True
@@ -488,7 +493,8 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
 
 @njit(cache=True)
 def _args(pa, o):
-    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.pfn_to_block, pa.block_refs)
+    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.block_map, pa.block_refs,
+         pa.block_shift)
     g = (o, pa.goff[o], pa.gk[o], pa.bbase[o], pa.cbase[o], _nchunks(pa), pa.chunk_pages)
     return A, g
 
@@ -504,7 +510,7 @@ def _chunk_count(ccnt, cb, nch, lo, hi, ch):
 
 
 @njit(cache=True, inline='always')
-def _block_ok(free, taggable, bfree, btcl, p2b, refs, o, off, bb, t, mask, res):
+def _block_ok(free, taggable, bfree, btcl, p2b, refs, shift, o, off, bb, t, mask, res):
     """Is block ``t`` of order ``o`` a candidate of ``mask`` and ``res``?"""
     s = off + (t << o)
     if o == 0:
@@ -524,7 +530,7 @@ def _block_ok(free, taggable, bfree, btcl, p2b, refs, o, off, bb, t, mask, res):
     reserved = False                              # under a tag block holding a reservation?
     prev = -1
     for i in range(s, s + (1 << o)):
-        b = p2b[i]
+        b = p2b[i >> shift]
         if b != prev:
             if b >= 0 and refs[b] > 0:
                 reserved = True
@@ -553,7 +559,7 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
     * 2: the first ``n`` candidates, ascending, into ``out[pos:]``; the new ``pos``;
     * 3: the same, the chunks taken in the order ``chunks[order[r]]``, r = 0, 1, ...
     """
-    free, taggable, bfree, btcl, ccnt, p2b, refs = A
+    free, taggable, bfree, btcl, ccnt, p2b, refs, shift = A
     o, off, k, bb, cb, nch, cp = g
     lo, hi = _cls_range(mask)
     m = len(order) if what == 3 else nch
@@ -570,7 +576,7 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
             continue
         t0, t1 = _chunk_blocks(o, off, k, cp, ch)
         for t in range(t0, t1):
-            if _block_ok(free, taggable, bfree, btcl, p2b, refs, o, off, bb, t, mask, res):
+            if _block_ok(free, taggable, bfree, btcl, p2b, refs, shift, o, off, bb, t, mask, res):
                 if what == 0:
                     chunks[got] = ch
                     got += 1
@@ -590,7 +596,8 @@ def _scan_k(A, g, mask, res, n, out, pos, chunks, order, what):
 
 @njit(cache=True)
 def _args(pa, o):
-    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.pfn_to_block, pa.block_refs)
+    A = (pa.free, pa.taggable, pa.bfree, pa.btcl, pa.ccnt, pa.block_map, pa.block_refs,
+         pa.block_shift)
     g = (o, pa.goff[o], pa.gk[o], pa.bbase[o], pa.cbase[o], _nchunks(pa), pa.chunk_pages)
     return A, g
 

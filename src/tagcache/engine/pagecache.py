@@ -6,9 +6,10 @@ one record, :class:`PageCacheState`, instead of objects. The record holds, sized
 time from the file table (slots as ``PageCache.slot_bases()`` lays them out, file ``f``'s page
 ``i`` is slot ``base[f] + i``)::
 
-    per slot      head int32, order int8, flags uint16 (mm/page_flags.py, plus PG_LOCKED and
-                  PG_PINNED below), ever int8 (inserted before), shadow int64 (-1 none, else
-                  nonresident_age << 1 | workingset: mm/workingset.py's encoding)
+    per slot      head int32: the xarray slot, a folio's head slot (>= 0) or a value entry
+                  (< 0: empty, or a shadow; "ever inserted" rides along, see below);
+                  flags uint16 (mm/page_flags.py's PG_* bits, plus PG_LOCKED and PG_PINNED
+                  below, in bits 0-11; the folio's order in bits 12-15)
     lru_prev/next int32 per slot + 2 sentinels (nr_slots + LRU_INACTIVE_FILE / _ACTIVE_FILE)
     per file      base, span, isize, dev, max_order; the file_ra_state (ra_start, ra_size,
                   ra_async_size, ra_prev_pos, ra_mmap_miss, ra_order); file_insertions,
@@ -20,6 +21,34 @@ time from the file table (slots as ``PageCache.slot_bases()`` lays them out, fil
                   isolate_lru_folios() batch)
     c             int64 counters, indexed by the constants below
     cc            the cleancache state (engine/cleancache.py) the hooks take
+
+Memory (issue 11's budget: a 64 GiB machine, its page cache full): 14 bytes a slot, the
+xarray slot (4), flags (2) and the two LRU links (8). As in the kernel, a slot holds either
+the folio or the shadow entry its eviction left (mm/workingset.c's xa_mk_value() entries),
+never both: a value entry here is a negative ``head``::
+
+    -1                        EMPTY: no folio was ever added here, no shadow
+    -2                        EMPTY_EVER: a folio was added here before, no shadow
+    -3 - (eviction << 1 | workingset)
+                              a shadow (a shadow implies a folio was added before)
+
+``eviction`` is nonresident_age truncated to EVICTION_BITS (29) bits and the refault
+distance is taken modulo 2**29, as mm/workingset.c's pack_shadow() stores
+``eviction & EVICTION_MASK`` and workingset_test_recent() computes
+``(refault - eviction) & EVICTION_MASK``. Simplification: the object model
+(mm/workingset.py) keeps the full counter; the two agree while a refault distance is below
+2**29 pages (2 TiB of reclaim and activation between eviction and refault), beyond which the
+distance wraps, as the kernel's does (at its own, wider, mask on 64-bit). A folio preloaded
+over a shadow (preload_foreign()) replaces it, as storing a folio in an xarray slot does;
+the object model keeps that shadow in its own array, where nothing can read it: the slot
+must be freed first, and only truncation frees a foreign folio, which forgets the shadows of
+the range it frees.
+
+The folio order lives in the head slot's flags (bits 12-15, FOLIO_ORDER_SHIFT; orders go up
+to MAX_PAGECACHE_ORDER = 9), read by folio_order(). A cached slot was inserted before
+("ever") unless its folio is PG_FOREIGN and was preloaded on a slot never inserted: a foreign
+folio (always order 0) keeps that bit as FOREIGN_EVER in the order bits. Python readers see
+the object model's arrays through folio_arrays() and ``pc.order``.
 
 This module has the leaf operations every other part calls: the LRU lists, the workingset's
 shadow entries, lookups (folio_at, range_free, page_cache_prev_miss / next_miss, the VMA
@@ -113,6 +142,26 @@ rules make it unreachable (nothing is locked or pinned then), so it is an error.
 ERR_IO_BATCH = 3
 """A window read more folios than the io batch holds (cannot happen: at most a file's span)."""
 
+# -- the xarray slot's value entries and the folio order (see the module docstring) -------------
+
+EMPTY = -1
+"""A value entry: nothing was ever added at this slot, no shadow."""
+EMPTY_EVER = -2
+"""A value entry: a folio was added at this slot before, no shadow."""
+SHADOW_MAX = -3
+"""Value entries at or below it are shadows: ``SHADOW_MAX - (eviction << 1 | workingset)``."""
+EVICTION_BITS = 29
+EVICTION_MASK = (1 << EVICTION_BITS) - 1
+"""mm/workingset.c's EVICTION_MASK: the bits of nonresident_age a shadow keeps."""
+FOLIO_ORDER_SHIFT = 12
+"""flags bits 12-15: the folio's order (head slots)."""
+PG_FLAGS_MASK = (1 << FOLIO_ORDER_SHIFT) - 1
+FOREIGN_EVER = 1 << FOLIO_ORDER_SHIFT
+"""In a PG_FOREIGN folio's flags (order 0): its slot was inserted before it was preloaded."""
+assert PG_FLAGS_MASK & (PG_LOCKED | PG_PINNED | PG_RESTORED | VM_EXEC_MAPPED) == (
+    PG_LOCKED | PG_PINNED | PG_RESTORED | VM_EXEC_MAPPED)
+assert MAX_PAGECACHE_ORDER < 16
+
 _IO_ORDER_SHIFT = 1
 _IO_HEAD_SHIFT = 5          # io_key = head << 5 | order << 1 | from_disk
 
@@ -130,11 +179,8 @@ FIELDS = (
     ("isize", _i64),                    # per file: size in pages (writes grow it)
     ("dev", _i64),                      # per file: device
     ("max_order", _i8),                 # per file: largest folio order of its mapping
-    ("head", _i32),                     # per slot: head slot of its folio, -1
-    ("order", _i8),                     # per head slot: folio order
-    ("flags", types.uint16[::1]),       # per head slot: PG_* bits
-    ("ever", _i8),                      # per slot: inserted before
-    ("shadow", _i64),                   # per slot: -1, or nonresident_age << 1 | workingset
+    ("head", _i32),                     # per slot: head slot of its folio, or a value entry
+    ("flags", types.uint16[::1]),       # per head slot: PG_* bits | order << 12
     ("lru_prev", _i32),                 # per slot + 2 sentinels: the two file LRU lists
     ("lru_next", _i32),
     ("ra_start", _i64),                 # per file: file_ra_state
@@ -168,10 +214,10 @@ PAGE_CACHE_STATE = PageCacheStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(cc, c, nr_slots, ra_pages, base, span, isize, dev, max_order, head, order, flags,
-         ever, shadow, lru_prev, lru_next, ra_start, ra_size, ra_async_size, ra_prev_pos,
-         ra_mmap_miss, ra_order, file_insertions, file_reinsertions, file_orders, exec_off,
-         exec_start, exec_end, cow_off, cow_start, cow_end, io_key, present, isolated):
+def _new(cc, c, nr_slots, ra_pages, base, span, isize, dev, max_order, head, flags, lru_prev,
+         lru_next, ra_start, ra_size, ra_async_size, ra_prev_pos, ra_mmap_miss, ra_order,
+         file_insertions, file_reinsertions, file_orders, exec_off, exec_start, exec_end,
+         cow_off, cow_start, cow_end, io_key, present, isolated):
     pc = structref.new(PAGE_CACHE_STATE)
     pc.cc = cc
     pc.c = c
@@ -183,10 +229,7 @@ def _new(cc, c, nr_slots, ra_pages, base, span, isize, dev, max_order, head, ord
     pc.dev = dev
     pc.max_order = max_order
     pc.head = head
-    pc.order = order
     pc.flags = flags
-    pc.ever = ever
-    pc.shadow = shadow
     pc.lru_prev = lru_prev
     pc.lru_next = lru_next
     pc.ra_start = ra_start
@@ -213,16 +256,26 @@ def _new(cc, c, nr_slots, ra_pages, base, span, isize, dev, max_order, head, ord
 @njit(cache=True)
 def _unpack(pc):
     return (pc.cc, pc.c, pc.nr_slots, pc.ra_pages, pc.base, pc.span, pc.isize, pc.dev,
-            pc.max_order, pc.head, pc.order, pc.flags, pc.ever, pc.shadow, pc.lru_prev,
-            pc.lru_next, pc.ra_start, pc.ra_size, pc.ra_async_size, pc.ra_prev_pos,
-            pc.ra_mmap_miss, pc.ra_order, pc.file_insertions, pc.file_reinsertions,
-            pc.file_orders, pc.exec_off, pc.exec_start, pc.exec_end, pc.cow_off, pc.cow_start,
-            pc.cow_end, pc.io_key, pc.present, pc.isolated)
+            pc.max_order, pc.head, pc.flags, pc.lru_prev, pc.lru_next, pc.ra_start,
+            pc.ra_size, pc.ra_async_size, pc.ra_prev_pos, pc.ra_mmap_miss, pc.ra_order,
+            pc.file_insertions, pc.file_reinsertions, pc.file_orders, pc.exec_off,
+            pc.exec_start, pc.exec_end, pc.cow_off, pc.cow_start, pc.cow_end, pc.io_key,
+            pc.present, pc.isolated)
 
 
 PageCacheState = state_class(
     PageCacheStateType, [f for f, _ in FIELDS], _new, _unpack, "PageCacheState", __name__,
     "Every array of the kernel page-cache model, its counters and its cleancache state.")
+
+
+def _order_array(pc) -> np.ndarray:
+    """Per slot: the order of the folio headed there (0 elsewhere), as the object model's
+    ``order`` array; computed from ``flags`` at each read."""
+    fl = np.asarray(pc.flags)
+    return np.where(fl & PG_FOREIGN, 0, fl >> FOLIO_ORDER_SHIFT).astype(np.int8)
+
+
+PageCacheState.order = property(_order_array)
 
 
 def _flat_ranges(spec: Mapping[int, Sequence[tuple[int, int]]] | None, n: int
@@ -268,9 +321,7 @@ def make_page_cache(files: FileTable, cc: Any, *, ra_pages: int, max_folio_order
         "cc": cc, "c": np.zeros(NR_COUNTERS, np.int64), "nr_slots": nr_slots,
         "ra_pages": int(ra_pages), "base": np.ascontiguousarray(base[:-1]), "span": span,
         "isize": isize, "dev": np.array(files.dev, np.int64), "max_order": max_order,
-        "head": np.full(nr_slots, -1, np.int32), "order": np.zeros(nr_slots, np.int8),
-        "flags": np.zeros(nr_slots, np.uint16), "ever": np.zeros(nr_slots, np.int8),
-        "shadow": np.full(nr_slots, NO_SHADOW, np.int64),
+        "head": np.full(nr_slots, EMPTY, np.int32), "flags": np.zeros(nr_slots, np.uint16),
         "lru_prev": lru_prev, "lru_next": lru_next,
         "ra_start": np.zeros(n, np.int64), "ra_size": np.zeros(n, np.int64),
         "ra_async_size": np.zeros(n, np.int64), "ra_prev_pos": np.full(n, -1, np.int64),
@@ -325,10 +376,19 @@ def workingset_counts(pc: PageCacheState) -> dict[str, int]:
 
 
 def folio_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
-    """Copies of the per-slot arrays head, order, flags, ever and shadow (shadow as the
-    object model encodes it: -1 none, else age << 1 | workingset)."""
-    return {"head": pc.head.copy(), "order": pc.order.copy(), "flags": pc.flags.copy(),
-            "ever": pc.ever.astype(bool), "shadow": pc.shadow.copy()}
+    """The per-slot arrays head, order, flags, ever and shadow as the object model keeps
+    them (head -1 where no folio; shadow -1 none, else age << 1 | workingset, the age as
+    stored: truncated to EVICTION_BITS)."""
+    w = np.asarray(pc.head).astype(np.int64)
+    fl = np.asarray(pc.flags)
+    foreign = (fl & PG_FOREIGN) != 0
+    cached = w >= 0
+    ever = np.where(cached, True, w != EMPTY)
+    heads = np.flatnonzero(cached & (w == np.arange(len(w))) & foreign)
+    ever[heads] = (fl[heads] & FOREIGN_EVER) != 0
+    return {"head": np.where(cached, w, -1).astype(np.int32), "order": _order_array(pc),
+            "flags": (fl & PG_FLAGS_MASK).astype(np.uint16), "ever": ever,
+            "shadow": np.where(w <= SHADOW_MAX, SHADOW_MAX - w, NO_SHADOW)}
 
 
 def ra_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
@@ -404,31 +464,42 @@ def workingset_age_nonresident(pc, nr):
 
 @njit(cache=True)
 def workingset_eviction(pc, head, nr, workingset):
-    """Store the shadow over the folio's slots."""
-    v = (pc.c[NONRESIDENT_AGE] << 1) | (1 if workingset else 0)
+    """Store the shadow over the folio's slots, which page_cache_delete() has just freed
+    (__filemap_remove_folio() replaces the folio by its shadow entry): pack_shadow(), the
+    age truncated to EVICTION_MASK."""
+    v = SHADOW_MAX - (((pc.c[NONRESIDENT_AGE] & EVICTION_MASK) << 1) | (1 if workingset else 0))
     for s in range(head, head + nr):
-        pc.shadow[s] = v
+        pc.head[s] = v
     workingset_age_nonresident(pc, nr)
 
 
 @njit(cache=True)
 def workingset_forget(pc, first, end):
-    """Drop the shadows of slots ``[first, end)`` (truncation, a new folio)."""
+    """Drop the shadows of slots ``[first, end)`` (truncation, a new folio); a cached slot
+    holds none, an empty one stays as it is."""
     for s in range(first, end):
-        pc.shadow[s] = NO_SHADOW
+        if pc.head[s] <= SHADOW_MAX:
+            pc.head[s] = EMPTY_EVER
+
+
+@njit(cache=True, inline="always")
+def has_shadow(pc, s):
+    return pc.head[s] <= SHADOW_MAX
 
 
 @njit(cache=True)
 def workingset_refault(pc, head, nr):
     """A folio is added at ``head``: consume its slots' shadows; return (activate,
-    workingset) by the refault distance against the active list (refault_check())."""
-    shadow = int(pc.shadow[head])
+    workingset) by the refault distance against the active list (refault_check()), the
+    distance taken modulo 2**EVICTION_BITS as workingset_test_recent() takes it."""
+    w = int(pc.head[head])
     workingset_forget(pc, head, head + nr)
-    if shadow == NO_SHADOW:
+    if w > SHADOW_MAX:
         return False, False
+    shadow = SHADOW_MAX - w
     pc.c[WORKINGSET_REFAULT] += nr
     was_workingset = (shadow & 1) != 0
-    if pc.c[NONRESIDENT_AGE] - (shadow >> 1) > pc.c[NR_ACTIVE_FILE]:
+    if (pc.c[NONRESIDENT_AGE] - (shadow >> 1)) & EVICTION_MASK > pc.c[NR_ACTIVE_FILE]:
         return False, False
     workingset_age_nonresident(pc, nr)
     pc.c[WORKINGSET_ACTIVATE] += nr
@@ -523,8 +594,17 @@ def mapped_flags(pc, f, index):
 # -- folios -------------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
+def folio_order(pc, head):
+    """The order of the folio at ``head`` (flags bits 12-15; a PG_FOREIGN folio's is 0)."""
+    fl = np.int64(pc.flags[head])         # (int() of a uint16 is unsigned in numba)
+    if fl & PG_FOREIGN:
+        return np.int64(0)
+    return fl >> FOLIO_ORDER_SHIFT
+
+
+@njit(cache=True, inline="always")
 def folio_nr_pages(pc, head):
-    return 1 << int(pc.order[head])
+    return 1 << folio_order(pc, head)
 
 
 @njit(cache=True)
@@ -556,13 +636,19 @@ def folio_del_from_lru(pc, head):
 
 @njit(cache=True)
 def page_cache_delete(pc, head, nr):
-    """Free the folio's slots (uncharged unless PG_FOREIGN)."""
-    if not int(pc.flags[head]) & PG_FOREIGN:
+    """Free the folio's slots (uncharged unless PG_FOREIGN): each becomes an empty value
+    entry that remembers a folio was added there (a foreign folio's slot: if one was before
+    it was preloaded)."""
+    fl = int(pc.flags[head])
+    entry = EMPTY_EVER
+    if fl & PG_FOREIGN:
+        if not fl & FOREIGN_EVER:
+            entry = EMPTY
+    else:
         pc.c[NR_PAGES] -= nr
     for s in range(head, head + nr):
-        pc.head[s] = -1
+        pc.head[s] = entry
     pc.flags[head] = 0
-    pc.order[head] = 0
 
 
 @njit(cache=True, inline="always")

@@ -75,7 +75,9 @@ _i32, _i64 = types.int32[::1], types.int64[::1]
 FIELDS = (
     ("cc", CLEANCACHE_STATE),           # the cleancache (frontend + backend) it claims from
     ("refs", _i32),                     # per tag block: tagged data pages it serves
-    ("pfn_to_block", _i32),             # the layout's, per PFN of the span (-1: untaggable)
+    ("block_map", _i32),                # the layout's: tag block (-1: untaggable) per
+    ("block_shift", types.int64),       # 1 << block_shift PFNs of the span
+    ("nr_pfns", types.int64),
     ("pfn_base", types.int64),
     ("block_tag_pages", _i32),          # the layout's, per tag block
     ("costs", types.float64[::1]),      # CostTable in COST_KEYS order
@@ -99,12 +101,14 @@ TAG_STORAGE_STATE = TagStorageStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(cc, refs, pfn_to_block, pfn_base, block_tag_pages, costs, c, lat, claimed, dropped,
-         blk_mark, blk_pos, blk_list):
+def _new(cc, refs, block_map, block_shift, nr_pfns, pfn_base, block_tag_pages, costs, c, lat,
+         claimed, dropped, blk_mark, blk_pos, blk_list):
     ts = structref.new(TAG_STORAGE_STATE)
     ts.cc = cc
     ts.refs = refs
-    ts.pfn_to_block = pfn_to_block
+    ts.block_map = block_map
+    ts.block_shift = block_shift
+    ts.nr_pfns = nr_pfns
     ts.pfn_base = pfn_base
     ts.block_tag_pages = block_tag_pages
     ts.costs = costs
@@ -120,8 +124,9 @@ def _new(cc, refs, pfn_to_block, pfn_base, block_tag_pages, costs, c, lat, claim
 
 @njit(cache=True)
 def _unpack(ts):
-    return (ts.cc, ts.refs, ts.pfn_to_block, ts.pfn_base, ts.block_tag_pages, ts.costs, ts.c,
-            ts.lat, ts.claimed, ts.dropped, ts.blk_mark, ts.blk_pos, ts.blk_list)
+    return (ts.cc, ts.refs, ts.block_map, ts.block_shift, ts.nr_pfns, ts.pfn_base,
+            ts.block_tag_pages, ts.costs, ts.c, ts.lat, ts.claimed, ts.dropped, ts.blk_mark,
+            ts.blk_pos, ts.blk_list)
 
 
 TagStorageState = state_class(
@@ -140,7 +145,8 @@ def make_tag_storage(layout, cc, costs: CostTable | None = None,
     calls = max(1, int(calls))
     refs = cc.ck.refs if len(cc.ck.refs) == nb else np.zeros(nb, np.int32)
     return TagStorageState(
-        cc, refs, np.ascontiguousarray(layout.pfn_to_block, np.int32),
+        cc, refs, np.ascontiguousarray(layout.block_map, np.int32), int(layout.block_shift),
+        int(layout.nr_pfns),
         int(layout.pfn_base), np.ascontiguousarray(layout.block_tag_pages, np.int32),
         np.array([float(getattr(costs, k)) for k in COST_KEYS], np.float64),
         np.zeros(NR_COUNTERS, np.int64), np.zeros(calls, np.float64), np.zeros(calls, np.bool_),
@@ -214,7 +220,7 @@ def _untaggable(ts, pfns):
     base = ts.pfn_base
     for p in pfns:
         i = p - base
-        if i < 0 or i >= len(ts.pfn_to_block) or ts.pfn_to_block[i] < 0:
+        if i < 0 or i >= ts.nr_pfns or ts.block_map[i >> ts.block_shift] < 0:
             ts.c[BAD_PFN] = p
             return True
     return False
@@ -243,7 +249,7 @@ def reserve_tag_storage(ts, pfns, order):
             c[EPOCH] += 1
             lookups = 0
             for j in range(k * per_call, min(n, (k + 1) * per_call)):
-                b = ts.pfn_to_block[pfns[j] - base]
+                b = ts.block_map[(pfns[j] - base) >> ts.block_shift]
                 if mark[b] != c[EPOCH]:
                     mark[b] = c[EPOCH]
                     lookups += 1
@@ -254,7 +260,7 @@ def reserve_tag_storage(ts, pfns, order):
     c[EPOCH] += 1
     nnew = 0
     for j in range(n):
-        b = ts.pfn_to_block[pfns[j] - base]
+        b = ts.block_map[(pfns[j] - base) >> ts.block_shift]
         if mark[b] != c[EPOCH]:
             mark[b] = c[EPOCH]
             ts.blk_pos[b] = j
@@ -277,7 +283,7 @@ def reserve_tag_storage(ts, pfns, order):
         c[BLOCKS_CLAIMED] += 1
         c[RESERVED_PAGES] += nr_tp
     for j in range(n):
-        ts.refs[ts.pfn_to_block[pfns[j] - base]] += 1
+        ts.refs[ts.block_map[(pfns[j] - base) >> ts.block_shift]] += 1
     if c[RESERVED_PAGES] > c[RESERVED_PEAK]:
         c[RESERVED_PEAK] = c[RESERVED_PAGES]
     c[RESERVATIONS] += ncalls
@@ -302,7 +308,7 @@ def free_tag_storage(ts, pfns):
     c[EPOCH] += 1
     nb = 0
     for j in range(n):
-        b = ts.pfn_to_block[pfns[j] - base]
+        b = ts.block_map[(pfns[j] - base) >> ts.block_shift]
         ts.refs[b] -= 1
         if mark[b] != c[EPOCH]:
             mark[b] = c[EPOCH]

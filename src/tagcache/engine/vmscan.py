@@ -39,6 +39,7 @@ from tagcache.engine.pagecache import (
     REFAULTS_SNAPSHOT,
     WORKINGSET_ACTIVATE,
     folio_nr_pages,
+    folio_order,
     folio_writeback,
     lru_tail,
     lruvec_add_folio,
@@ -71,9 +72,9 @@ def remove_mapping(pc, head):
         fl &= ~PG_DIRTY
         pc.flags[head] = fl
     # An up-to-date, clean folio is stored; anything else is invalidated.
-    cleancache_store_folio(pc.cc, head, int(pc.order[head]), (fl & PG_DIRTY) != 0)
+    cleancache_store_folio(pc.cc, head, folio_order(pc, head), (fl & PG_DIRTY) != 0)
+    page_cache_delete(pc, head, nr)       # the shadow then takes the folio's slots
     workingset_eviction(pc, head, nr, (fl & PG_WORKINGSET) != 0)
-    page_cache_delete(pc, head, nr)
     pc.c[EVICTIONS] += nr
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -53,8 +54,9 @@ PHYS_ADDR_LIMIT = 1 << 52
 BYTES_PER_PFN = 40
 """Simulator memory per PFN of the span at the peak of a run: 38.4 bytes measured (tracemalloc
 peak, temporaries included, checker on) as the slope between the default scenario at 4 and at
-16 GiB; the layout keeps 9 of them, the allocator, anonymous memory, tag storage and checker
-the rest. Rounded up."""
+16 GiB, when the layout kept 9 of them (now ``block_map``, a 32nd of 4 bytes, and, once read,
+``pfn_to_block`` and ``taggable_mask``: 5); the allocator, anonymous memory, tag storage and
+checker the rest. Rounded up."""
 
 
 def mem_available() -> int | None:
@@ -133,8 +135,17 @@ def _rng(base: int, size: int) -> str:
 class MachineLayout:
     """DRAM banks plus up to 32 tag regions, validated on construction.
 
-    Precomputes, for every PFN in the DRAM span, its tag-block index (-1 when the PFN cannot
-    be tagged) and whether it is a tag-storage page, so the hot paths only index arrays.
+    Precomputes the tag-block index (-1 when it cannot be tagged) of every granule of
+    ``1 << block_shift`` PFNs of the DRAM span (``block_map``), so the hot paths only index
+    an array: a granule is at most a tag page's 32 data pages, aligned so that no tag block
+    or tagged range starts or ends inside one (32 PFNs on every layout whose tagged ranges
+    start 128 KiB-aligned from the lowest DRAM page; 1 PFN at worst). The per-PFN arrays are
+    derived from the banks, the regions and ``block_map``: ``pfn_to_block`` and
+    ``taggable_mask`` on first read, then kept (the object model and the checker index them;
+    the compiled engine reads ``block_map`` and shares ``taggable_mask`` with the page
+    allocator); ``present``, ``is_tag_storage`` and ``data_pfn_mask`` at each read, a new
+    array each time (the allocator copies ``data_pfn_mask`` once; a stored copy would cost a
+    byte per simulated page for nothing), and ``tag_page_pfn`` likewise.
     """
 
     dram: list[tuple[int, int]]
@@ -151,9 +162,7 @@ class MachineLayout:
         check_memory(self.nr_pfns * BYTES_PER_PFN,
                      f"a machine of {span_text(self.nr_pfns, dram_pages)} at {BYTES_PER_PFN} B "
                      f"a page")
-        self.present = np.zeros(self.nr_pfns, dtype=bool)
-        for base, size in self.dram:
-            self.present[(base >> PAGE_SHIFT) - lo:((base + size) >> PAGE_SHIFT) - lo] = True
+        self._dram_pages = dram_pages
         # Global tag-page and tag-block numbering, region by region.
         self.region_tag_page0: list[int] = []
         self.region_block0: list[int] = []
@@ -164,34 +173,83 @@ class MachineLayout:
             tp += r.tag_pages
             blk += r.tag_pages // r.unit_pages
         self.nr_tag_pages, self.nr_tag_blocks = tp, blk
-        self.is_tag_storage = np.zeros(self.nr_pfns, dtype=bool)
-        self.pfn_to_block = np.full(self.nr_pfns, -1, dtype=np.int32)
-        # Per tag page: its block and its PFN; per block: its first tag page and page count.
+        # The granule: the largest power of two up to TAG_RATIO PFNs that divides every
+        # tagged range's offset in the span and every tag block's data pages.
+        shift = 5
+        for r in self.regions:
+            for n in (r.tagged_pfn - lo, TAG_RATIO * r.unit_pages):
+                while n % (1 << shift):
+                    shift -= 1
+        self.block_shift = shift
+        self.block_map = np.full(-(-self.nr_pfns >> shift), -1, dtype=np.int32)
+        # Per tag page: its block; per block: its first tag page and page count.
         self.tag_page_block = np.empty(tp, dtype=np.int32)
-        self.tag_page_pfn = np.empty(tp, dtype=np.int64)
         self.block_first_tag_page = np.empty(blk, dtype=np.int32)
         self.block_tag_pages = np.empty(blk, dtype=np.int32)
         for r, tp0, b0 in zip(self.regions, self.region_tag_page0, self.region_block0, strict=True):
-            t0 = r.tag_pfn - lo
-            self.is_tag_storage[t0:t0 + r.tag_pages] = True
-            # Each block's run of 32 * unit_pages data pages, without a temporary per page.
-            s0, nb = r.tagged_pfn - lo, r.tag_pages // r.unit_pages
-            self.pfn_to_block[s0:s0 + r.tagged_pages].reshape(nb, -1)[:] = (
+            # Each block's run of 32 * unit_pages data pages, without a temporary per granule.
+            g0, nb = (r.tagged_pfn - lo) >> shift, r.tag_pages // r.unit_pages
+            self.block_map[g0:g0 + (r.tagged_pages >> shift)].reshape(nb, -1)[:] = (
                 b0 + np.arange(nb, dtype=np.int32))[:, None]
             idx = np.arange(r.tag_pages, dtype=np.int64)
             self.tag_page_block[tp0:tp0 + r.tag_pages] = b0 + idx // r.unit_pages
-            self.tag_page_pfn[tp0:tp0 + r.tag_pages] = r.tag_pfn + idx
             self.block_first_tag_page[b0:b0 + nb] = tp0 + np.arange(nb) * r.unit_pages
             self.block_tag_pages[b0:b0 + nb] = r.unit_pages
-        self.data_pfn_mask = self.present & ~self.is_tag_storage
-        self.taggable_mask = self.pfn_to_block >= 0
+
+    # -- per-PFN masks, computed (see the class docstring) ---------------------------------
+
+    @property
+    def present(self) -> np.ndarray:
+        """Per PFN of the span: in a DRAM bank (False in the holes between banks)."""
+        out = np.zeros(self.nr_pfns, dtype=bool)
+        for base, size in self.dram:
+            out[(base >> PAGE_SHIFT) - self.pfn_base:
+                ((base + size) >> PAGE_SHIFT) - self.pfn_base] = True
+        return out
+
+    @property
+    def is_tag_storage(self) -> np.ndarray:
+        """Per PFN of the span: a tag-storage page."""
+        out = np.zeros(self.nr_pfns, dtype=bool)
+        for r in self.regions:
+            t0 = r.tag_pfn - self.pfn_base
+            out[t0:t0 + r.tag_pages] = True
+        return out
+
+    @property
+    def data_pfn_mask(self) -> np.ndarray:
+        """Per PFN of the span: usable for data (in DRAM, not tag storage)."""
+        out = self.present
+        for r in self.regions:
+            t0 = r.tag_pfn - self.pfn_base
+            out[t0:t0 + r.tag_pages] = False
+        return out
+
+    @cached_property
+    def pfn_to_block(self) -> np.ndarray:
+        """Per PFN of the span: its tag block, -1 if it cannot be tagged (int32)."""
+        return np.repeat(self.block_map, 1 << self.block_shift)[:self.nr_pfns]
+
+    @cached_property
+    def taggable_mask(self) -> np.ndarray:
+        """Per PFN of the span: covered by a tag region (``pfn_to_block >= 0``)."""
+        return np.repeat(self.block_map >= 0, 1 << self.block_shift)[:self.nr_pfns]
+
+    @property
+    def tag_page_pfn(self) -> np.ndarray:
+        """Per tag page: its PFN."""
+        out = np.empty(self.nr_tag_pages, dtype=np.int64)
+        for r, tp0 in zip(self.regions, self.region_tag_page0, strict=True):
+            out[tp0:tp0 + r.tag_pages] = r.tag_pfn + np.arange(r.tag_pages, dtype=np.int64)
+        return out
 
     # -- queries ---------------------------------------------------------------------------
 
     @property
     def data_pages(self) -> int:
-        """Pages usable for data (DRAM minus tag storage)."""
-        return int(self.data_pfn_mask.sum())
+        """Pages usable for data (DRAM minus tag storage, which lies in DRAM, one region's
+        apart from another's: validated)."""
+        return self._dram_pages - self.nr_tag_pages
 
     @property
     def tag_storage_bytes(self) -> int:
@@ -199,7 +257,7 @@ class MachineLayout:
 
     def tag_block_of_pfn(self, pfn: int | np.ndarray) -> int | np.ndarray:
         """Tag block holding the tags of data PFN(s); -1 if the PFN cannot be tagged."""
-        return self.pfn_to_block[np.asarray(pfn) - self.pfn_base]
+        return self.block_map[(np.asarray(pfn) - self.pfn_base) >> self.block_shift]
 
     def block_tag_pages_range(self, block: int) -> range:
         """The tag pages of tag block ``block`` (one allocation unit of tag storage)."""
