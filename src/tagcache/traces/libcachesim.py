@@ -425,6 +425,25 @@ def csv_objection(head: bytes, path: PathLike) -> str | None:
 _MAX_RESERVE = 1 << 28          # ids reserved (not touched) up front: 2 GiB of address space
 
 
+def _first_line(chunk: np.ndarray) -> bytes | None:
+    """The first line of ``chunk`` (uint8 bytes) that is not blank, or None; reads only as
+    far as that line (a chunk holds millions)."""
+    at, n = 0, len(chunk)
+    step = 4096
+    while at < n:
+        block = chunk[at:at + step].tobytes()
+        cut = block.rfind(b"\n")
+        if cut < 0 and at + len(block) < n:
+            step *= 2                          # a line longer than the block: read more
+            continue
+        lines = block.split(b"\n") if cut < 0 else block[:cut].split(b"\n")
+        for ln in lines:
+            if ln.strip():
+                return ln
+        at += len(block) if cut < 0 else cut + 1
+    return None
+
+
 def parse_txt(path: PathLike, *, skip_bad_lines: bool = False,
               csv_spec: str | None = None) -> Trace:
     """Read one obj id per line; each is a 1-page READ. ``csv_spec`` is not used.
@@ -444,7 +463,7 @@ def parse_txt(path: PathLike, *, skip_bad_lines: bool = False,
         # the lines counted so far, when the file ends in a cut line (bound late on purpose)
         for chunk in iter_line_arrays(f, bad=bad, lines=lambda: lineno):  # noqa: B023
             if ids.numeric is None:
-                first = next((ln for ln in chunk.tobytes().split(b"\n") if ln.strip()), None)
+                first = _first_line(chunk)
                 if first is not None:
                     ids.decide(first)
             if not ids.numeric:
