@@ -123,6 +123,12 @@ def test_a_trace_replay_is_the_same_on_any_number_of_workers(policy):
     checked = run_trace(scn, trace, capacity_pages=TRACE_CAPACITY, policy=policy,
                         check=True).to_json()
     assert _strip(got[0]) == _strip(got[1]) == _strip(got[2])
+    runs = got[0]["results"] + got[0]["baselines"]
+    shared = [r for r in runs if "same_steps_as" in r["perf"]]
+    assert shared                          # at 0% at least, no claim drops anything
+    assert got[0]["perf"]["shared_runs"] == len(shared)
+    assert got[0]["perf"]["events"] == sum(r["perf"]["events"] for r in runs
+                                           if "same_steps_as" not in r["perf"])
     for a, b in zip(got[0]["results"], checked["results"], strict=True):
         a, b = _strip(a), _strip(b)
         a.pop("invariants"), b.pop("invariants")

@@ -42,11 +42,21 @@ class Experiment:
     note: str = ""          # what was replayed, when it was not the scenario's workload
     baselines: list[RunResult] = field(default_factory=list)   # every design at 0% tagged
 
+    def _runs(self) -> list[RunResult]:
+        """Every result once, baseline runs included (those not already among the results)."""
+        extra = [b for b in self.baselines if not any(b is r for r in self.results)]
+        return self.results + extra
+
     @property
     def events(self) -> int:
-        """Events replayed, baseline runs included (those not already among the results)."""
-        extra = [b for b in self.baselines if not any(b is r for r in self.results)]
-        return sum(r.perf["events"] for r in self.results + extra)
+        """Events replayed: a result taken from its twin policy's run (``perf`` has
+        ``same_steps_as``) replayed none of its own."""
+        return sum(r.perf["events"] for r in self._runs() if "same_steps_as" not in r.perf)
+
+    @property
+    def shared_runs(self) -> int:
+        """Results taken from their twin policy's run rather than replayed."""
+        return sum("same_steps_as" in r.perf for r in self._runs())
 
     def to_json(self) -> dict:
         return {
@@ -54,7 +64,8 @@ class Experiment:
             "results": [r.to_json() for r in self.results],
             "baselines": [r.to_json() for r in self.baselines],
             "note": self.note,
-            "perf": {"events": self.events, "wall_s": self.wall_s,
+            "perf": {"events": self.events, "shared_runs": self.shared_runs,
+                     "wall_s": self.wall_s,
                      "events_per_s": self.events / self.wall_s if self.wall_s else 0.0},
         }
 

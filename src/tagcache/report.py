@@ -133,7 +133,9 @@ def print_report(exp: Experiment, console: Console | None = None) -> None:
     console.print(
         f"[dim]{what}; "
         f"{exp.events:,} events replayed in {exp.wall_s:.1f} s "
-        f"({exp.events / exp.wall_s if exp.wall_s else 0:,.0f}/s). "
+        f"({exp.events / exp.wall_s if exp.wall_s else 0:,.0f}/s)"
+        + (f", {exp.shared_runs} run(s) taken from the other large-folio policy's, which "
+           "took the same steps" if exp.shared_runs else "") + ". "
         "eff. hit = page-cache hits + cleancache restores over accesses; net saved = disk "
         "time avoided by restores less the cleancache's copies, drops and cache maintenance; "
         "claim µs = modelled latency of reservation calls that claimed a tag block; meta B = "
