@@ -133,3 +133,19 @@ def test_a_trace_replay_is_the_same_on_any_number_of_workers(policy):
         a, b = _strip(a), _strip(b)
         a.pop("invariants"), b.pop("invariants")
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_no_fork_while_the_engine_loads(tmp_path):
+    """The command loads the compiled code in a thread while it parses; when the parse fails
+    the thread is left to finish, and a fork made meanwhile waits for it (a child forked while
+    it holds numba's compiler lock would hang)."""
+    import threading
+
+    from tagcache.cli import main
+    from tagcache.workers import PRELOAD_THREAD
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1\n2\nnot a page\n")
+    assert main(["run", "--trace", str(bad), "--format", "txt", "--no-progress"]) == 2
+    assert run_units(_square, 4, 2) == [0, 1, 4, 9]
+    assert not [t for t in threading.enumerate() if t.name == PRELOAD_THREAD]

@@ -38,6 +38,7 @@ if "numpy" not in sys.modules:
 import contextlib
 import math
 import re
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -68,7 +69,7 @@ from tagcache.sidecar import capture_facts, load_sidecar, read_ahead_pages, side
 from tagcache.traces import READERS, read_trace
 from tagcache.units import PAGE_SIZE, parse_pages, parse_size
 from tagcache.validate import validate_trace
-from tagcache.workers import available_cpus
+from tagcache.workers import PRELOAD_THREAD, available_cpus
 from tagcache.workloads.events import Op
 
 err = Console(stderr=True)
@@ -211,6 +212,26 @@ def _check_kmem(trace, trace_path: Path, comms: list[str]) -> None:
                           f"(its tasks: {shown or 'none'})")
 
 
+@contextlib.contextmanager
+def _loading_engine(designs: list, policy: str, check: bool):
+    """Load the compiled code the run will call, in a thread, while the body parses or
+    generates its input (engine/warm.py preload()); joined when the body is done, before any
+    worker is forked. A failure there is left to the run itself to meet and report; on an
+    error in the body the thread is not waited for (it dies with the process)."""
+    th = threading.Thread(target=_preload, args=(designs, policy, check), daemon=True,
+                          name=PRELOAD_THREAD)
+    th.start()
+    yield
+    th.join()
+
+
+def _preload(designs: list, policy: str, check: bool) -> None:
+    from tagcache.engine.warm import preload
+
+    with contextlib.suppress(Exception):
+        preload(designs, policy, check)
+
+
 def _check_json_path(json_path: str | None) -> None:
     check_output(json_path, "--json")
 
@@ -327,7 +348,8 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
                 raise OptionError(f"{opt} needs --trace")
         if policy != "kernel" or tagged != "generator":
             raise OptionError("--policy and --tagged need --trace")
-        traces = scenario_traces(scn)          # the baselines' 0% share included
+        with _loading_engine(scn.designs, "kernel", check):
+            traces = scenario_traces(scn)      # the baselines' 0% share included
         longest = max(traces.values(), key=len)
         jobs = parallel_runs(scn.machine.layout, PageCache.slots_needed(longest.files),
                              len(longest), len(traces), jobs or available_cpus())
@@ -336,7 +358,8 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         _finish(exp, json_path)
         return
     cap = _capacity(capacity)
-    trace = read_trace(trace_path, fmt, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
+    with _loading_engine(scn.designs, policy, check):
+        trace = read_trace(trace_path, fmt, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
     if trace.skipped_lines:
         print(f"tagcache: warning: {trace.skipped_lines} malformed lines skipped",
               file=sys.stderr)

@@ -20,12 +20,17 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+PRELOAD_THREAD = "tagcache-preload"
+"""The name of the thread that loads compiled code while the command parses (cli.py): a
+fork waits for it, since the child of a fork made while it holds numba's compiler lock
+would wait for that lock for ever."""
 
 
 def available_cpus() -> int:
@@ -43,6 +48,9 @@ def run_units(work: Callable[[int, Callable[[int], None] | None], Any], n: int, 
     jobs = min(jobs, n)
     if jobs <= 1 or "fork" not in mp.get_all_start_methods():
         return [work(i, progress) for i in range(n)]
+    for th in threading.enumerate():    # no fork while a thread may hold a lock (cli.py's)
+        if th.name.startswith(PRELOAD_THREAD) and th is not threading.current_thread():
+            th.join()
     ctx = mp.get_context("fork")
     counter = ctx.Value("q", 0)
     procs: list[Any] = []
