@@ -78,12 +78,21 @@ def run_process(cmd: list[str], env: dict | None = None) -> tuple[float, int, fl
     return secs, rss, cpu
 
 
-def median_runs(cmd: list[str], runs: int) -> dict:
-    got = [run_process(cmd) for _ in range(runs)]
-    secs = statistics.median(s for s, _, _ in got)
-    return {"runs": runs, "seconds": secs, "all_seconds": [round(s, 3) for s, _, _ in got],
-            "cpu_seconds": statistics.median(c for _, _, c in got),
-            "peak_rss_mib": max(r for _, r, _ in got) / 2**20}
+def median_runs(cmds: dict[str, list[str]], runs: int) -> dict[str, dict]:
+    """Each command ``runs`` times, the commands taken in turn (round after round), so that
+    the machine's drift over the minutes this takes falls on every command alike; the
+    median of each."""
+    got: dict[str, list] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for k, cmd in cmds.items():
+            got[k].append(run_process(cmd))
+    out = {}
+    for k, g in got.items():
+        out[k] = {"runs": runs, "seconds": statistics.median(s for s, _, _ in g),
+                  "all_seconds": [round(s, 3) for s, _, _ in g],
+                  "cpu_seconds": statistics.median(c for _, _, c in g),
+                  "peak_rss_mib": max(r for _, r, _ in g) / 2**20}
+    return out
 
 
 def page_trace(tmp: Path, repeat: int, fraction: float = 1.0) -> tuple[Path, int]:
@@ -114,21 +123,23 @@ ratio, _ = lcs.LRU(cache_size=int(sys.argv[2])).process_trace(r)
 def bench_end_to_end(tmp: Path, runs: int, quick: bool) -> dict:
     path, n = page_trace(tmp, 1 if quick else 10)
     out: dict = {"requests": n, "capacity": 4096}
+    j = tmp / "out.json"
+    cmds = {
+        "tagcache_lru": [TAGCACHE, "run", "--trace", str(path), "--format", "txt", "--policy",
+                         "lru", "--capacity", "4096", "--backend", "idle", "--no-check",
+                         "--no-progress", "--json", str(j)],
+        "tagcache_full_model": [TAGCACHE, "run", "--trace", str(path), "--format", "txt",
+                                "--capacity", "4096", "--backend", "cleancache",
+                                "--tagged-share", "0.1", "--no-check", "--no-progress",
+                                "--json", str(j)],
+    }
     try:
         import libcachesim  # noqa: F401
-        lcs = median_runs([sys.executable, "-c", LCS_SCRIPT, str(path), "4096"], runs)
-        out["libcachesim_lru"] = lcs | {"req_per_s": n / lcs["seconds"]}
+        cmds = {"libcachesim_lru": [sys.executable, "-c", LCS_SCRIPT, str(path), "4096"]} | cmds
     except ImportError:
         out["libcachesim_lru"] = {"skipped": "libcachesim not installed"}
-    j = tmp / "out.json"
-    lru = median_runs([TAGCACHE, "run", "--trace", str(path), "--format", "txt", "--policy",
-                       "lru", "--capacity", "4096", "--backend", "idle", "--no-check",
-                       "--no-progress", "--json", str(j)], runs)
-    out["tagcache_lru"] = lru | {"req_per_s": n / lru["seconds"]}
-    full = median_runs([TAGCACHE, "run", "--trace", str(path), "--format", "txt",
-                        "--capacity", "4096", "--backend", "cleancache", "--tagged-share",
-                        "0.1", "--no-check", "--no-progress", "--json", str(j)], runs)
-    out["tagcache_full_model"] = full | {"req_per_s": n / full["seconds"]}
+    for k, r in median_runs(cmds, runs).items():
+        out[k] = r | {"req_per_s": n / r["seconds"]}
     return out
 
 
