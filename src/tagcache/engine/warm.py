@@ -17,28 +17,12 @@ import numpy as np
 
 def warm() -> float:
     """Run every compiled path once on a tiny machine; the seconds it took."""
-    from dataclasses import replace
-
-    from tagcache.experiment import run_scenario, run_trace, scenario_trace
-    from tagcache.scenario import parse_scenario
-    from tagcache.workloads.events import Op
+    from tagcache.experiment import run_scenario, run_trace
 
     t0 = time.perf_counter()
-    scn = parse_scenario({
-        "name": "warm", "seed": 1,
-        "machine": {"memory": "64MiB", "anon": "48MiB", "min_free": "1MiB"},
-        "page_cache": {"max_folio_order": 2},
-        "tagged": {"shares": [0.1], "process_size": "4MiB", "churn_events": 8},
-        "files": {"count": 4, "mean_size": "1MiB"},
-        "workload": {"events": 64, "read_size": "16KiB"},
-    }, "warm.toml")
+    scn, reader = _tiny()
     for check in (False, True):
         run_scenario(scn, check=check)
-
-    tr = scenario_trace(scn, 0.0)
-    keep = np.isin(tr.op, [Op.READ, Op.WRITE])
-    reader = replace(tr, op=tr.op[keep], arg0=tr.arg0[keep], arg1=tr.arg1[keep],
-                     arg2=tr.arg2[keep])
     for policy in ("lru", "kernel"):
         run_trace(scn, reader, capacity_pages=32, policy=policy, check=False)
     return time.perf_counter() - t0
