@@ -568,8 +568,30 @@ def _one_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every outcome but success is one line on stderr (see the module's
-    docstring for the exit statuses)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    docstring for the exit statuses). As the command (``argv`` None) it ends the process
+    itself once its output is flushed (:func:`_exit`)."""
+    if argv is None:
+        _exit(_main(sys.argv[1:]))
+    return _main(list(argv))
+
+
+def _exit(code: int) -> None:
+    """Leave the process with ``code`` as soon as standard output and error are flushed,
+    without the interpreter's teardown: everything the command made is written, renamed,
+    closed and its workers reaped by now, and freeing the engine's arrays and numba's state
+    one object at a time took 0.17 s of a 1.5 s run."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:          # the reader went away (| head): nothing more to say
+        code = code or 1
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(args: list[str]) -> int:
     ctx = None
     use_plain_refcounts()     # this process runs compiled code on one thread (engine/nrt.py)
     try:

@@ -70,19 +70,26 @@ class Experiment:
         }
 
 
-def trace_digest(trace: Trace) -> str:
+def trace_digest(trace: Trace, columns: xxhash.xxh3_128 | None = None) -> str:
     """XXH3-128 of the event columns (op, arg0, arg1, arg2) at fixed widths, then of the
     inserted events and their positions: equal digests mean the same events in the same
-    order (the same events held merged or inserted hash differently)."""
-    h = xxhash.xxh3_128()
-    for col, dt in ((trace.op, np.uint8), (trace.arg0, np.int64), (trace.arg1, np.int64),
-                    (trace.arg2, np.int64)):
-        h.update(memoryview(np.ascontiguousarray(col, dtype=dt)).cast("B"))
+    order (the same events held merged or inserted hash differently). ``columns``: the
+    columns' hash already taken (:func:`columns_hash`), for traces that share them."""
+    h = (columns or columns_hash(trace)).copy()
     if trace.inserted is not None:
         h.update(b"inserted")
         for col in (trace.inserted.events, trace.inserted.at):
             h.update(memoryview(np.ascontiguousarray(col, dtype=np.int64)).cast("B"))
     return h.hexdigest()
+
+
+def columns_hash(trace: Trace) -> xxhash.xxh3_128:
+    """The hash of :func:`trace_digest` over the event columns alone."""
+    h = xxhash.xxh3_128()
+    for col, dt in ((trace.op, np.uint8), (trace.arg0, np.int64), (trace.arg1, np.int64),
+                    (trace.arg2, np.int64)):
+        h.update(memoryview(np.ascontiguousarray(col, dtype=dt)).cast("B"))
+    return h
 
 
 def scenario_trace(scn: Scenario, share: float) -> Trace:
@@ -110,11 +117,12 @@ def plan_size(scn: Scenario, traces: dict[float, Trace]) -> int:
 
 
 def _replay_all(cfg: MachineConfig, designs: list[Design], trace: Trace, share: float,
-                **kw) -> list[RunResult]:
+                digest: str | None = None, **kw) -> list[RunResult]:
     """Every design on one trace, the identical events for each: the trace's columns are
     read-only while the designs run (a design that wrote to them would raise), and their
-    digest is recorded with every result."""
-    digest = trace_digest(trace)
+    digest is recorded with every result (taken here unless the caller gives it, or gives
+    "" and records it itself)."""
+    digest = trace_digest(trace) if digest is None else digest
     cols = (trace.op, trace.arg0, trace.arg1, trace.arg2)
     if trace.inserted is not None:
         cols += (trace.inserted.events, trace.inserted.at)
@@ -230,22 +238,35 @@ def run_trace(scn: Scenario, trace: Trace, *, capacity_pages: int | None = None,
     shares = run_shares(scn)
     memo: dict = {}
 
-    def unit(i: int, tell: Callable[[int], None] | None) -> list[RunResult]:
-        share = shares[i]
-        tw = replace(scn.tagged, share=share)
+    def share_trace(i: int) -> Trace:
+        tw = replace(scn.tagged, share=shares[i])
         tev, at = anon_events(tw, base.layout.data_pages, len(trace), scn.seed)
-        tr = trace
-        if len(tev):       # the trace's columns are shared, not copied, by every share
-            tr = replace(trace, inserted=Inserted.build(tev, at, len(trace)))
-        return _replay_all(base, scn.designs, tr, share, check=check, progress=tell,
-                           facts=facts, memo=memo)
+        if not len(tev):
+            return trace
+        # the trace's columns are shared, not copied, by every share
+        return replace(trace, inserted=Inserted.build(tev, at, len(trace)))
+
+    def unit(i: int, tell: Callable[[int], None] | None) -> list[RunResult]:
+        return _replay_all(base, scn.designs, share_trace(i), shares[i], digest="",
+                           check=check, progress=tell, facts=facts, memo=memo)
+
+    digests: list[str] = []
+
+    def meanwhile() -> None:
+        """The shares' digests, here while the workers replay (one hash of the columns)."""
+        columns = columns_hash(trace)
+        digests.extend(trace_digest(share_trace(i), columns) for i in range(len(shares)))
 
     idle = [d for d in scn.designs if d.backend == "idle"]
     if jobs > 1 and idle and not check and min(jobs, len(shares)) > 1:
         # A page cache nothing else changes (an idle design, unchecked) is replayed once, into
         # the memo, here, before the workers fork, so that they all find it there.
         replay(base, idle[0], trace, memo=memo, facts=facts)
-    runs = dict(zip(shares, run_units(unit, len(shares), jobs, progress), strict=True))
+    got = run_units(unit, len(shares), jobs, progress, meanwhile)
+    for results, digest in zip(got, digests, strict=True):
+        for r in results:
+            r.perf["trace_digest"] = digest
+    runs = dict(zip(shares, got, strict=True))
     return _split(scn, runs, time.perf_counter() - t0,
                   _trace_note(trace, capacity_pages, policy, base, facts) +
                   "; tagged: the scenario's generator")

@@ -42,11 +42,15 @@ def available_cpus() -> int:
 
 
 def run_units(work: Callable[[int, Callable[[int], None] | None], Any], n: int, jobs: int,
-              progress: Callable[[int], None] | None = None) -> list[Any]:
+              progress: Callable[[int], None] | None = None,
+              meanwhile: Callable[[], None] | None = None) -> list[Any]:
     """``[work(i, progress) for i in range(n)]``, on up to ``jobs`` forked workers (in this
-    process when ``jobs <= 1``, when there is one unit, or where fork is not available)."""
+    process when ``jobs <= 1``, when there is one unit, or where fork is not available).
+    ``meanwhile()`` runs here once the workers have started (first, without workers)."""
     jobs = min(jobs, n)
     if jobs <= 1 or "fork" not in mp.get_all_start_methods():
+        if meanwhile is not None:
+            meanwhile()
         return [work(i, progress) for i in range(n)]
     for th in threading.enumerate():    # no fork while a thread may hold a lock (cli.py's)
         if th.name.startswith(PRELOAD_THREAD) and th is not threading.current_thread():
@@ -63,6 +67,8 @@ def run_units(work: Callable[[int, Callable[[int], None] | None], Any], n: int, 
             w.close()
             procs.append(p)
             conns.append(r)
+        if meanwhile is not None:
+            meanwhile()
         return _collect(procs, conns, n, progress)
     finally:
         for p in procs:

@@ -10,10 +10,13 @@ the full model's read path. Measured on the 11.4M-request page trace of ``make b
 replay of the kernel page cache with the tag-storage cleancache takes 5.2 s with atomic
 counts and 2.2 s with plain ones (idle backend: 3.9 s and 1.8 s).
 
-In the ``tagcache`` command compiled code runs on the main thread only, holding the GIL (no
-``nogil``, no ``parallel``, no threads calling it; the progress bar's thread runs Python
-only), and the GIL orders it against any C-level count change made by another Python thread;
-so the counts need not be atomic there. A library user may run numba code of their own on
+In the ``tagcache`` command compiled code holds the GIL (no ``parallel``, no threads of its
+own; the progress bar's thread runs Python only), and the GIL orders it against any count
+change made by another thread, with one exception: the trace parsers' loops release the GIL
+(``nogil``) so that the thread loading the engine (engine/warm.py preload()) runs beside
+them, and they touch only arrays that thread never sees (the file's bytes, the parsed ids,
+their own scratch). A count is only ever changed by one thread at a time, so the counts need
+not be atomic there. A library user may run numba code of their own on
 several threads, so importing tagcache changes nothing: the command (cli.main) calls
 :func:`use_plain_refcounts`, and a notebook that knows it is single-threaded may too.
 

@@ -646,7 +646,7 @@ _MIX_HI = np.uint64(0x85EBCA77)
 _TABLE_SLACK = 1 << 16
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rank_in_range(ids, top):
     """Dense pages of ids in [0, top] through a table over the range; returns the span."""
     table = np.zeros(top + 1, np.int64)
@@ -675,7 +675,7 @@ def _slot(k, mask):
     return np.int64(x & mask)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _factorise(ids):
     """Replace each id by its number in order of first appearance (an open-addressing hash
     table, doubled when half full); returns the distinct ids in that order."""
@@ -719,7 +719,7 @@ def _factorise(ids):
     return uniq[:m]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _translate(ids, lut):
     """ids[i] = lut[ids[i]], in place."""
     for i in range(len(ids)):
@@ -742,7 +742,7 @@ def _hex_value(c):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def parse_id_lines(buf, i, out, n):
     """One obj id per line from ``buf[i:]`` (whole lines: it ends with a newline) into
     ``out[n:]``: a decimal or 0x-hexadecimal integer up to 2**64 - 1 with blanks around it, as
