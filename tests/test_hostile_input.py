@@ -5,6 +5,7 @@ options, internal errors, --progress without a terminal, SIGINT during start-up.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -544,3 +545,21 @@ def test_sigint_is_left_alone_when_ignored(small):
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and err == ""
+
+
+def test_the_command_flushes_everything_before_it_leaves(small):
+    """The command ends the process itself once its output is flushed (cli._exit): the JSON
+    written to a pipe is whole, the status 0; a reader that goes away early (| head) gets
+    status 1 and no traceback."""
+    out = subprocess.run([*_command(), "run", "--config", str(small), "--no-progress",
+                          "--no-check", "--json", "-"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["results"]
+    proc = subprocess.Popen([*_command(), "run", "--config", str(small), "--no-progress",
+                             "--no-check", "--json", "-"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()               # the reader is gone before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1
+    assert "Traceback" not in err
