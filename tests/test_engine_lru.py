@@ -76,6 +76,7 @@ from test_engine_pagecache import (  # noqa: E402
     Backend,
     columns,
     compiled_cleancache,
+    mixed_ops,
 )
 
 replay_mod = importlib.import_module("tagcache.replay")   # the module, not tagcache.replay()
@@ -322,34 +323,10 @@ def _pressure_case(seed: int):
     charges from outside."""
     rng = np.random.default_rng(seed)
     files = FileTable.build([1, 1, 2], [1, 2, 3], [300, 600, 90], [320, 600, 100])
-    ops = []
-    for _ in range(1500):
-        f = int(rng.integers(0, 3))
-        r = rng.random()
-        span = int(files.span_pages[f])
-        i = int(rng.integers(0, span))
-        if r < 0.35:                                   # a sequential run
-            ops += [(int(Op.READ), f, i + k, 1) for k in range(int(rng.integers(1, 30)))]
-        elif r < 0.55:
-            ops += [(int(Op.FAULT), f, i + k, 0) for k in range(int(rng.integers(1, 20)))]
-        elif r < 0.6:
-            ops.append((int(Op.MAP_PAGES), f, i, 16))
-        elif r < 0.7:
-            ops.append((int(Op.GET_PAGES), f, i, int(rng.integers(1, 64))))
-        elif r < 0.8:
-            ops.append((int(Op.WRITE), f, min(i, span - 4), int(rng.integers(1, 4))))
-        elif r < 0.85:
-            ops.append((int(Op.FSYNC), f, 0, 0))
-        elif r < 0.88:
-            ops.append((int(Op.TRUNCATE), f, int(rng.integers(0, span)), 0))
-        elif r < 0.92:
-            ops.append((SET_LIMIT, int(rng.integers(20, 200)), 0, 0))
-        elif r < 0.95:
-            ops.append((FREE_PAGES, int(rng.integers(0, 80)), 0, 0))
-        elif r < 0.97:
-            ops.append((CHARGE, 0, 0, 0))
-        else:
-            ops.append((int(Op.READ), f, i, int(rng.integers(1, 200))))
+    ops = mixed_ops(rng, files, [(0.35, "reads"), (0.55, "faults"), (0.6, "map"),
+                                 (0.7, "get"), (0.8, "write"), (0.85, "fsync"),
+                                 (0.88, "truncate"), (0.92, "limit"), (0.95, "free"),
+                                 (0.97, "charge")])
     return files, ops, 80
 
 

@@ -53,7 +53,6 @@ from tagcache.mm.readahead import MMAP_LOTSAMISS
 from tagcache.mm.workingset import Workingset
 from tagcache.scenario import parse_scenario
 from tagcache.sidecar import (
-    ACCESS_OPS,
     capture_facts,
     load_sidecar,
     read_ahead_pages,
@@ -61,7 +60,7 @@ from tagcache.sidecar import (
 )
 from tagcache.traces import read_trace
 from tagcache.units import PAGE_SIZE
-from tagcache.validate import accessed_files, model_files
+from tagcache.validate import accessed_files, kept_ops, model_files
 from tagcache.workloads.events import FileTable, Op
 
 HERE = Path(__file__).resolve().parent
@@ -285,35 +284,47 @@ def test_compiled_kernel_page_cache_is_the_object_model(case):
     both(files, ops, limit, backend, **kw)
 
 
+def mixed_ops(rng: np.random.Generator, files: FileTable, cuts: list[tuple[float, str]],
+              steps: int = 1500) -> list[tuple[int, int, int, int]]:
+    """``steps`` random steps on ``files``: each draws a file, a number that picks the kind
+    of step from ``cuts`` (``(upper bound, kind)`` in ascending order; past the last, one long
+    read) and a page; runs of reads or faults, fault-around, tracepoint batches, writes,
+    fsync, truncation, and from outside the limit moving, reclaim and a charge."""
+    def step(kind: str, f: int, i: int, span: int) -> list[tuple[int, int, int, int]]:
+        if kind == "reads":                            # a sequential run
+            return [(int(Op.READ), f, i + k, 1) for k in range(int(rng.integers(1, 30)))]
+        if kind == "faults":
+            return [(int(Op.FAULT), f, i + k, 0) for k in range(int(rng.integers(1, 20)))]
+        return [{
+            "map": lambda: (int(Op.MAP_PAGES), f, i, 16),
+            "get": lambda: (int(Op.GET_PAGES), f, i, int(rng.integers(1, 64))),
+            "write": lambda: (int(Op.WRITE), f, min(i, span - 4), int(rng.integers(1, 4))),
+            "fsync": lambda: (int(Op.FSYNC), f, 0, 0),
+            "truncate": lambda: (int(Op.TRUNCATE), f, int(rng.integers(0, span)), 0),
+            "limit": lambda: (SET_LIMIT, int(rng.integers(20, 200)), 0, 0),
+            "free": lambda: (FREE_PAGES, int(rng.integers(0, 80)), 0, 0),
+            "charge": lambda: (CHARGE, 0, 0, 0),
+            "read": lambda: (int(Op.READ), f, i, int(rng.integers(1, 200))),
+        }[kind]()]
+
+    ops = []
+    for _ in range(steps):
+        f = int(rng.integers(0, len(files)))
+        r = rng.random()
+        span = int(files.span_pages[f])
+        i = int(rng.integers(0, span))
+        ops += step(next((kind for bound, kind in cuts if r < bound), "read"), f, i, span)
+    return ops
+
+
 def _pressure_case(seed: int):
     """A long mixed sequence under pressure on three files (one with large folios)."""
     rng = np.random.default_rng(seed)
     files = FileTable.build([1, 1, 2], [1, 2, 3], [300, 600, 90], [320, 600, 100],
                             [False, True, True])
-    ops = []
-    for _ in range(1500):
-        f = int(rng.integers(0, 3))
-        r = rng.random()
-        span = int(files.span_pages[f])
-        i = int(rng.integers(0, span))
-        if r < 0.35:                                   # a sequential run
-            ops += [(int(Op.READ), f, i + k, 1) for k in range(int(rng.integers(1, 30)))]
-        elif r < 0.55:
-            ops += [(int(Op.FAULT), f, i + k, 0) for k in range(int(rng.integers(1, 20)))]
-        elif r < 0.65:
-            ops.append((int(Op.MAP_PAGES), f, i, 16))
-        elif r < 0.75:
-            ops.append((int(Op.GET_PAGES), f, i, int(rng.integers(1, 64))))
-        elif r < 0.85:
-            ops.append((int(Op.WRITE), f, min(i, span - 4), int(rng.integers(1, 4))))
-        elif r < 0.9:
-            ops.append((int(Op.FSYNC), f, 0, 0))
-        elif r < 0.93:
-            ops.append((int(Op.TRUNCATE), f, int(rng.integers(0, span)), 0))
-        elif r < 0.96:
-            ops.append((SET_LIMIT, int(rng.integers(20, 200)), 0, 0))
-        else:
-            ops.append((int(Op.READ), f, i, int(rng.integers(1, 200))))
+    ops = mixed_ops(rng, files, [(0.35, "reads"), (0.55, "faults"), (0.65, "map"),
+                                 (0.75, "get"), (0.85, "write"), (0.9, "fsync"),
+                                 (0.93, "truncate"), (0.96, "limit")])
     # Scattered faults last, in little room: mmap_miss passes MMAP_LOTSAMISS.
     ops.append((SET_LIMIT, 40, 0, 0))
     ops += [(int(Op.FAULT), 1, int(i), 0) for i in rng.integers(0, 600, 300)]
@@ -450,12 +461,7 @@ def _capture(path: Path):
 def _access_columns(trace, room, span):
     """validate_trace()'s events: accesses, writes, deletions of spanned files, the kernel's
     own events, and the room's samples and kmem events where it follows them."""
-    ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
-    if room.use_nonfile or room.use_metadata:
-        ops.append(Op.CGROUP_SAMPLE)
-    if room.use_nonfile:
-        ops += [Op.PAGE_ALLOC, Op.PAGE_FREE]
-    keep = np.isin(trace.op, np.array(ops, np.uint8))
+    keep = np.isin(trace.op, np.array(kept_ops(room), np.uint8))
     keep &= ~((trace.op == Op.UNLINK) & (span[np.clip(trace.arg0, 0, len(span) - 1)] == 0))
     return (np.ascontiguousarray(trace.op[keep], np.uint8),
             *(np.ascontiguousarray(a[keep], np.int64) for a in (trace.arg0, trace.arg1,

@@ -15,7 +15,6 @@ from tagcache.cleancache.frontend import Cleancache
 from tagcache.engine.pagecache import file_counts, folio_arrays
 from tagcache.mm.filemap import PageCache
 from tagcache.sidecar import (
-    ACCESS_OPS,
     capture_facts,
     load_sidecar,
     read_ahead_pages,
@@ -27,6 +26,7 @@ from tagcache.validate import (
     FAULT_OUTCOMES,
     accessed_files,
     build_model,
+    kept_ops,
     model_files,
     replay_capture,
 )
@@ -53,12 +53,7 @@ def object_replay(trace: Trace, files: np.ndarray, facts, capacity_pages: int):
     faults = dict.fromkeys(FAULT_OUTCOMES, 0)
     fault_pages = dict.fromkeys(FAULT_OUTCOMES, 0)
     outcome, fault_file = "", -1
-    ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
-    if room.use_nonfile or room.use_metadata:
-        ops.append(Op.CGROUP_SAMPLE)
-    if room.use_nonfile:
-        ops += [Op.PAGE_ALLOC, Op.PAGE_FREE]
-    keep = np.isin(trace.op, np.array(ops, np.uint8))
+    keep = np.isin(trace.op, np.array(kept_ops(room), np.uint8))
     span, base = pc.span, pc.base
     for op, a0, a1, a2 in zip(trace.op[keep].tolist(), trace.arg0[keep].tolist(),
                               trace.arg1[keep].tolist(), trace.arg2[keep].tolist(), strict=True):

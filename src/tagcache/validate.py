@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagcache.bounds import Interval, kernel_bounds
-from tagcache.capacity import follow_room
+from tagcache.capacity import CgroupRoom, follow_room
 from tagcache.hw.layout import simple_layout
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
 from tagcache.mm.page_flags import PG_FOREIGN
@@ -205,10 +205,10 @@ def build_model(trace: Trace, files: np.ndarray, facts: CaptureFacts,
     return build(cfg, Design("idle"), trace, facts, files=ft)
 
 
-def kept_ops(fm: FlatMachine) -> list[int]:
+def kept_ops(room: CgroupRoom | None) -> list[int]:
     """The events validate replays: accesses, writes, unlinks, the kernel's adds and
-    deletes, and what the room follows (cgroup samples; kmem events with ``nonfile``)."""
-    room = fm.room
+    deletes, and what the ``room`` (or None) follows (cgroup samples; kmem
+    events with ``nonfile``)."""
     ops = [*ACCESS_OPS, Op.WRITE, Op.UNLINK, Op.KERNEL_ADD, Op.KERNEL_DELETE]
     if room is not None and (room.use_nonfile or room.use_metadata):
         ops.append(Op.CGROUP_SAMPLE)
@@ -225,7 +225,7 @@ def replay_capture(fm: FlatMachine, trace: Trace) -> tuple[dict[str, int], dict[
     from tagcache.engine.filemap import check_page_cache_error
     from tagcache.engine.pagecache import ERROR
 
-    keep = np.isin(trace.op, np.array(kept_ops(fm), np.uint8))
+    keep = np.isin(trace.op, np.array(kept_ops(fm.room), np.uint8))
     op = np.ascontiguousarray(trace.op[keep], np.uint8)
     a0, a1, a2 = (np.ascontiguousarray(a[keep], np.int64)
                   for a in (trace.arg0, trace.arg1, trace.arg2))

@@ -219,11 +219,7 @@ class MachineLayout:
     @property
     def data_pfn_mask(self) -> np.ndarray:
         """Per PFN of the span: usable for data (in DRAM, not tag storage)."""
-        out = self.present
-        for r in self.regions:
-            t0 = r.tag_pfn - self.pfn_base
-            out[t0:t0 + r.tag_pages] = False
-        return out
+        return self.present & ~self.is_tag_storage
 
     @cached_property
     def pfn_to_block(self) -> np.ndarray:
