@@ -94,6 +94,10 @@ def test_a_twin_run_is_the_run_it_stands_for(share):
                    memo=memo)
     fresh = replay(scn.machine, Design("cleancache", "split"), tr, tagged_share=share)
     assert _strip(split.to_json()) == _strip(fresh.to_json())
+    ticks: list[int] = []                # a progress bar hears of a shared run's events too
+    replay(scn.machine, Design("cleancache", "split"), tr, tagged_share=share, memo=memo,
+           progress=ticks.append)
+    assert sum(ticks) == fresh.perf["events"]
     assert split.policy["large_folio"] == "split"
     if share == 0.0:
         assert split.perf.get("same_steps_as") == "whole"

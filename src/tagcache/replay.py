@@ -332,6 +332,8 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
     if twin is not None:
         r = collect(twin["tally"], design, twin["share"], twin["events"], twin["wall"], cfg)
         r.perf["same_steps_as"] = twin["policy"]
+        if progress is not None:        # its events are done, as far as a progress bar goes
+            progress(twin["events"])
         return r
     fm = flat.build(cfg, design, trace, facts, tag_tasks, check)
     if memo is not None and not check and flat.page_cache_alone(fm, design):
