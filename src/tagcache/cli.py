@@ -593,7 +593,7 @@ def _exit(code: int) -> None:
 
 def _main(args: list[str]) -> int:
     ctx = None
-    use_plain_refcounts()     # this process runs compiled code on one thread (engine/nrt.py)
+    use_plain_refcounts()     # engine/nrt.py: why plain counts are safe in this process
     try:
         ctx = app.make_context("tagcache", args)
         with ctx:
