@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tomllib
 
 import pytest
@@ -64,6 +65,33 @@ def test_a_worker_that_dies_is_an_error_and_nothing_is_left_running():
     before = set(os.listdir("/proc"))
     with pytest.raises(RuntimeError, match="died"):
         run_units(_dies_at_2, 5, 2)
+    children = [p for p in set(os.listdir("/proc")) - before if p.isdigit()
+                and _parent(p) == os.getpid()]
+    assert not children
+
+
+_INTERRUPT_AT_FORK = [False]
+
+
+def _interrupt_self() -> None:
+    if _INTERRUPT_AT_FORK[0]:
+        _INTERRUPT_AT_FORK[0] = False
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+os.register_at_fork(after_in_parent=_interrupt_self)
+
+
+def test_an_interrupt_during_a_fork_stops_the_run_and_its_workers():
+    # An interrupt that arrives while the interpreter runs its fork hooks must not be
+    # swallowed there ("Exception ignored in ...", the run then finishing with status 0).
+    before = set(os.listdir("/proc"))
+    _INTERRUPT_AT_FORK[0] = True
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_units(_square, 5, 2)
+    finally:
+        _INTERRUPT_AT_FORK[0] = False
     children = [p for p in set(os.listdir("/proc")) - before if p.isdigit()
                 and _parent(p) == os.getpid()]
     assert not children

@@ -15,6 +15,7 @@ leaves, every worker it started is stopped and reaped.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -22,7 +23,7 @@ import pickle
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -63,10 +64,11 @@ def run_units(work: Callable[[int, Callable[[int], None] | None], Any], n: int, 
         for _ in range(jobs):
             r, w = ctx.Pipe(duplex=False)
             p = ctx.Process(target=_worker, args=(work, n, counter, w), daemon=True)
-            p.start()
+            with _sigint_held():     # started and recorded, or neither
+                p.start()
+                procs.append(p)
+                conns.append(r)
             w.close()
-            procs.append(p)
-            conns.append(r)
         if meanwhile is not None:
             meanwhile()
         return _collect(procs, conns, n, progress)
@@ -109,8 +111,22 @@ def _collect(procs: Sequence[Any], conns: list[Connection], n: int,
     return results
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked for the span of a fork: one that arrives while the interpreter runs its
+    fork hooks (logging's, multiprocessing's) is swallowed there as an "Exception ignored"
+    message and the command carries on; held, it is raised on leaving, where the caller's
+    ``finally`` reaps the workers. The child starts with it blocked and ignores it first."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _worker(work: Callable, n: int, counter: Any, out: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()
 
     def tell(k: int) -> None:
