@@ -168,6 +168,20 @@ def tagstore_store_folio(cc, head, order):
             c[BAD_STORES] += 1
             return False
     sentinel = len(cc.tp_state)
+    oldest = cc.tp_next[sentinel]
+    if (nr == 1 and c[NR_FREE] == 0 and oldest != sentinel and cc.tp_order[oldest] == 0
+            and not cc.in_stack[oldest]):
+        # The steady state of a full cache, one page in, one out: edge E would free the
+        # oldest page, push it on the free stack and pop it straight back (the only free
+        # page, on top), so it is reused in place, every array and counter left as that
+        # detour leaves them (the stack's entries below its top, NR_FREE and NR_CACHED).
+        cc.slot_tp[cc.tp_slot[oldest]] = -1
+        _unlink(cc, oldest)
+        cc.tp_slot[oldest] = head
+        cc.slot_tp[head] = oldest
+        _link(cc, oldest)
+        c[EVICTED] += 1
+        return True
     while c[NR_FREE] < nr:                          # edge E: drop the oldest stored folio
         oldest = cc.tp_next[sentinel]
         if cc.tp_order[oldest] == 0:
