@@ -45,7 +45,6 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.engine import checker
-from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.flat import state_class
 from tagcache.engine.page_alloc import PAGE_ALLOC_STATE, free_pfns, page_alloc, take_frame
 from tagcache.engine.rc import ERR_BAD_ARG, ERR_UNTAGGABLE, NEED_ROOM, OK
@@ -296,7 +295,7 @@ def _release(an, pfns):
         rc = free_tag_storage(an.ts, tagged[:nt])
         if rc != OK:
             return rc
-        if an.ts.cc.ck.c[CK_ON]:
+        if an.ts.cc.checking:
             checker.tags_freed(an.ts.cc.ck, base, tagged[:nt])
     rc = free_pfns(an.pa, pfns)
     if rc != OK:
@@ -347,7 +346,7 @@ def _set_ptes(an, pfns):
         rc = set_ptes_at(an.ts, pfns[whole:], 0)
         if rc != OK:
             return rc
-    if an.ts.cc.ck.c[CK_ON]:
+    if an.ts.cc.checking:
         checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, an.pa.pfn_base, pfns)
     return OK
 
@@ -385,7 +384,7 @@ def _copy_to_new(an, pid, idx, room_done):
         if rc != OK:
             return rc
         an.c[COPIES] += nt
-        if an.ts.cc.ck.c[CK_ON]:
+        if an.ts.cc.checking:
             checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, base, new_t)
     for j in range(nt):
         run[t_idx[j]] = new_t[j]
@@ -532,7 +531,7 @@ def anon_swap_in(an, pid, n, room_done):
         rc = arch_swap_restore(an.ts, tagged)
         if rc != OK:
             return rc
-        if an.ts.cc.ck.c[CK_ON]:
+        if an.ts.cc.checking:
             checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, an.pa.pfn_base, tagged)
     an.swapped[pid] -= n
     an.swapped_tagged[pid] -= k
@@ -621,7 +620,7 @@ def anon_tag_pfns(an, pfn, order, room_done):
     c[NR_TAGGED] += nfresh
     c[PEAK_TAGGED] = max(c[PEAK_TAGGED], c[NR_TAGGED])
     rc = set_ptes_at(an.ts, fresh, 0)
-    if rc == OK and an.ts.cc.ck.c[CK_ON]:
+    if rc == OK and an.ts.cc.checking:
         checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, base, fresh)
     return rc
 

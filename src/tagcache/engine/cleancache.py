@@ -67,6 +67,7 @@ _i32, _u8 = types.int32[::1], types.uint8[::1]
 FIELDS = (
     ("kind", types.int64),              # KIND_NONE or KIND_TAGSTORE
     ("policy", types.int64),            # POLICY_WHOLE or POLICY_SPLIT (tagstore.py)
+    ("checking", types.int64),          # ck.c[CK_ON], as a scalar the hooks read for free
     ("c", types.int64[::1]),            # counters, tagstore.py's constants
     ("tp_state", _u8),                  # per tag page: TP_FREE, TP_CACHE, TP_TAGS
     ("tp_order", _u8),                  # per tag page: order of the stored folio
@@ -92,11 +93,12 @@ CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(kind, policy, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stack, free_stack,
-         slot_tp, block_first_tag_page, block_tag_pages, ck):
+def _new(kind, policy, checking, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stack,
+         free_stack, slot_tp, block_first_tag_page, block_tag_pages, ck):
     cc = structref.new(CLEANCACHE_STATE)
     cc.kind = kind
     cc.policy = policy
+    cc.checking = checking
     cc.c = c
     cc.tp_state = tp_state
     cc.tp_order = tp_order
@@ -114,9 +116,9 @@ def _new(kind, policy, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stac
 
 @njit(cache=True)
 def _unpack(cc):
-    return (cc.kind, cc.policy, cc.c, cc.tp_state, cc.tp_order, cc.tp_slot, cc.tp_prev,
-            cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp, cc.block_first_tag_page,
-            cc.block_tag_pages, cc.ck)
+    return (cc.kind, cc.policy, cc.checking, cc.c, cc.tp_state, cc.tp_order, cc.tp_slot,
+            cc.tp_prev, cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp,
+            cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
 
 
 CleancacheState = state_class(
@@ -148,7 +150,8 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
     prev[t] = nxt[t] = t
     c[NR_FREE] = c[FREE_TOP] = t
     return CleancacheState(
-        KINDS[kind], POLICIES.index(policy), c, np.zeros(t, np.uint8), np.zeros(t, np.uint8),
+        KINDS[kind], POLICIES.index(policy), int(ck.c[CK_ON]), c, np.zeros(t, np.uint8),
+        np.zeros(t, np.uint8),
         np.full(t, -1, i32), prev, nxt, np.ones(t, np.bool_),
         np.arange(t - 1, -1, -1, dtype=i32),        # pops tag page 0 first
         np.full(int(nr_slots), -1, i32), first, count, ck)
@@ -162,7 +165,7 @@ def cleancache_invalidate_range(cc, first, end):
     if cc.kind == KIND_NONE:
         return
     cc.c[INVALIDATED] += tagstore_restore_range(cc, first, end)
-    if cc.ck.c[CK_ON]:
+    if cc.checking:
         checker.invalidated(cc.ck, cc.slot_tp, first, end)
 
 
@@ -180,7 +183,7 @@ def cleancache_store_folio(cc, head, order, dirty):
         cleancache_invalidate_range(cc, head, head + nr)   # never keep two copies of a page
     if tagstore_store_folio(cc, head, order):
         cc.c[STORED] += nr
-        if cc.ck.c[CK_ON]:
+        if cc.checking:
             checker.stored(cc.ck, cc.slot_tp, head, nr)
     else:
         cc.c[SKIPPED] += nr
@@ -199,7 +202,7 @@ def cleancache_restore_folio(cc, head, nr):
         cc.c[MISSED] += nr
         return False
     tagstore_restore_range(cc, head, head + nr)
-    if cc.ck.c[CK_ON]:
+    if cc.checking:
         checker.restored(cc.ck, head, head + nr)
     cc.c[RESTORED] += nr
     return True

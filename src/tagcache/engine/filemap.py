@@ -27,10 +27,8 @@ from numba import njit
 
 from tagcache.engine import checker
 from tagcache.engine.checker import EVENT as CK_EVENT
-from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.cleancache import (
     KIND_NONE,
-    cleancache_cached,
     cleancache_invalidate_range,
 )
 from tagcache.engine.filemap_add import filemap_add_folio
@@ -303,7 +301,7 @@ def generic_perform_write(pc, f, index, nr):
         # drop any stale copy of the pages written and only then change them.
         lo, hi = max(h, b + index), min(h + nr_h, b + end)
         cleancache_invalidate_range(pc.cc, lo, hi)
-        if pc.cc.ck.c[CK_ON]:
+        if pc.cc.checking:
             checker.pages_written(pc.cc.ck, lo, hi)
         fl = int(pc.flags[h])
         if not fl & PG_DIRTY:
@@ -357,7 +355,7 @@ def truncate_inode_pages_range(pc, f, new_size):
         s = h + nr
     workingset_forget(pc, b + new_size, b + old)
     cleancache_invalidate_range(pc.cc, b, b + old)
-    if pc.cc.ck.c[CK_ON]:
+    if pc.cc.checking:
         checker.pages_truncated(pc.cc.ck, b + new_size, b + old)
     pc.isize[f] = min(pc.isize[f], new_size)
 
@@ -418,10 +416,13 @@ def replay_page_cache(pc, op, a0, a1, a2, start, end):
     failing event's index is returned and put in ``c[ERROR_EVENT]``."""
     c = pc.c
     cc = pc.cc
+    checking = cc.checking != 0
+    backend = cc.kind != KIND_NONE
+    ccc = cc.c
     for i in range(start, end):
         o = op[i]
         x = a0[i]
-        if cc.ck.c[CK_ON]:
+        if checking:
             check_event(cc, i + c[STREAM_OFFSET])
         if o == OP_READ:
             filemap_read(pc, x, a1[i], a2[i])
@@ -446,7 +447,8 @@ def replay_page_cache(pc, op, a0, a1, a2, start, end):
         if c[ERROR]:
             c[ERROR_EVENT] = i
             return i
-        c[CACHED_SUM] += cleancache_cached(cc)
+        if backend:                    # cleancache_cached(), its fields read once
+            c[CACHED_SUM] += ccc[NR_CACHED]
     return end
 
 

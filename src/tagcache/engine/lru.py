@@ -49,7 +49,6 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.engine import checker
-from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.cleancache import (
     CLEANCACHE_STATE,
     KIND_NONE,
@@ -404,7 +403,7 @@ def _evict_tail(pc):
     t = _unlink_tail(pc.c, pc.pg, pc.link, pc.nr_slots)
     if t < 0:
         t = -1 - t
-        if pc.cc.ck.c[CK_ON]:
+        if pc.cc.checking:
             checker.pages_cleaned(pc.cc.ck, t, 1)
     cleancache_store_folio(pc.cc, t, 0, False)
 
@@ -541,7 +540,7 @@ def lru_write(pc, f, index, nr):
         # Now in the page cache, so reclaim cannot store it before it is dirty: drop any
         # stale copy first, then change it.
         cleancache_invalidate_range(pc.cc, s, s + 1)
-        if pc.cc.ck.c[CK_ON]:
+        if pc.cc.checking:
             checker.pages_written(pc.cc.ck, s, s + 1)
         fl = int(pc.pg[s])
         if not fl & PAGE_DIRTY:
@@ -563,7 +562,7 @@ def lru_fsync(pc, f):
         if fl & PAGE_DIRTY:
             pc.c[PAGES_WRITTEN] += 1
             pc.c[NR_DIRTY] -= 1
-            if pc.cc.ck.c[CK_ON]:
+            if pc.cc.checking:
                 checker.pages_cleaned(pc.cc.ck, s, 1)
             pc.pg[s] = fl & ~PAGE_DIRTY
 
@@ -589,7 +588,7 @@ def lru_truncate(pc, f, new_size):
             pc.c[NR_DIRTY] -= 1
         pc.pg[s] = fl & PAGE_EVER
     cleancache_invalidate_range(pc.cc, b, b + old)
-    if pc.cc.ck.c[CK_ON]:
+    if pc.cc.checking:
         checker.pages_truncated(pc.cc.ck, b + new_size, b + old)
     pc.isize[f] = min(pc.isize[f], new_size)
 
@@ -615,7 +614,7 @@ def replay_lru_page_cache(pc, op, a0, a1, a2, start, end):
     ``c[CACHED_SUM]``. On an error (``c[ERROR]``) the failing event's index is returned and
     put in ``c[ERROR_EVENT]`` (engine.filemap.replay_page_cache()'s contract)."""
     cc = pc.cc
-    return _replay(pc, cc, cc.kind != KIND_NONE, cc.ck.c[CK_ON] != 0, pc.c, pc.pg, pc.link,
+    return _replay(pc, cc, cc.kind != KIND_NONE, cc.checking != 0, pc.c, pc.pg, pc.link,
                    pc.nr_slots, pc.base, pc.isize, pc.file_insertions, pc.file_reinsertions,
                    op, a0, a1, a2, start, end)
 

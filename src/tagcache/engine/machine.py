@@ -41,7 +41,6 @@ from tagcache.engine.anon import (
     make_anon,
 )
 from tagcache.engine.checker import EVENT as CK_EVENT
-from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.checker import make_checker
 from tagcache.engine.cleancache import cleancache_cached, make_cleancache
 from tagcache.engine.filemap import (
@@ -324,7 +323,7 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
         sums["reserved_pages"] += r
         pc.c[CACHED_SUM] += int(cleancache_cached(fm.cc))
 
-    checking = bool(fm.cc.ck.c[CK_ON])
+    checking = bool(fm.cc.checking)
     pos = 0
     for k, a in enumerate(at):
         base_run(pos, a)

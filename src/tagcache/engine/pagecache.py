@@ -75,7 +75,6 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.engine import checker
-from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.cleancache import CLEANCACHE_STATE
 from tagcache.engine.flat import state_class
 from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache, PageCacheStats, _ranges
@@ -656,7 +655,7 @@ def folio_writeback(pc, head, nr):
     """Write a dirty folio back (the caller clears PG_dirty)."""
     pc.c[PAGES_WRITTEN] += nr
     pc.c[NR_DIRTY] -= nr
-    if pc.cc.ck.c[CK_ON]:
+    if pc.cc.checking:
         checker.pages_cleaned(pc.cc.ck, head, nr)
 
 

@@ -37,7 +37,6 @@ from numba.experimental import structref
 
 from tagcache.costs import CostTable
 from tagcache.engine import checker
-from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.cleancache import (
     CLEANCACHE_STATE,
     KIND_NONE,
@@ -202,10 +201,10 @@ def _claim(ts, block):
         changed += s != TP_TAGS          # every page of the block ends in TAGS
         on_block += s == TP_CACHE
     before = cc.c[NR_CACHED]
-    if cc.ck.c[CK_ON]:
+    if cc.checking:
         checker.reserve_begin(cc.ck, cc.tp_state, cc.slot_tp, before, block)
     tagstore_reserve_block(cc, block)
-    if cc.ck.c[CK_ON]:
+    if cc.checking:
         checker.reserve_end(cc.ck, cc.tp_state, cc.c[NR_CACHED], block, cc.c[W_FAILED],
                             cc.c[W_SLEPT], cc.c[W_COPIED])
     dropped = before - cc.c[NR_CACHED]
