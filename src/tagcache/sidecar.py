@@ -20,16 +20,18 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tagcache.capacity import CgroupRoom, cgroup_room
+from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER, VM_READAHEAD_PAGES
 from tagcache.errors import TraceError
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
-from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
+
+if TYPE_CHECKING:
+    from tagcache.mm.filemap import PageCache
 
 SIDECAR_FIELDS = ("name", "limit_mib", "seconds", "trace_overrun_events", "command",
                   "exit_code", "kernel")
@@ -245,7 +247,7 @@ def page_ranges(trace: Trace, meta: dict[str, Any] | None,
                 field: str) -> dict[int, list[tuple[int, int]]]:
     """A sidecar field of page runs (``exec_mappings``: the VM_EXEC mappings of the command's
     processes; ``cow_mappings``: their writable ELF segments) as ``{file id: [(start, end),
-    ...]}``, the form PageCache takes (it sorts and merges them)."""
+    ...]}``, the form make_page_cache() takes (it sorts and merges them)."""
     return {f: [(first, first + nr) for first, nr in spans]
             for f, spans in sidecar_page_runs(trace, meta, field).items()}
 
@@ -349,7 +351,8 @@ class CaptureFacts:
                         bool)
 
     def page_cache_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for PageCache: readahead window, largest folio, mappings."""
+        """Keyword arguments for make_page_cache() (engine/pagecache.py): readahead window,
+        largest folio, mappings."""
         return {"ra_pages": self.ra_pages,
                 "max_folio_order": MAX_PAGECACHE_ORDER if self.large_folios else 0,
                 "exec_vmas": self.exec_vmas, "cow_vmas": self.cow_vmas}
