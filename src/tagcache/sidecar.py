@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +29,6 @@ from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER, VM_READAHEAD_PAGES
 from tagcache.errors import TraceError
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
-
-if TYPE_CHECKING:
-    from tagcache.mm.filemap import PageCache
 
 SIDECAR_FIELDS = ("name", "limit_mib", "seconds", "trace_overrun_events", "command",
                   "exit_code", "kernel")
@@ -357,16 +354,6 @@ class CaptureFacts:
                 "max_folio_order": MAX_PAGECACHE_ORDER if self.large_folios else 0,
                 "exec_vmas": self.exec_vmas, "cow_vmas": self.cow_vmas}
 
-    def preload(self, pc: PageCache) -> int:
-        """Mark the pages resident before the capture (PG_FOREIGN); how many of traced files."""
-        total = 0
-        for f, spans in self.resident.items():
-            if not pc.span[f]:
-                continue
-            for first, nr in spans:
-                pc.preload_foreign(f, first, nr)
-                total += max(0, min(first + nr, int(pc.span[f])) - first)
-        return total
 
 
 def has_samples(trace: Trace) -> bool:
