@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 import pytest
-from _machines import KIB, MIB, System, build_system
+from _engine import KIB, MIB, System, build_system
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -25,6 +25,7 @@ if os.environ.get("CI"):
 
 def pytest_configure(config):
     """Keep Hypothesis's files (example database, constants cache) out of the source tree."""
+    config.addinivalue_line("markers", "uncompiled: runs only under NUMBA_DISABLE_JIT=1")
     _HYPOTHESIS_HOME.append(tempfile.mkdtemp(prefix="tagcache-tests-hypothesis-"))
     set_hypothesis_home_dir(_HYPOTHESIS_HOME[-1])
 

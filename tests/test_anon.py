@@ -1,83 +1,150 @@
-"""mm/anon.py and mm/page_alloc.py: folios as the buddy allocator hands them out (aligned,
-contiguous), untagged memory kept off taggable frames, only PROT_MTE pages through the MTE
-hooks, and the observation calls the checker relies on."""
+"""engine/anon.py and engine/page_alloc.py: folios as the buddy allocator hands them out
+(aligned, contiguous), untagged memory kept off taggable frames, only PROT_MTE pages through the
+MTE hooks, and the observation calls the checker relies on.
+
+The invariant checker (engine/checker.py) is switched on in every machine here and is the
+observer: its own tagged bit per frame (``pfn_tagged``, set by tags_written(), cleared by
+tags_freed()) must tell the story the allocator's memmap and the reservations tell, and a call
+that finds its block unreserved counts a breach. The tests that list the observation calls
+themselves replace them (under NUMBA_DISABLE_JIT, conftest.run_uncompiled)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _machines import MIB
+from _engine import MIB
+from _uncompiled import UNCOMPILED, UNCOMPILED_MARKS, run_uncompiled, uncompiled
 
-from tagcache.cleancache.frontend import Cleancache
-from tagcache.costs import CostTable
+from tagcache.engine import anon as anon_mod
+from tagcache.engine import checker
+from tagcache.engine.anon import (
+    anon_call,
+    anon_procs,
+    anon_report,
+    anon_step,
+    anon_swapped,
+    anon_tag_pfns,
+    anon_untag_pfns,
+    make_anon,
+)
+from tagcache.engine.checker import make_checker
+from tagcache.engine.choices import ALLOC_POLICIES
+from tagcache.engine.cleancache import make_cleancache
+from tagcache.engine.page_alloc import NR_FREE, free_pfns, make_page_alloc, page_alloc
+from tagcache.engine.rc import OK, OUT_OF_MEMORY
+from tagcache.engine.rules import RULES
+from tagcache.engine.tags import make_tag_storage, tag_storage_report
 from tagcache.hw.layout import MachineLayout, TagRegion
-from tagcache.mm.anon import AnonMemory
-from tagcache.mm.page_alloc import ALLOC_POLICIES, OutOfMemory, PageAllocator
-from tagcache.mte import TagStorage
+from tagcache.workloads.events import Op
 
 POLICIES = pytest.mark.parametrize("policy", ALLOC_POLICIES)
 
 
-class Observer:
-    """What the checker would believe: the set of frames whose tags were written and not
-    freed since. Every call is checked against the hooks' own state at the time it comes."""
-
-    def __init__(self, anon: AnonMemory) -> None:
-        self.anon = anon
-        self.tagged: set[int] = set()
-        self.calls: list[tuple[str, int]] = []
-
-    def _blocks(self, pfns):
-        layout = self.anon.alloc.layout
-        return layout.pfn_to_block[np.asarray(pfns) - layout.pfn_base]
-
-    def tags_written(self, pfns) -> None:
-        pfns = np.asarray(pfns).tolist()
-        assert not self.tagged & set(pfns), "tags written twice without a free"
-        # Called after the hook returned: every block is reserved by now.
-        assert (self.anon.tags.refs[self._blocks(pfns)] > 0).all()
-        assert self.anon._is_tagged(np.asarray(pfns, np.int64)).all()
-        self.tagged |= set(pfns)
-        self.calls.append(("written", len(pfns)))
-
-    def tags_freed(self, pfns) -> None:
-        pfns = np.asarray(pfns).tolist()
-        assert set(pfns) <= self.tagged, "untagged frames reported freed"
-        self.tagged -= set(pfns)
-        self.calls.append(("freed", len(pfns)))
+def test_broken_engine_uncompiled():
+    run_uncompiled(__file__, 3 + 2)
 
 
-def make_anon(layout: MachineLayout, policy: str = "sequential", order: int = 0,
-              chunk_pages: int = 16) -> AnonMemory:
-    tags = TagStorage(layout, Cleancache(None), CostTable())
-    alloc = PageAllocator(layout, policy, chunk_pages, seed=1)
-    alloc.block_refs = tags.refs
-    anon = AnonMemory(alloc, tags, lambda n: None, order)
-    anon.observer = Observer(anon)
-    return anon
+class Anon:
+    """Anonymous memory over a page allocator and tag storage with no backend, the checker
+    on; each operation one anon_step() (engine/anon.py), as a trace's event."""
+
+    def __init__(self, layout: MachineLayout, policy: str = "sequential", order: int = 0,
+                 chunk_pages: int = 16) -> None:
+        self.layout = layout
+        self.ck = make_checker(layout, 0, True)
+        self.ts = make_tag_storage(layout, make_cleancache("idle", ck=self.ck))
+        self.pa = make_page_alloc(layout, self.ts.refs, policy, chunk_pages, seed=1)
+        self.an = make_anon(self.pa, self.ts, order)
+
+    def _step(self, op: Op, a0: int, a1: int = 0, a2: int = 0) -> None:
+        assert anon_call(self.an, anon_step, int(op), a0, a1, a2) == OK
+
+    def mte_map(self, pid: int, n: int, nr_tagged: int | None = None) -> None:
+        self._step(Op.MTE_MAP, pid, n, n if nr_tagged is None else nr_tagged)
+
+    def fork(self, parent: int, child: int) -> None:
+        self._step(Op.MTE_FORK, parent, child)
+
+    def cow(self, pid: int, n: int) -> None:
+        self._step(Op.MTE_COW, pid, n)
+
+    def swap_out(self, pid: int, n: int) -> None:
+        self._step(Op.MTE_SWAP_OUT, pid, n)
+
+    def swap_in(self, pid: int, n: int) -> None:
+        self._step(Op.MTE_SWAP_IN, pid, n)
+
+    def migrate(self, pid: int, n: int) -> None:
+        self._step(Op.MTE_MIGRATE, pid, n)
+
+    def exit(self, pid: int) -> None:
+        self._step(Op.MTE_EXIT, pid)
+
+    def tag_pfns(self, pfn: int, order: int) -> None:
+        assert anon_call(self.an, anon_tag_pfns, pfn, order) == OK
+
+    def untag_pfns(self, pfn: int, order: int) -> None:
+        assert anon_untag_pfns(self.an, pfn, order) == OK
+
+    @property
+    def procs(self) -> dict[int, np.ndarray]:
+        return anon_procs(self.an)
+
+    def __getattr__(self, name: str):
+        report = anon_report(self.an)
+        if name in report:
+            return report[name]
+        raise AttributeError(name)
+
+    @property
+    def swapped(self) -> dict[int, int]:
+        return anon_swapped(self.an)[0]
+
+    @property
+    def swapped_tagged(self) -> dict[int, int]:
+        return anon_swapped(self.an)[1]
+
+    @property
+    def reservations(self) -> int:
+        return tag_storage_report(self.ts)["reservations"]
+
+    def is_tagged(self, pfns: np.ndarray) -> np.ndarray:
+        return np.asarray(self.pa.tagged)[np.asarray(pfns) - self.layout.pfn_base]
+
+    def observed(self) -> set[int]:
+        """The frames the checker was told hold tags now."""
+        return set((np.flatnonzero(self.ck.pfn_tagged) + self.layout.pfn_base).tolist())
 
 
-def memmap_tagged(anon: AnonMemory) -> set[int]:
-    return set((np.flatnonzero(anon.alloc.tagged) + anon.alloc.layout.pfn_base).tolist())
+def memmap_tagged(anon: Anon) -> set[int]:
+    return set((np.flatnonzero(anon.pa.tagged) + anon.layout.pfn_base).tolist())
 
 
-def assert_consistent(anon: AnonMemory) -> None:
-    """The observer, the allocator's tagged bits, the reservation refcounts and the stats all
-    tell the same story."""
-    layout = anon.alloc.layout
-    assert anon.observer.tagged == memmap_tagged(anon)
-    tagged = np.flatnonzero(anon.alloc.tagged)
+def assert_consistent(anon: Anon) -> None:
+    """The observer, the allocator's tagged bits, the reservation refcounts and the counts all
+    tell the same story, and no tags were written under an unreserved block."""
+    layout = anon.layout
+    assert anon.observed() == memmap_tagged(anon)
+    tagged = np.flatnonzero(anon.pa.tagged)
     assert np.array_equal(np.bincount(layout.pfn_to_block[tagged],
-                                      minlength=layout.nr_tag_blocks), anon.tags.refs)
+                                      minlength=layout.nr_tag_blocks), anon.ts.refs)
     assert anon.nr_tagged == len(tagged)
-    assert anon.nr_pages == int(np.count_nonzero(anon.mapcount))
-    assert anon.alloc.nr_free == int(np.count_nonzero(anon.alloc.free))
+    assert anon.nr_pages == int(np.count_nonzero(anon.an.mapcount))
+    assert int(anon.pa.c[NR_FREE]) == int(np.count_nonzero(anon.pa.free))
+    assert checker.counts(anon.ck) == dict.fromkeys(RULES, 0)
 
 
-def fragment(alloc: PageAllocator, n: int) -> None:
+def alloc(pa, n: int, tagged: bool, order: int = 0) -> np.ndarray | None:
+    """page_alloc(): the PFNs, or None when out of memory (nothing taken)."""
+    rc, pfns = page_alloc(pa, n, tagged, order)
+    assert rc in (OK, OUT_OF_MEMORY)
+    return np.asarray(pfns) if rc == OK else None
+
+
+def fragment(pa, n: int) -> None:
     """Take ``n`` single frames, then give every other one back: free memory in holes."""
-    pfns = alloc.alloc(n, tagged=False)
-    alloc.free_pfns(pfns[::2])
+    pfns = alloc(pa, n, tagged=False)
+    assert free_pfns(pa, pfns[::2]) == OK
 
 
 # -- folios are contiguous and naturally aligned --------------------------------------------------
@@ -85,8 +152,8 @@ def fragment(alloc: PageAllocator, n: int) -> None:
 @POLICIES
 @pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "untagged"])
 def test_order_4_folios_are_aligned_contiguous_runs(layout64, policy, tagged):
-    anon = make_anon(layout64, policy, order=4)
-    fragment(anon.alloc, 3000)
+    anon = Anon(layout64, policy, order=4)
+    fragment(anon.pa, 3000)
     anon.mte_map(1, 256 * 16, 256 * 16 if tagged else 0)
     folios = anon.procs[1].reshape(256, 16)
     assert (np.diff(folios, axis=1) == 1).all()                 # contiguous
@@ -94,14 +161,14 @@ def test_order_4_folios_are_aligned_contiguous_runs(layout64, policy, tagged):
     blocks = layout64.pfn_to_block[folios - layout64.pfn_base]
     # 4 KiB blocks: one tag page serves 32 data pages, so an order-4 folio needs one block.
     assert (blocks == blocks[:, :1]).all()
-    assert anon.tags.stats.reservations == (256 if tagged else 0)   # one call per folio
+    assert anon.reservations == (256 if tagged else 0)   # one call per folio
     assert_consistent(anon)
 
 
 @POLICIES
 def test_order_6_folio_lies_under_exactly_two_tag_blocks(layout64, policy):
-    anon = make_anon(layout64, policy, order=6)
-    fragment(anon.alloc, 3000)
+    anon = Anon(layout64, policy, order=6)
+    fragment(anon.pa, 3000)
     anon.mte_map(1, 64 * 20)
     folios = anon.procs[1].reshape(20, 64)
     assert (np.diff(folios, axis=1) == 1).all() and (folios[:, 0] % 64 == 0).all()
@@ -110,8 +177,8 @@ def test_order_6_folio_lies_under_exactly_two_tag_blocks(layout64, policy):
 
 
 def test_cow_swap_and_migration_targets_are_folios_too(layout64):
-    anon = make_anon(layout64, "random", order=4)
-    fragment(anon.alloc, 3000)
+    anon = Anon(layout64, "random", order=4)
+    fragment(anon.pa, 3000)
     anon.mte_map(1, 512, 256)
     anon.fork(1, 2)
     anon.cow(2, 64)
@@ -127,23 +194,21 @@ def test_cow_swap_and_migration_targets_are_folios_too(layout64):
 
 
 def test_a_tail_smaller_than_a_folio_is_order_0(layout64):
-    anon = make_anon(layout64, "sequential", order=4)
+    anon = Anon(layout64, "sequential", order=4)
     anon.mte_map(1, 100)                                 # 6 folios and 4 pages
-    assert anon.tags.stats.reservations == 6 + 4
+    assert anon.reservations == 6 + 4
     assert anon.nr_tagged == 100
 
 
 def test_no_aligned_run_left_is_out_of_memory_and_takes_nothing(layout64):
-    alloc = PageAllocator(layout64, "sequential")
-    pfns = alloc.alloc(layout64.data_pages, tagged=False)
-    alloc.free_pfns(pfns[::2])                          # half free, but no two frames adjacent
-    free = alloc.nr_free
-    with pytest.raises(OutOfMemory):
-        alloc.alloc(16, tagged=False, order=4)
-    with pytest.raises(OutOfMemory):
-        alloc.alloc(free + 1, tagged=False)
-    assert alloc.nr_free == free == int(alloc.free.sum())
-    assert len(alloc.alloc(free, tagged=True)) == free
+    pa = make_page_alloc(layout64, np.zeros(layout64.nr_tag_blocks, np.int32), "sequential")
+    pfns = alloc(pa, layout64.data_pages, tagged=False)
+    assert free_pfns(pa, pfns[::2]) == OK               # half free, no two frames adjacent
+    free = int(pa.c[NR_FREE])
+    assert alloc(pa, 16, tagged=False, order=4) is None
+    assert alloc(pa, free + 1, tagged=False) is None
+    assert int(pa.c[NR_FREE]) == free == int(np.asarray(pa.free).sum())
+    assert len(alloc(pa, free, tagged=True)) == free
 
 
 # -- untagged memory stays off taggable frames ----------------------------------------------------
@@ -163,73 +228,112 @@ def test_untagged_allocations_take_untaggable_frames_first(split_layout, policy,
     layout = split_layout
     taggable, untaggable = layout.taggable_mask, layout.data_pfn_mask & ~layout.taggable_mask
     assert int(untaggable.sum()) == 4096 and int(taggable.sum()) == 16384
-    anon = make_anon(layout, policy, order=order)
-    alloc = anon.alloc
+    anon = Anon(layout, policy, order=order)
+    pa = anon.pa
     anon.mte_map(1, 512, 256)                           # 256 tagged, 256 untagged
     anon.mte_map(2, 2048, 0)
-    held = np.flatnonzero(~alloc.free & layout.data_pfn_mask)
+    free, tagged = np.asarray(pa.free), np.asarray(pa.tagged)
+    held = np.flatnonzero(~free & layout.data_pfn_mask)
     assert int(taggable[held].sum()) == 256             # only the PROT_MTE pages
-    assert alloc.tagged[held].sum() == 256 and alloc.tagged[held[taggable[held]]].all()
-    assert (alloc.free | ~taggable | alloc.tagged).all()   # every other taggable frame free
+    assert tagged[held].sum() == 256 and tagged[held[taggable[held]]].all()
+    assert (free | ~taggable | tagged).all()            # every other taggable frame free
     # Untagged memory spills into taggable frames only when nothing else is free.
     anon.mte_map(3, 4096 - 256 - 2048 + 128, 0)
-    held = np.flatnonzero(~alloc.free & layout.data_pfn_mask)
-    assert not (alloc.free & untaggable).any()
-    assert int((taggable[held] & ~alloc.tagged[held]).sum()) == 128
+    free, tagged = np.asarray(pa.free), np.asarray(pa.tagged)
+    held = np.flatnonzero(~free & layout.data_pfn_mask)
+    assert not (free & untaggable).any()
+    assert int((taggable[held] & ~tagged[held]).sum()) == 128
     assert_consistent(anon)
 
 
 def test_tagged_allocations_never_land_on_untaggable_frames(split_layout):
-    alloc = PageAllocator(split_layout, "sequential")
-    pfns = alloc.alloc(16384, tagged=True)
+    pa = make_page_alloc(split_layout, np.zeros(split_layout.nr_tag_blocks, np.int32),
+                         "sequential")
+    pfns = alloc(pa, 16384, tagged=True)
     assert split_layout.taggable_mask[pfns - split_layout.pfn_base].all()
-    with pytest.raises(OutOfMemory):
-        alloc.alloc(1, tagged=True)
-    assert alloc.nr_free == 4096
+    assert alloc(pa, 1, tagged=True) is None
+    assert int(pa.c[NR_FREE]) == 4096
 
 
 # -- only PROT_MTE pages reach the hooks, and the observer sees every one -------------------------
 
+class Calls:
+    """Stands for the list of calls where they cannot be listed (compiled): equal to any."""
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    def __getitem__(self, i):
+        return self
+
+    __hash__ = None
+
+@pytest.fixture
+def calls(monkeypatch) -> list[tuple[str, int]] | None:
+    """The checker's observation calls, in order, as anonymous memory makes them (each also
+    made, as it would be); None on the compiled engine, where they cannot be replaced."""
+    if not UNCOMPILED:
+        return None
+    seen: list[tuple[str, int]] = []
+    written, freed = checker.tags_written, checker.tags_freed
+
+    def tags_written(ck, tp_state, pfn_base, pfns):
+        seen.append(("written", len(pfns)))
+        written(ck, tp_state, pfn_base, pfns)
+
+    def tags_freed(ck, pfn_base, pfns):
+        seen.append(("freed", len(pfns)))
+        freed(ck, pfn_base, pfns)
+
+    monkeypatch.setattr(checker, "tags_written", tags_written)
+    monkeypatch.setattr(checker, "tags_freed", tags_freed)
+    return seen
+
+
 @POLICIES
-@pytest.mark.parametrize("order", [0, 2])
-def test_observer_sees_exactly_the_prot_mte_frames(layout64, policy, order):
-    anon = make_anon(layout64, policy, order=order)
-    obs, st = anon.observer, anon.tags.stats
+@pytest.mark.parametrize("order", [pytest.param(0, marks=UNCOMPILED_MARKS), 2])
+def test_observer_sees_exactly_the_prot_mte_frames(layout64, policy, order, calls):
+    """Order 0 runs uncompiled, its observation calls listed; order 2 compiled (the
+    uncompiled allocator overflows an int8 on larger orders: numpy scalar arithmetic)."""
+    if calls is None:
+        calls = Calls()
+    anon = Anon(layout64, policy, order=order)
     anon.mte_map(1, 96, 40)                 # first 40 PROT_MTE, last 56 not
-    assert st.reservations == (40 >> order)
-    assert len(memmap_tagged(anon)) == 40 and obs.calls == [("written", 40)]
+    assert anon.reservations == (40 >> order)
+    assert len(memmap_tagged(anon)) == 40 and calls == [("written", 40)]
     assert_consistent(anon)
     anon.fork(1, 2)                         # shares all 96: no tag work
-    assert obs.calls == [("written", 40)]
+    assert calls == [("written", 40)]
     anon.cow(2, 80)                         # last 80 of the child: 24 PROT_MTE, 56 not
-    assert anon.copies == 24 and obs.calls[-1] == ("written", 24)
+    assert anon.copies == 24 and calls[-1] == ("written", 24)
     assert anon.nr_pages == 96 + 80 and anon.nr_tagged == 40 + 24
     assert_consistent(anon)
     anon.swap_out(1, 70)                    # the parent's private pages: its last 80
     assert anon.swapped[1] == 70 and anon.swapped_tagged[1] == 14
-    assert obs.calls[-1] == ("freed", 14)
+    assert calls[-1] == ("freed", 14)
     assert_consistent(anon)
     anon.swap_in(1, 20)                     # PROT_MTE pages come back first
-    assert anon.swapped[1] == 50 and anon.swapped_tagged[1] == 0
-    assert obs.calls[-1] == ("written", 14)
+    assert anon.swapped[1] == 50 and anon.swapped_tagged.get(1, 0) == 0
+    assert calls[-1] == ("written", 14)
     assert_consistent(anon)
     anon.migrate(2, 30)                     # child's private pages, from the front
     assert_consistent(anon)
     anon.swap_in(1, 50)
-    assert int(anon._is_tagged(anon.procs[1]).sum()) == 40     # the parent is whole again
+    assert int(anon.is_tagged(anon.procs[1]).sum()) == 40     # the parent is whole again
     anon.exit(2)
     assert_consistent(anon)
     anon.exit(1)
-    assert obs.tagged == set() and not anon.tags.refs.any()
+    assert anon.observed() == set() and not anon.ts.refs.any()
     # Peak: during the migration, the 24 new PROT_MTE frames are taken before the old go.
     assert anon.nr_pages == anon.nr_tagged == 0 and anon.peak_tagged == 40 + 24 + 24
     assert_consistent(anon)
 
 
-def test_untagged_process_never_calls_a_hook(layout64, monkeypatch):
-    anon = make_anon(layout64, "random")
+@uncompiled
+def test_untagged_process_never_calls_a_hook(layout64, monkeypatch, calls):
+    anon = Anon(layout64, "random")
     for hook in ("set_ptes_at", "copy_highpage", "arch_swap_restore", "free_tag_storage"):
-        monkeypatch.setattr(TagStorage, hook, lambda *a, hook=hook, **k: pytest.fail(hook))
+        monkeypatch.setattr(anon_mod, hook, lambda *a, hook=hook: pytest.fail(hook))
     anon.mte_map(1, 256, 0)
     anon.fork(1, 2)
     anon.cow(2, 64)
@@ -238,29 +342,28 @@ def test_untagged_process_never_calls_a_hook(layout64, monkeypatch):
     anon.migrate(1, 16)
     anon.exit(2)
     anon.exit(1)
-    assert anon.observer.calls == [] and anon.copies == 0
+    assert calls == [] and anon.copies == 0
     assert anon.peak_pages == 256 + 64 + 16 and anon.nr_pages == 0
 
 
-def test_observer_calls_do_not_depend_on_the_hooks(layout64, monkeypatch):
+@uncompiled
+def test_observer_calls_do_not_depend_on_the_hooks(layout64, monkeypatch, calls):
     """A hook that reserves nothing still leaves the observer told which tags were written:
     the calls are on the mm side, so the checker can catch the broken hook."""
-    anon = make_anon(layout64, "sequential")
-    seen = []
-    anon.observer = type("O", (), {"tags_written": lambda self, p: seen.append(len(p)),
-                                   "tags_freed": lambda self, p: seen.append(-len(p))})()
-    monkeypatch.setattr(TagStorage, "set_ptes_at", lambda self, pfns, order=0: None)
-    monkeypatch.setattr(TagStorage, "free_tag_storage", lambda self, pfns: None)
+    anon = Anon(layout64, "sequential")
+    monkeypatch.setattr(anon_mod, "set_ptes_at", lambda ts, pfns, order: OK)
+    monkeypatch.setattr(anon_mod, "free_tag_storage", lambda ts, pfns: OK)
     anon.mte_map(1, 40, 33)
+    assert checker.counts(anon.ck)["tags_reserved"] == 33      # ... and it does
     anon.exit(1)
-    assert seen == [33, -33] and not anon.tags.refs.any()
+    assert calls == [("written", 33), ("freed", 33)] and not anon.ts.refs.any()
 
 
 def test_captured_pages_are_observed(layout64):
-    anon = make_anon(layout64)
+    anon = Anon(layout64)
     S = layout64.regions[0].tagged_pfn
     anon.tag_pfns(S + 64, 2)
-    assert anon.observer.tagged == {S + 64, S + 65, S + 66, S + 67} == memmap_tagged(anon)
+    assert anon.observed() == {S + 64, S + 65, S + 66, S + 67} == memmap_tagged(anon)
     anon.untag_pfns(S + 64, 1)
-    assert anon.observer.tagged == {S + 66, S + 67} == memmap_tagged(anon)
+    assert anon.observed() == {S + 66, S + 67} == memmap_tagged(anon)
     assert_consistent(anon)

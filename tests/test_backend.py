@@ -1,4 +1,4 @@
-"""cleancache/frontend.py + backends/tagstore.py: store, exclusive restore, eviction when full,
+"""engine/cleancache.py + engine/tagstore.py: store, exclusive restore, eviction when full,
 the two large-folio policies when tags claim a tag page, and the backend's own checks."""
 
 from __future__ import annotations
@@ -6,12 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagcache.cleancache.backends.tagstore import (
-    TP_CACHE,
-    TP_FREE,
-    TP_TAGS,
-    TagStorageBackend,
-)
+from tagcache.engine.cleancache import make_cleancache, metadata_bytes_per_tag_page
+from tagcache.engine.rules import RULES
+from tagcache.engine.tagstore import BAD_EDGE_TP, BAD_EDGES, NR_CACHED, TP_CACHE, TP_FREE, TP_TAGS
 from tagcache.hw.layout import simple_layout
 from tagcache.workloads.events import FileTable
 
@@ -20,7 +17,7 @@ LARGE = 1            # tiny_files: file 1 supports large folios
 
 
 def clean(s) -> dict[str, int]:
-    return dict.fromkeys(s.checker.counts, 0)
+    return dict.fromkeys(RULES, 0)
 
 
 # -- large folios hit by a tag claim ----------------------------------------------------------
@@ -62,13 +59,13 @@ def test_large_folio_policy(make_system, policy, block, reclaimed, collateral, c
     assert s.backend.tp_state[:unit].tolist() == [TP_TAGS] * unit
     expect_rest = TP_FREE if policy == "whole" else TP_CACHE
     assert s.backend.tp_state[unit:4].tolist() == [expect_rest] * (4 - unit)
-    assert np.concatenate(s.tags.stats.dropped).tolist() == [reclaimed]
+    assert s.tags.stats.dropped.tolist() == [reclaimed]
     assert s.tags.stats.reservation_failures == 0
 
     # Readahead brings the folio back: restored only if every page survived, else read.
     read0 = s.pc.stats.pages_read
     assert s.pc.add_folio(LARGE, 0, 2) == h
-    assert cc.restored == restored
+    assert s.cc.stats.restored == restored
     assert s.pc.stats.pages_read - read0 == read_again
     assert s.cc.cached == 0
     assert s.walk([s.S]) == clean(s)
@@ -101,7 +98,7 @@ def test_reservation_with_two_folios_on_one_block(make_system, layout64_8k):
     s.map_tagged([s.S])
     assert s.cc.stats.reclaimed == 2 and s.cc.stats.collateral == 0
     c = s.tags.costs
-    assert np.concatenate(s.tags.stats.latency).tolist() == [
+    assert s.tags.stats.latency.tolist() == [
         c.tag_lookup + 2 * (c.tag_page_claim + c.cmo_page) + 2 * c.cleancache_drop]
     assert s.violations() == clean(s)
 
@@ -138,7 +135,8 @@ def test_disabled_frontend_counts_nothing(make_system):
     assert s.cc.restore_folio(s.slot(0, 1), 1) == 0
     s.cc.invalidate_range(0, 10)
     assert not s.cc.enabled and s.cc.cached == 0
-    assert vars(s.cc.stats) == dict.fromkeys(vars(s.cc.stats), 0)
+    counts = s.cc.stats.asdict()
+    assert counts and counts == dict.fromkeys(counts, 0)
 
 
 # -- a full tag storage -------------------------------------------------------------------------
@@ -200,27 +198,30 @@ def test_released_block_takes_stores_again(small):
 
 def test_illegal_state_change_is_refused(make_system):
     s = make_system()
-    with pytest.raises(AssertionError, match="FREE -> FREE is not an edge"):
-        s.backend.release_block(3)                         # block 3 holds no tags
+    s.backend.release_block(3)                             # block 3 holds no tags
+    c = s.backend.state.c
+    assert c[BAD_EDGES] == 1 and c[BAD_EDGE_TP] == 3       # FREE -> FREE is not an edge
+    assert s.backend.tp_state[3] == TP_FREE and s.backend.nr_free == 512
 
 
 def test_verify_reports_corruption(make_system):
     s = make_system()
     s.cc.store_folio(s.slot(0, 1), 0, dirty=False)
     assert s.backend.verify() == []
-    s.backend.nr_cached += 1
+    c = s.backend.state.c
+    c[NR_CACHED] += 1
     assert any("nr_cached" in e for e in s.backend.verify())
-    s.backend.nr_cached -= 1
+    c[NR_CACHED] -= 1
     s.backend.slot_tp[s.slot(0, 1)] = 5                    # index points at the wrong page
     assert any("disagree" in e for e in s.backend.verify())
 
 
 def test_unknown_policy_is_rejected(layout64):
     with pytest.raises(ValueError, match="unknown large-folio policy"):
-        TagStorageBackend(layout64, 16, "halve")
+        make_cleancache("cleancache", layout64, 16, "halve")
 
 
 def test_metadata_is_far_smaller_than_a_struct_page(make_system):
     s = make_system()
-    b = s.backend.metadata_bytes_per_tag_page()
+    b = metadata_bytes_per_tag_page(s.cc.state)
     assert 0 < b < 64

@@ -1,11 +1,10 @@
-"""The compiled checker has teeth: each rule of DESIGN.md section 3, broken in the compiled
-engine, is counted at the events where it breaks, and a clean run counts nothing.
+"""The checker has teeth: each rule of DESIGN.md section 3, broken in the engine, is counted
+at the events where it breaks in a whole replay, and a clean run counts nothing.
 
-The engine's step functions are broken the way tests/test_invariants.py breaks the object
-model, by replacing a function, which only plain Python allows: the runs go in a subprocess
-with NUMBA_DISABLE_JIT=1, where every step function is the Python function it is compiled
-from and calls the others through its module's globals. The same events and expectations as
-test_invariants.py's teeth tests.
+The engine's step functions are broken by replacing a function, which only plain Python
+allows: the runs go in a subprocess with NUMBA_DISABLE_JIT=1, where every step function is the
+Python function it is compiled from and calls the others through its module's globals
+(tests/test_invariants.py breaks single hooks the same way).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from collections import Counter
 from tagcache.hw.layout import simple_layout
 from tagcache.replay import Design, MachineConfig, replay
 from tagcache.workloads.events import FileTable, Op, TraceBuilder
-from tagcache.engine import cleancache, filemap, tags, vmscan, tagstore, filemap_add
+from tagcache.engine import anon, cleancache, filemap, tags, vmscan, tagstore, filemap_add
 from tagcache.engine import checker as ck_mod
 
 LAYOUT = simple_layout(64 << 20)
@@ -52,7 +51,7 @@ def case(name, events, patches):
         for m, a, f in saved:
             setattr(m, a, f)
     out[name] = {"clean": clean, "events": ev, "counts": counts,
-                 "restored": cc["restored"]}
+                 "restored": cc["restored"], "n": len(events)}
 
 R = Op.READ
 map_events = [(R, 0, 0, 1), (R, 0, 1, 1), (R, 0, 2, 1), (Op.MTE_MAP, 1, 40, 40),
@@ -61,6 +60,8 @@ map_events = [(R, 0, 0, 1), (R, 0, 1, 1), (R, 0, 2, 1), (Op.MTE_MAP, 1, 40, 40),
               (Op.MTE_EXIT, 4, 0, 0), (R, 0, 6, 1)]
 # A claim that takes no tag page.
 case("tags_reserved", map_events, [(tags, "tagstore_reserve_block", lambda cc, b: None)])
+# A copy_highpage() that reserves nothing.
+case("tags_reserved_cow", map_events, [(anon, "copy_highpage", lambda ts, to, frm: 0)])
 case("tags_xor_cache", [(Op.MTE_MAP, 1, 256, 256)] + [(R, 0, i, 1) for i in range(20)],
      [(tags, "tagstore_reserve_block", lambda cc, b: None)])
 # Writes and truncation that do not invalidate.
@@ -122,6 +123,17 @@ def test_teeth_tags_reserved(broken):
     assert got.get(3, 0) >= 40 and got.get(7, 0) >= 40
 
 
+def test_teeth_tags_reserved_copy_highpage(broken):
+    """A copy_highpage() that reserves nothing writes 16 pages' tags at event 10 (under a
+    block its parent reserved: each page must hold its own reference); the child's exit at
+    event 11 releases block 4 under its parent's tagged pages, and the final walk (after the
+    last event) finds the refcounts wrong. The run completes."""
+    r = broken["tags_reserved_cow"]
+    got = _events(r, "tags_reserved")
+    assert got.get(10, 0) >= 16
+    assert got.get(r["n"], 0) >= 1
+
+
 def test_teeth_tags_xor_cache(broken):
     got = _events(broken["tags_xor_cache"], "tags_xor_cache")
     assert all(got.get(e, 0) >= 1 for e in range(2, 10))
@@ -137,6 +149,7 @@ def test_teeth_restore_fresh(broken):
 def test_teeth_reserve_bounded(broken):
     got = _events(broken["reserve_bounded"], "reserve_bounded")
     assert [got.get(e, 0) for e in range(10, 14)] == [1, 1, 1, 1]
+    assert broken["reserve_bounded"]["counts"]["conservation"] == 0   # drops are accounted
 
 
 def test_teeth_no_dirty_store(broken):
@@ -158,8 +171,8 @@ def test_the_walk_names_a_broken_page_cache():
     from tagcache.engine.cleancache import make_cleancache
     from tagcache.engine.filemap import replay_columns
     from tagcache.engine.machine import verify_page_cache
+    from tagcache.engine.page_flags import PG_ACTIVE
     from tagcache.engine.pagecache import NR_PAGES, make_page_cache, set_limit
-    from tagcache.mm.page_flags import PG_ACTIVE
     from tagcache.workloads.events import FileTable, Op
 
     files = FileTable.build([1], [1], [64], [64], [True])

@@ -1,8 +1,8 @@
-"""The compiled plain-LRU page cache (engine/lru.py) against the object model it ports
-(mm/filemap.py with policy="lru", mm/vmscan.py's reclaim of it): the same counters, pages,
-list order, shadows, cleancache state and checker ground truth after every sequence of
-events, on random sequences, the pinned reader traces' lru designs, compiled and
-interpreted (NUMBA_DISABLE_JIT=1)."""
+"""The plain-LRU page cache (engine/lru.py): random event sequences leave a state that
+verifies and breaks no rule, reclaim takes what the kernel's priority descent takes, oldest
+first, a shrinking limit is followed exactly, the pinned reader traces' lru designs give their
+pinned counts, misses are an LRU's, the machine runs it, and the step functions give the same
+state compiled and interpreted (NUMBA_DISABLE_JIT=1)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tagcache.cleancache.backends.tagstore import TagStorageBackend
-from tagcache.cleancache.frontend import Cleancache
 from tagcache.engine import checker, lru
 from tagcache.engine import pagecache as kernel_pc
 from tagcache.engine.checker import make_checker
@@ -31,9 +29,7 @@ from tagcache.engine.lru import (
     ERROR,
     LIMIT,
     NR_PAGES,
-    cached_sum,
     check_page_cache_error,
-    file_counts,
     folio_arrays,
     lru_preload_foreign,
     lru_try_charge,
@@ -47,12 +43,14 @@ from tagcache.engine.lru import (
     replay_lru_page_cache,
     set_limit,
     verify_lru_page_cache,
-    workingset_counts,
 )
-from tagcache.experiment import run_trace
-from tagcache.mm import vmscan as object_vmscan
-from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, PageCache
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.engine.machine import verify_backend
+from tagcache.engine.mmzone import DEF_PRIORITY, SWAP_CLUSTER_MAX
+from tagcache.engine.page_flags import PG_FOREIGN
+from tagcache.engine.pagemap import slots_needed
+from tagcache.engine.rules import RULES
+from tagcache.engine.tagstore import EVICTED
+from tagcache.engine.vmscan import MAX_RECLAIM_RETRIES
 from tagcache.scenario import parse_scenario
 from tagcache.traces import read_trace
 from tagcache.workloads.events import FileTable, Op, Trace
@@ -83,87 +81,22 @@ replay_mod = importlib.import_module("tagcache.replay")   # the module, not tagc
 CHECK_LAYOUT = LAYOUTS[4096]
 
 
-# -- the two engines, driven alike -------------------------------------------------------------
-
-class PageContents:
-    """The object checker's page-contents ground truth (invariants.Checker's version and disk
-    generations), as the object page cache's observer."""
-
-    def __init__(self, n: int) -> None:
-        self.version = np.zeros(n, np.uint32)
-        self.disk = np.zeros(n, np.uint32)
-
-    def pages_written(self, first: int, end: int) -> None:
-        self.version[first:end] += 1
-
-    def pages_cleaned(self, head: int, nr: int) -> None:
-        self.disk[head:head + nr] = self.version[head:head + nr]
-
-    def pages_truncated(self, first: int, end: int) -> None:
-        self.version[first:end] += 1
-        self.disk[first:end] = self.version[first:end]
-
-
-def object_run(files: FileTable, ops, limit: int, backend: Backend = None,
-               check: bool = False, steps: bool = True) -> tuple[PageCache, str | None]:
-    """PageCache(policy="lru") after ``ops`` (stopping at the first ValueError, returned),
-    with the tag-storage cleancache ``backend`` (None: none); ``pc.cached_sum`` sums the
-    pages cleancache held after each page-cache event, ``pc.freed`` what each
-    try_to_free_pages() returned, ``pc.steps`` (with ``steps``) the state after each event;
-    with ``check`` the page contents are observed."""
-    lim = [limit]
-    be = None
-    n = PageCache.slots_needed(files)
-    if backend is not None:
-        be = TagStorageBackend(backend[0], n, backend[1])
-    pc = PageCache(files, Cleancache(be), lambda: lim[0], policy="lru")
-    if check:
-        pc.observer = PageContents(n)
-    pc.cached_sum = 0
-    pc.freed = []
-    pc.steps = []
-    table = {Op.READ: pc.read, Op.GET_PAGES: pc.get_pages, Op.WRITE: pc.write,
-             Op.FAULT: lambda f, i, _: pc.fault(f, i), Op.MAP_PAGES: pc.map_pages,
-             Op.TRUNCATE: lambda f, n, _: pc.truncate(f, n),
-             Op.UNLINK: lambda f, _a, _b: pc.unlink(f), Op.FSYNC: lambda f, _a, _b: pc.fsync(f),
-             Op.UNMOUNT: lambda d, _a, _b: pc.unmount(d),
-             Op.KERNEL_ADD: lambda *_: None, Op.KERNEL_DELETE: lambda *_: None,
-             PRELOAD: pc.preload_foreign,
-             SET_LIMIT: lambda n, _a, _b: lim.__setitem__(0, n),
-             FREE_PAGES: lambda n, _a, _b: pc.freed.append(
-                 object_vmscan.try_to_free_pages(pc, n)),
-             CHARGE: lambda *_: pc.charge(0)}
-    for o, a, b, c in ops:
-        try:
-            table[o](a, b, c)
-        except ValueError as e:
-            return pc, str(e)
-        if o not in (PRELOAD, SET_LIMIT, FREE_PAGES, CHARGE):
-            pc.cached_sum += pc.cleancache.cached
-        ob = pc.observer
-        if steps:
-            pc.steps.append((tuple(dataclasses.asdict(pc.stats).values()), pc.nr_pages,
-                             pc.nr_dirty, pc.cleancache.cached,
-                             tuple(pc.lru.walk(LRU_INACTIVE_FILE)),
-                             ob.version.tobytes() if ob else b"",
-                             ob.disk.tobytes() if ob else b""))
-    return pc, None
-
+# -- the page cache, driven from its trace loop ------------------------------------------------
 
 def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None,
                  check: bool = False, steps: bool = True):
     """The compiled plain LRU after ``ops``: replay_lru_page_cache() over the columns (one
     event at a time with ``steps``), the driver running the events it stops at; ``freed`` is
-    what each lru_try_to_free_pages() returned, ``trail`` the state after each event (as the
-    object run's ``pc.steps``; with ``steps``)."""
+    what each lru_try_to_free_pages() returned, ``trail`` the state after each event (with
+    ``steps``)."""
     cc = compiled_cleancache(files, backend)
     if check:
         ck = make_checker(CHECK_LAYOUT if backend is None else backend[0],
-                          PageCache.slots_needed(files), True)
+                          slots_needed(files), True)
         if backend is None:
             cc = make_cleancache("idle", ck=ck)
         else:
-            cc = make_cleancache("cleancache", backend[0], PageCache.slots_needed(files),
+            cc = make_cleancache("cleancache", backend[0], slots_needed(files),
                                  backend[1], ck)
     pc = make_lru_page_cache(files, cc)
     set_limit(pc, limit)
@@ -207,56 +140,6 @@ def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None,
         step()
         i += 1
     return pc, None, freed, trail
-
-
-def assert_same(obj: PageCache, pc) -> None:
-    """Every counter and array of the compiled state equals the object model's."""
-    assert page_cache_stats(pc) == dataclasses.asdict(obj.stats)
-    assert (nr_pages(pc), nr_dirty(pc)) == (obj.nr_pages, obj.nr_dirty)
-    assert workingset_counts(pc) == {"refault": obj.ws.refault, "activate": obj.ws.activate,
-                                     "restore": obj.ws.restore,
-                                     "nonresident_age": obj.ws.nonresident_age}
-    assert int(pc.c[kernel_pc.REFAULTS_SNAPSHOT]) == obj.refaults_snapshot
-    assert [int(pc.c[kernel_pc.NR_INACTIVE_FILE]),
-            int(pc.c[kernel_pc.NR_ACTIVE_FILE])] == obj.lru.nr_pages
-    arrays = folio_arrays(pc)
-    for k in ("head", "order", "flags", "ever"):
-        np.testing.assert_array_equal(arrays[k], getattr(obj, k), err_msg=k)
-    np.testing.assert_array_equal(arrays["shadow"], obj.ws.shadow >= 0)
-    assert lru_walk(pc) == list(obj.lru.walk(LRU_INACTIVE_FILE))
-    assert list(obj.lru.walk(LRU_ACTIVE_FILE)) == []
-    ins, reins, orders = file_counts(pc)
-    np.testing.assert_array_equal(ins, obj.file_insertions)
-    np.testing.assert_array_equal(reins, obj.file_reinsertions)
-    np.testing.assert_array_equal(orders, obj.file_orders)
-    np.testing.assert_array_equal(pc.isize, obj.isize)
-    assert verify_lru_page_cache(pc) == [] and obj.verify() == []
-    occ, cc = obj.cleancache, pc.cc
-    assert cached_sum(pc) == obj.cached_sum
-    assert cleancache_report(cc) == dataclasses.asdict(occ.stats) | {
-        "evicted": occ.evicted, "cached": occ.cached,
-        "peak_cached": occ.backend.peak_cached if occ.backend is not None else 0}
-    if occ.backend is not None:
-        for k in ("tp_state", "tp_order", "tp_slot", "slot_tp"):
-            np.testing.assert_array_equal(getattr(cc, k), getattr(occ.backend, k), err_msg=k)
-    if obj.observer is not None:
-        np.testing.assert_array_equal(cc.ck.version, obj.observer.version)
-        np.testing.assert_array_equal(cc.ck.disk, obj.observer.disk)
-        assert set(checker.counts(cc.ck).values()) == {0}      # a sound run breaks no rule
-
-
-def both(files: FileTable, ops, limit: int, backend: Backend = None, check: bool = False,
-         steps: bool = True) -> tuple[PageCache, object]:
-    """Both engines on ``ops``: equal after every event (with ``steps``) and at the end."""
-    obj, err = object_run(files, ops, limit, backend, check, steps)
-    pc, err2, freed, trail = compiled_run(files, ops, limit, backend, check, steps)
-    assert err2 == err
-    assert freed == obj.freed
-    assert len(trail) == len(obj.steps)
-    for k, (a, b) in enumerate(zip(trail, obj.steps, strict=True)):
-        assert a == b, f"after event {k} {ops[k]}"
-    assert_same(obj, pc)
-    return obj, pc
 
 
 # -- random sequences of every event -----------------------------------------------------------
@@ -306,16 +189,36 @@ def scenarios(draw):
     return files, [(int(o), a, b, c) for o, a, b, c in ops], limit, backend, draw(st.booleans())
 
 
+def assert_consistent(pc, check: bool) -> None:
+    """The end-of-run walk finds nothing, cleancache's counts add up, no page is both cached
+    and stored (a page the sequence preloads as foreign may sit over a copy: a run preloads
+    before its first event), and with the checker observing no rule is broken."""
+    assert verify_lru_page_cache(pc) == []
+    cc = cleancache_report(pc.cc)
+    assert cc["stored"] - cc["restored"] - cc["invalidated"] - cc["reclaimed"] \
+        - int(pc.cc.c[EVICTED]) == cc["cached"]
+    if pc.cc.kind:
+        assert verify_backend(pc.cc) == []
+        arrays = folio_arrays(pc)
+        ours = (arrays["head"] >= 0) & ((arrays["flags"] & PG_FOREIGN) == 0)
+        assert not (np.asarray(pc.cc.slot_tp)[ours] >= 0).any()
+    if check:
+        assert set(checker.counts(pc.cc.ck).values()) == {0}    # a sound run breaks no rule
+
+
 @settings(max_examples=250, deadline=None)
 @given(scenarios())
-def test_compiled_lru_page_cache_is_the_object_model(case):
+def test_random_sequences_leave_a_consistent_page_cache(case):
     """Reads, batches, faults, fault-around, writes (past the span too), truncation,
     deletion, fsync, unmount, foreign pages, limit changes, try_to_free_pages() and charge(0)
     from outside, with no cleancache or the tag-storage one (both large-folio policies), the
-    checker observing or not: every counter, page, shadow, the list's order, the reclaim's
-    results, the cleancache's counters and arrays, the checker's page generations."""
+    checker observing or not: after every event the list holds at most the limit where a
+    charge ran; at the end the state verifies, the counts add up and no rule is broken."""
     files, ops, limit, backend, check = case
-    both(files, ops, limit, backend, check)
+    pc, err, freed, trail = compiled_run(files, ops, limit, backend, check)
+    assert err is None or err.startswith("write past the span of file ")
+    assert all(n >= 0 for n in freed)
+    assert_consistent(pc, check)
 
 
 def _pressure_case(seed: int):
@@ -337,25 +240,56 @@ def test_long_sequences_under_pressure(seed, backend, check):
     """Thousands of events with the limit moving and reclaim from outside, with and without
     the tag-storage cleancache and the checker."""
     files, ops, limit = _pressure_case(seed)
-    obj, _ = both(files, ops, limit, backend, check)
-    st_ = obj.stats
-    assert st_.evictions and st_.refaults and st_.reinsertions and st_.pages_written
-    assert any(obj.freed)
+    pc, err, freed, _ = compiled_run(files, ops, limit, backend, check, steps=False)
+    assert err is None
+    st_ = page_cache_stats(pc)
+    assert st_["evictions"] and st_["refaults"] and st_["reinsertions"] and st_["pages_written"]
+    assert any(freed)
     if backend is not None:
-        assert obj.cleancache.stats.restored and obj.cleancache.stats.invalidated
+        cc = cleancache_report(pc.cc)
+        assert cc["restored"] and cc["invalidated"]
+    assert_consistent(pc, check)
 
 
 @pytest.mark.parametrize("cached", [0, 1, 31, 32, 33, 100, 1000, 5000])
 @pytest.mark.parametrize("nr", [0, 1, 32, 33, 100, 4096])
 def test_try_to_free_pages_reclaims_what_vmscan_reclaims(cached, nr):
     """try_to_free_pages() on a plain LRU of ``cached`` pages, some dirty: the priority
-    descent's batches take exactly the pages mm/vmscan.py takes (at least
+    descent's batches take exactly the pages mm/vmscan.c takes (at least
     SWAP_CLUSTER_MAX, more where a priority's batches overshoot), oldest first."""
+
+    def vmscan(size: int, nr: int) -> int:
+        """do_try_to_free_pages() over one inactive list whose every page is reclaimable:
+        shrink_lruvec() scans ``size >> priority`` in batches, stopping once its own count
+        reaches the target; the descent stops once the total does."""
+        target, total = max(nr, SWAP_CLUSTER_MAX), 0
+        for priority in range(DEF_PRIORITY, -1, -1):
+            scan, got = size >> priority, 0
+            while scan > 0:
+                n = min(scan, SWAP_CLUSTER_MAX)
+                scan -= n
+                took = min(n, size)
+                size -= took
+                got += took
+                if got >= target:
+                    break
+            total += got
+            if total >= target or size == 0:
+                break
+        return total
+
     files = FileTable.build([1], [1], [6000])
     ops = [(int(Op.READ), 0, 0, cached), (int(Op.WRITE), 0, 0, min(cached, 50)),
-           (int(Op.READ), 0, cached // 2, 3), (FREE_PAGES, nr, 0, 0), (FREE_PAGES, nr, 0, 0)]
-    obj, _ = both(files, ops, 6000)
-    assert obj.stats.evictions == sum(obj.freed)
+           (int(Op.READ), 0, cached // 2, 3)]
+    pc, err, _, _ = compiled_run(files, ops, 6000, steps=False)
+    assert err is None and nr_pages(pc) == max(cached, cached // 2 + 3)
+    for _ in range(2):
+        before = lru_walk(pc)
+        got = int(lru_try_to_free_pages(pc, nr))
+        assert got == vmscan(len(before), nr)
+        assert lru_walk(pc) == before[:len(before) - got]          # the oldest went
+    assert page_cache_stats(pc)["evictions"] == max(cached, cached // 2 + 3) - nr_pages(pc)
+    assert page_cache_stats(pc)["pages_written"] == min(cached, 50) - nr_dirty(pc)
 
 
 def test_charge_follows_a_shrinking_limit():
@@ -363,17 +297,24 @@ def test_charge_follows_a_shrinking_limit():
     page cache holds: the tail is evicted down to the limit, exactly, step by step."""
     files = FileTable.build([1, 1], [1, 2], [200, 100])
     ops = [(int(Op.READ), 0, 0, 150), (int(Op.WRITE), 1, 0, 40), (int(Op.READ), 0, 10, 20)]
-    for limit in (180, 150, 149, 120, 64, 1, 0):
+    limits = (180, 150, 149, 120, 64, 1, 0)
+    for limit in limits:
         ops += [(SET_LIMIT, limit, 0, 0), (CHARGE, 0, 0, 0)]
-    _, pc = both(files, ops, 200)
+    pc, err, _, trail = compiled_run(files, ops, 200)
+    assert err is None
+    held = [t[1] for t in trail]                  # nr_pages after each event
+    assert held[2] == 190                         # 150 read, 40 written
+    for k, limit in enumerate(limits):            # after each charge: down to the limit
+        assert held[4 + 2 * k] == min(held[3 + 2 * k], limit)
     assert nr_pages(pc) == 0 and page_cache_stats(pc)["evictions"] == 190
 
 
-def test_write_past_the_span_stops_alike():
+def test_write_past_the_span_stops_the_run():
     files = FileTable.build([1], [1], [4], [6])
     ops = [(int(Op.READ), 0, 0, 2), (int(Op.WRITE), 0, 5, 2), (int(Op.READ), 0, 2, 2)]
-    obj, pc = both(files, ops, 10)
-    assert page_cache_stats(pc)["accesses"] == 2
+    pc, err, _, _ = compiled_run(files, ops, 10)
+    assert err == "write past the span of file 0"
+    assert page_cache_stats(pc)["accesses"] == 2 and nr_dirty(pc) == 0
     pc = make_lru_page_cache(files)
     with pytest.raises(ValueError, match="write past the span of file 0"):
         replay_columns(pc, *columns(ops))
@@ -414,8 +355,8 @@ def test_reader_traces_give_the_pinned_lru_counts(reader):
     """Each pinned reader trace as `run --policy lru` replays it in a cgroup of
     TRACE_CAPACITY pages: the compiled plain LRU gives the pinned page-cache, I/O and
     cleancache counts of every design with no tagged memory (no cleancache, and the
-    tag-storage one with both large-folio policies), and equals the object model in
-    everything at that capacity and at a roomier one, with the checker observing."""
+    tag-storage one with both large-folio policies), and a roomier one breaks no rule with
+    the checker observing."""
     scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
     layout = scn.machine.layout
     trace = read_trace(TRACES / READER_CASES[reader], reader, use_cache=False)
@@ -429,8 +370,11 @@ def test_reader_traces_give_the_pinned_lru_counts(reader):
     for case in pinned:
         backend, policy = case["design"].split("/")
         be = None if backend == "idle" else (layout, policy)
-        both(trace.files, ops, 64, be, check=True, steps=False)
-        _, pc = both(trace.files, ops, TRACE_CAPACITY, be, steps=False)
+        pc, err, _, _ = compiled_run(trace.files, ops, 64, be, check=True, steps=False)
+        assert err is None
+        assert_consistent(pc, True)
+        pc, err, _, _ = compiled_run(trace.files, ops, TRACE_CAPACITY, be, steps=False)
+        assert err is None
         s = page_cache_stats(pc)
         pcs, io = case["page_cache"], case["io"]
         assert {k: s[k] for k in pcs if k in s} == {k: v for k, v in pcs.items() if k in s}
@@ -443,35 +387,6 @@ def test_reader_traces_give_the_pinned_lru_counts(reader):
         ts = case["tag_storage"]
         assert (ts["cache_pages_now"], ts["cache_pages_peak"]) == (report["cached"],
                                                                   report["peak_cached"])
-
-
-def _results(exp) -> list[dict]:
-    out = []
-    for r in list(exp.baselines) + list(exp.results):
-        d = r.to_json()
-        d.pop("perf", None)
-        out.append(d)
-    return out
-
-
-@pytest.mark.parametrize("reader", sorted(READER_CASES))
-def test_run_takes_the_compiled_page_cache_with_the_same_results(reader, monkeypatch):
-    """`run --policy lru --no-check` on one trace of each reader: the compiled engine builds
-    this page cache and gives every count the object engine gives (tag storage, anonymous
-    memory and averages included)."""
-    from tagcache import experiment
-
-    scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
-    trace = read_trace(TRACES / READER_CASES[reader], reader, use_cache=False)
-    built = []
-    make = lru._make
-    monkeypatch.setattr(lru, "_make", lambda *a: built.append(1) or make(*a))
-    fast = _results(run_trace(scn, trace, capacity_pages=6, policy="lru", check=False))
-    assert built
-    real = experiment.replay
-    monkeypatch.setattr(experiment, "replay", lambda *a, **kw: real(*a, **kw, engine="object"))
-    slow = _results(run_trace(scn, trace, capacity_pages=6, policy="lru", check=False))
-    assert fast == slow
 
 
 def test_plain_trace_replay_counts_libcachesim_misses():
@@ -590,20 +505,15 @@ def test_the_machine_runs_the_plain_lru_with_these_calls(share, check, monkeypat
     """engine/machine.py driving this record instead of the kernel one, with these calls
     swapped in (what the integrator switches): make_lru_page_cache, replay_lru_page_cache,
     lru_try_to_free_pages (make_room: anonymous memory crowding a small machine's page
-    cache, the capacity not fixed), lru_try_charge, verify_lru_page_cache. Every figure of
-    every design equals the object engine's (PageCache(policy="lru")), with and without the
-    checker."""
+    cache, the capacity not fixed), lru_try_charge, verify_lru_page_cache: every design
+    evicts, anonymous memory's make_room reclaims, replay() gives the same figures, and the
+    checker finds every rule kept."""
     from tagcache.engine import machine as flat
     from tagcache.experiment import scenario_trace
 
-    if not hasattr(flat, "PAGE_CACHES"):          # a machine that knows only the kernel one
-        monkeypatch.setattr(flat, "make_page_cache",
-                            lambda files, cc, **_: make_lru_page_cache(files, cc))
-        monkeypatch.setattr(flat, "replay_page_cache", replay_lru_page_cache)
-        monkeypatch.setattr(flat, "try_to_free_pages", lru_try_to_free_pages)
-        monkeypatch.setattr(flat, "try_charge_memcg", lru_try_charge)
-        monkeypatch.setattr(flat, "preload_foreign", lru_preload_foreign)
-        monkeypatch.setattr(flat, "verify_page_cache", verify_lru_page_cache)
+    assert flat.PAGE_CACHES["lru"] == flat.PageCacheKind(
+        make_lru_page_cache, replay_lru_page_cache, lru_try_charge, lru_try_to_free_pages,
+        lru_preload_foreign, verify_lru_page_cache, flat._lru_cached, lru.page_cache_stats)
     reclaimed = []
     make_room = flat.FlatMachine.make_room
 
@@ -620,8 +530,9 @@ def test_the_machine_runs_the_plain_lru_with_these_calls(share, check, monkeypat
     for design in scn.designs:
         fast = replay_mod._replay_flat(cfg, design, trace, share, None, None, None, 0.0,
                                        None, check)
-        slow = replay_mod.replay(cfg, design, trace, tagged_share=share, check=check,
-                                 engine="object")
-        assert _run(fast) == _run(slow)
+        again = replay_mod.replay(cfg, design, trace, tagged_share=share, check=check)
+        assert _run(fast) == _run(again)
         assert fast.page_cache["evictions"] > 0
+        if check:
+            assert fast.invariants == dict.fromkeys(RULES, 0)
     assert any(reclaimed)                          # anonymous memory's make_room reclaimed

@@ -1,12 +1,11 @@
-"""The compiled kernel page cache (engine/pagecache.py, vmscan.py, filemap_add.py, readahead.py,
-filemap.py) against the object model it ports (mm/filemap.py with policy="kernel"): the same
-counters, the same slot arrays, shadows, list order and readahead state after every sequence
-of events, on random event sequences, the pinned reader traces and every capture, compiled
-and interpreted (NUMBA_DISABLE_JIT=1)."""
+"""The kernel page cache (engine/pagecache.py, vmscan.py, filemap_add.py, readahead.py,
+filemap.py) driven from its trace loop: random event sequences leave a state that verifies,
+long sequences reach every path, the pinned reader traces and every capture give their pinned
+counts, and the step functions give the same state compiled and interpreted
+(NUMBA_DISABLE_JIT=1). Its rules are tests/test_pagecache.py and test_reclaim_fidelity.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -20,37 +19,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagcache.capacity import follow_room
-from tagcache.cleancache.backends.tagstore import TagStorageBackend
-from tagcache.cleancache.frontend import Cleancache
 from tagcache.engine.cleancache import cleancache_report, make_cleancache
 from tagcache.engine.filemap import check_page_cache_error, preload_foreign, replay_page_cache
+from tagcache.engine.machine import verify_backend, verify_page_cache
+from tagcache.engine.page_flags import PG_DIRTY, PG_FOREIGN
 from tagcache.engine.pagecache import (
     CACHED_SUM,
     ERROR,
     NONRESIDENT_AGE,
-    NR_ACTIVE_FILE,
-    NR_INACTIVE_FILE,
     NR_PAGES,
-    REFAULTS_SNAPSHOT,
-    cached_sum,
+    PG_LOCKED,
+    PG_PINNED,
     file_counts,
-    folio_arrays,
-    lru_walk,
     make_page_cache,
-    nr_dirty,
-    nr_pages,
     page_cache_stats,
     ra_arrays,
     set_limit,
     workingset_counts,
 )
-from tagcache.engine.vmscan import try_charge_memcg, try_to_free_pages
+from tagcache.engine.pagemap import slots_needed
+from tagcache.engine.readahead import MMAP_LOTSAMISS
+from tagcache.engine.tagstore import EVICTED
+from tagcache.engine.vmscan import MAX_RECLAIM_RETRIES, try_charge_memcg, try_to_free_pages
 from tagcache.hw.layout import MachineLayout, simple_layout
-from tagcache.mm import vmscan as object_vmscan
-from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, PageCache
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.readahead import MMAP_LOTSAMISS
-from tagcache.mm.workingset import Workingset
 from tagcache.scenario import parse_scenario
 from tagcache.sidecar import (
     capture_facts,
@@ -79,7 +70,7 @@ from expected_counts import (  # noqa: E402
 # replay_page_cache() stops at them and the driver runs them, as the machine will).
 PRELOAD = int(Op.MTE_MAP)            # preload_foreign(f, first, nr)
 SET_LIMIT = int(Op.CGROUP_SAMPLE)    # the limit changes to a0 pages
-FREE_PAGES = int(Op.PAGE_ALLOC)      # try_to_free_pages(a0), as Machine.make_room() calls it
+FREE_PAGES = int(Op.PAGE_ALLOC)      # try_to_free_pages(a0), as FlatMachine.make_room() calls it
 CHARGE = int(Op.PAGE_FREE)           # charge(0), as capacity.follow_room() calls it
 
 LAYOUTS = {blk: simple_layout(1 << 20, blk) for blk in (4096, 8192)}
@@ -89,38 +80,7 @@ Backend = tuple[MachineLayout, str] | None
 BACKENDS = [(LAYOUTS[4096], "whole"), (LAYOUTS[8192], "split")]
 
 
-# -- the two engines, driven alike -------------------------------------------------------------
-
-def object_run(files: FileTable, ops, limit: int, backend: Backend = None, **kw
-               ) -> tuple[PageCache, str | None]:
-    """The object model after ``ops`` (stopping at the first ValueError, returned), with
-    the tag-storage cleancache ``backend`` (None: none). ``pc.cached_sum`` is the sum over
-    the page cache's events of the pages cleancache held after each."""
-    lim = [limit]
-    be = None
-    if backend is not None:
-        be = TagStorageBackend(backend[0], PageCache.slots_needed(files), backend[1])
-    pc = PageCache(files, Cleancache(be), lambda: lim[0], policy="kernel", **kw)
-    pc.cached_sum = 0
-    table = {Op.READ: pc.read, Op.GET_PAGES: pc.get_pages, Op.WRITE: pc.write,
-             Op.FAULT: lambda f, i, _: pc.fault(f, i), Op.MAP_PAGES: pc.map_pages,
-             Op.TRUNCATE: lambda f, n, _: pc.truncate(f, n),
-             Op.UNLINK: lambda f, _a, _b: pc.unlink(f), Op.FSYNC: lambda f, _a, _b: pc.fsync(f),
-             Op.UNMOUNT: lambda d, _a, _b: pc.unmount(d),
-             Op.KERNEL_ADD: lambda *_: None, Op.KERNEL_DELETE: lambda *_: None,
-             PRELOAD: pc.preload_foreign,
-             SET_LIMIT: lambda n, _a, _b: lim.__setitem__(0, n),
-             FREE_PAGES: lambda n, _a, _b: object_vmscan.try_to_free_pages(pc, n),
-             CHARGE: lambda *_: pc.charge(0)}
-    for o, a, b, c in ops:
-        try:
-            table[o](a, b, c)
-        except ValueError as e:
-            return pc, str(e)
-        if o not in (PRELOAD, SET_LIMIT, FREE_PAGES, CHARGE):
-            pc.cached_sum += pc.cleancache.cached
-    return pc, None
-
+# -- the page cache, driven from its trace loop ------------------------------------------------
 
 def columns(ops) -> tuple[np.ndarray, ...]:
     cols = np.array(ops, np.int64).reshape(-1, 4)
@@ -131,8 +91,7 @@ def columns(ops) -> tuple[np.ndarray, ...]:
 def compiled_cleancache(files: FileTable, backend: Backend):
     if backend is None:
         return make_cleancache("idle")
-    return make_cleancache("cleancache", backend[0], PageCache.slots_needed(files),
-                           backend[1])
+    return make_cleancache("cleancache", backend[0], slots_needed(files), backend[1])
 
 
 def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None, **kw):
@@ -165,54 +124,6 @@ def compiled_run(files: FileTable, ops, limit: int, backend: Backend = None, **k
             raise AssertionError(f"replay_page_cache() stopped at op {o}")
         i += 1
     return pc, None
-
-
-def assert_same(obj: PageCache, pc) -> None:
-    """Every counter and array of the compiled state equals the object model's."""
-    assert page_cache_stats(pc) == dataclasses.asdict(obj.stats)
-    assert (nr_pages(pc), nr_dirty(pc)) == (obj.nr_pages, obj.nr_dirty)
-    ws = workingset_counts(pc)
-    assert ws == {"refault": obj.ws.refault, "activate": obj.ws.activate,
-                  "restore": obj.ws.restore, "nonresident_age": obj.ws.nonresident_age}
-    assert int(pc.c[REFAULTS_SNAPSHOT]) == obj.refaults_snapshot
-    assert [int(pc.c[NR_INACTIVE_FILE]), int(pc.c[NR_ACTIVE_FILE])] == obj.lru.nr_pages
-    arrays = folio_arrays(pc)
-    np.testing.assert_array_equal(arrays["head"], obj.head)
-    np.testing.assert_array_equal(arrays["order"], obj.order)
-    np.testing.assert_array_equal(arrays["flags"], obj.flags)
-    np.testing.assert_array_equal(arrays["ever"], obj.ever)
-    # A slot holds a folio or a shadow, never both (engine/pagecache.py): a folio preloaded
-    # over a shadow replaces it, where the object model keeps it unread in its own array.
-    np.testing.assert_array_equal(arrays["shadow"],
-                                  np.where(obj.head >= 0, -1, obj.ws.shadow))
-    for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
-        assert lru_walk(pc, lru) == list(obj.lru.walk(lru))
-    ra = ra_arrays(pc)
-    for k in ("start", "size", "async_size", "prev_pos", "mmap_miss", "order"):
-        np.testing.assert_array_equal(ra[k], getattr(obj.ra, k), err_msg=f"ra.{k}")
-    ins, reins, orders = file_counts(pc)
-    np.testing.assert_array_equal(ins, obj.file_insertions)
-    np.testing.assert_array_equal(reins, obj.file_reinsertions)
-    np.testing.assert_array_equal(orders, obj.file_orders)
-    np.testing.assert_array_equal(pc.isize, obj.isize)
-    assert not obj.pinned and not obj.locked and obj.io_batch is None
-    occ, cc = obj.cleancache, pc.cc
-    assert cached_sum(pc) == obj.cached_sum
-    assert cleancache_report(cc) == dataclasses.asdict(occ.stats) | {
-        "evicted": occ.evicted, "cached": occ.cached,
-        "peak_cached": occ.backend.peak_cached if occ.backend is not None else 0}
-    if occ.backend is not None:
-        for k in ("tp_state", "tp_order", "tp_slot", "slot_tp"):
-            np.testing.assert_array_equal(getattr(cc, k), getattr(occ.backend, k), err_msg=k)
-
-
-def both(files: FileTable, ops, limit: int, backend: Backend = None, **kw
-         ) -> tuple[PageCache, object]:
-    obj, err = object_run(files, ops, limit, backend, **kw)
-    pc, err2 = compiled_run(files, ops, limit, backend, **kw)
-    assert err2 == err
-    assert_same(obj, pc)
-    return obj, pc
 
 
 # -- random sequences of every event -----------------------------------------------------------
@@ -272,16 +183,35 @@ def scenarios(draw):
     return files, [(int(o), a, b, c) for o, a, b, c in ops], limit, backend, kw
 
 
+def assert_consistent(pc) -> None:
+    """The end-of-run walk finds nothing (lists, slots, counts; the backend's arrays and
+    counts), no folio is left locked or pinned, every stored page is accounted for, and no
+    page is both cached and stored (a page the sequence preloads as foreign may sit over a
+    copy: a run preloads before its first event)."""
+    assert verify_page_cache(pc) == []
+    flags = np.asarray(pc.flags)
+    assert not (flags & (PG_LOCKED | PG_PINNED)).any()
+    cc = cleancache_report(pc.cc)
+    assert cc["stored"] - cc["restored"] - cc["invalidated"] - cc["reclaimed"] \
+        - int(pc.cc.c[EVICTED]) == cc["cached"]
+    if pc.cc.kind:
+        assert verify_backend(pc.cc) == []
+        ours = (np.asarray(pc.head) >= 0) & ((flags & PG_FOREIGN) == 0)
+        assert not (np.asarray(pc.cc.slot_tp)[ours] >= 0).any()
+
+
 @settings(max_examples=200, deadline=None)
 @given(scenarios())
-def test_compiled_kernel_page_cache_is_the_object_model(case):
+def test_random_sequences_leave_a_consistent_page_cache(case):
     """Reads, batches, faults, fault-around, writes (past the span too), truncation,
     deletion, fsync, unmount, preloaded foreign pages, limit changes, reclaim and charges
     from outside, with no cleancache or the tag-storage one (both large-folio policies):
-    every counter, every slot array, the lists' order, the readahead state, the cleancache's
-    counters and arrays."""
+    the state verifies, nothing is left locked or pinned, cleancache's counts add up and no
+    page is both cached and stored; a write past the span stops the run with its error."""
     files, ops, limit, backend, kw = case
-    both(files, ops, limit, backend, **kw)
+    pc, err = compiled_run(files, ops, limit, backend, **kw)
+    assert err is None or err.startswith("write past the span of file ")
+    assert_consistent(pc)
 
 
 def mixed_ops(rng: np.random.Generator, files: FileTable, cuts: list[tuple[float, str]],
@@ -340,37 +270,25 @@ def test_long_sequences_under_pressure(seed, backend):
     MMAP_LOTSAMISS, large folios up to order 5, the limit moving; with and without the
     tag-storage cleancache."""
     files, ops, limit, kw = _pressure_case(seed)
-    obj, pc = both(files, ops, limit, backend, **kw)
-    st_ = obj.stats
-    assert st_.evictions and st_.refaults and obj.ws.activate and obj.ws.restore
-    assert obj.file_orders[:, 1:].sum() > 0 and obj.verify() == []
-    assert obj.ra.mmap_miss[1] > MMAP_LOTSAMISS
+    pc, err = compiled_run(files, ops, limit, backend, **kw)
+    assert err is None
+    st_, ws = page_cache_stats(pc), workingset_counts(pc)
+    assert st_["evictions"] and st_["refaults"] and ws["activate"] and ws["restore"]
+    assert file_counts(pc)[2][:, 1:].sum() > 0
+    assert ra_arrays(pc)["mmap_miss"][1] > MMAP_LOTSAMISS
+    assert_consistent(pc)
 
 
-def test_the_comparison_catches_a_changed_workingset_rule(monkeypatch):
-    """The test's comparison is sharp: with the object model's refault activation rule
-    changed (a refault distance equal to the active list no longer activates), the same
-    sequence no longer compares equal."""
-    files, ops, limit, kw = _pressure_case(1)
-    both(files, ops, limit, **kw)
-    real = Workingset.refault_check
-
-    def off_by_one(self, head, nr, nr_active_file):
-        return real(self, head, nr, nr_active_file - 1)
-
-    monkeypatch.setattr(Workingset, "refault_check", off_by_one)
-    with pytest.raises(AssertionError):
-        both(files, ops, limit, **kw)
-
-
-def test_write_past_the_span_stops_alike():
+def test_write_past_the_span_stops_the_run():
+    """A write ending past its file's span is refused whole (nothing written, the run
+    stops there with ValueError)."""
     files = FileTable.build([1], [1], [4], [6])
     ops = [(int(Op.READ), 0, 0, 2), (int(Op.WRITE), 0, 5, 2), (int(Op.READ), 0, 2, 2)]
-    obj, err = object_run(files, ops, 10, ra_pages=4, max_folio_order=0)
-    pc, err2 = compiled_run(files, ops, 10, ra_pages=4, max_folio_order=0)
-    assert err == err2 == "write past the span of file 0"
-    assert_same(obj, pc)
-    assert page_cache_stats(pc)["accesses"] == 2
+    pc, err = compiled_run(files, ops, 10, ra_pages=4, max_folio_order=0)
+    assert err == "write past the span of file 0"
+    assert page_cache_stats(pc)["accesses"] == 2 and int(pc.isize[0]) == 4
+    assert not (np.asarray(pc.flags) & PG_DIRTY).any()
+    assert_consistent(pc)
 
 
 def test_replay_stops_at_foreign_events_and_sums_cached_pages():
@@ -394,8 +312,7 @@ def test_reader_traces_give_the_pinned_counts(reader):
     """Each pinned reader trace, as `run` replays it (the pinned scenario's machine, 128 KiB
     readahead, folios up to order 2, a cgroup of TRACE_CAPACITY pages): the compiled page
     cache gives the pinned page-cache, I/O and cleancache counts of every design with no
-    tagged memory (no cleancache, and the tag-storage one with both large-folio policies),
-    and equals the object model in everything at that capacity and at a roomier one."""
+    tagged memory (no cleancache, and the tag-storage one with both large-folio policies)."""
     scn = parse_scenario(tomllib.loads(TRACE_SCENARIO), "<pinned-trace>")
     layout = scn.machine.layout
     trace = read_trace(TRACES / READER_CASES[reader], reader, use_cache=False)
@@ -410,8 +327,9 @@ def test_reader_traces_give_the_pinned_counts(reader):
     for case in pinned:
         backend, policy = case["design"].split("/")
         be = None if backend == "idle" else (layout, policy)
-        both(trace.files, ops, 64, be, **kw)
-        _, pc = both(trace.files, ops, TRACE_CAPACITY, be, **kw)
+        pc, err = compiled_run(trace.files, ops, TRACE_CAPACITY, be, **kw)
+        assert err is None
+        assert_consistent(pc)
         s = page_cache_stats(pc)
         pcs, io = case["page_cache"], case["io"]
         assert {k: s[k] for k in pcs if k in s} == {k: v for k, v in pcs.items() if k in s}
@@ -429,8 +347,8 @@ def test_reader_traces_give_the_pinned_counts(reader):
 # -- the captures -------------------------------------------------------------------------------
 
 class _Adapter:
-    """What sidecar.CaptureFacts.preload() and capacity.follow_room() use of a PageCache,
-    over the compiled state: the room's limit is set before every charge."""
+    """What capacity.follow_room() uses of a machine (engine/machine.py FlatMachine), over
+    the page cache's state alone: the room's limit is set before every charge."""
 
     def __init__(self, pc, room) -> None:
         self.pc, self.room, self.span, self.c = pc, room, pc.span, pc.c
@@ -438,9 +356,6 @@ class _Adapter:
     @property
     def nr_pages(self) -> int:
         return int(self.c[NR_PAGES])
-
-    def preload_foreign(self, f: int, first: int, nr: int) -> None:
-        preload_foreign(self.pc, f, first, nr)
 
     def charge(self, nr: int) -> bool:
         set_limit(self.pc, self.room.pages)
@@ -482,7 +397,10 @@ def test_captures_give_validates_pinned_model_counts(path):
     start_room = room.pages
     pc = make_page_cache(ft, make_cleancache("idle"), **facts.page_cache_kwargs())
     ad = _Adapter(pc, room)
-    facts.preload(ad)
+    for f, spans in facts.resident.items():         # as engine/machine.py build() does
+        if pc.span[f]:
+            for first, nr in spans:
+                preload_foreign(pc, f, first, nr)
     set_limit(pc, room.pages)
     op, a0, a1, a2 = _access_columns(trace, room, pc.span)
     i, n = 0, len(op)
@@ -501,21 +419,6 @@ def test_captures_give_validates_pinned_model_counts(path):
     assert pinned["model"] == {"insertions": int(ins[files].sum()),
                                "reinsertions": int(reins[files].sum())}
     assert pinned["folio_orders"]["model"] == _histogram(orders.sum(axis=0))
-
-
-@pytest.mark.parametrize("path", CAPTURES, ids=capture_name)
-def test_captures_equal_the_object_model_in_a_fixed_room(path):
-    """Every capture in a fixed room, the one validate starts with: every counter and array
-    equal to the object model's (the room that moves is covered by the pinned counts
-    above)."""
-    trace, facts, room, _files, ft = _capture(path)
-    op, a0, a1, a2 = _access_columns(trace, room, np.asarray(ft.span_pages))
-    keep = op < int(Op.MTE_MAP)
-    ops = list(zip(op[keep].tolist(), a0[keep].tolist(), a1[keep].tolist(),
-                   a2[keep].tolist(), strict=True))
-    preload = [(PRELOAD, f, first, nr) for f, spans in facts.resident.items()
-               if ft.span_pages[f] for first, nr in spans]
-    both(ft, preload + ops, room.pages, **facts.page_cache_kwargs())
 
 
 # -- uncompiled -------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tagcache.cleancache.backends.tagstore import TAG_PAGE_RECORD, TagStorageBackend
 from tagcache.costs import SOURCES, CostTable
+from tagcache.engine.cleancache import TAG_PAGE_RECORD
 from tagcache.experiment import run_scenario
 from tagcache.scenario import parse_scenario
 
@@ -124,21 +124,58 @@ def test_metadata_record_is_twelve_bytes_and_holds_the_backend_state():
     assert all(r.tag_storage["simulator_bytes_per_tag_page"] > 12 for r in exp.results)
 
 
+LINK_NONE = (1 << 24) - 1      # a 24-bit link with no page behind it
+
+
+def pack_records(cc, tagged_per_tag_page: np.ndarray) -> np.ndarray:
+    """The backend's live state (engine/tagstore.py's arrays of the cleancache state ``cc``)
+    as TAG_PAGE_RECORD records (``tagged_per_tag_page``: the tagged data pages each tag page
+    covers, from the memmap)."""
+    state, order, slot = (np.asarray(a) for a in (cc.tp_state, cc.tp_order, cc.tp_slot))
+    t = len(state)
+    assert t < LINK_NONE - 1, f"{t} tag pages do not fit 24-bit links"
+    rec = np.zeros(t, TAG_PAGE_RECORD)
+    rec["state_order"] = state | (order << 2)
+    for name, arr in (("prev", np.asarray(cc.tp_prev)[:t]), ("next", np.asarray(cc.tp_next)[:t])):
+        v = np.where(arr < 0, LINK_NONE, np.where(arr == t, LINK_NONE - 1, arr))
+        v = v.astype(np.uint32)
+        rec[name] = np.stack([v & 0xFF, (v >> 8) & 0xFF, v >> 16], axis=1)
+    rec["tagged"] = tagged_per_tag_page
+    rec["key"] = np.where(slot < 0, 0xFFFFFFFF, slot).astype(np.uint32)
+    return rec
+
+
+def unpack_records(rec: np.ndarray) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack_records`: state, order, prev, next (the list's head and tail
+    link to -2), tagged and slot, as arrays."""
+    def link(name: str) -> np.ndarray:
+        b = rec[name].astype(np.int64)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        return np.where(v == LINK_NONE, -1, np.where(v == LINK_NONE - 1, -2, v))
+    key = rec["key"].astype(np.int64)
+    return {"state": rec["state_order"] & 3, "order": rec["state_order"] >> 2,
+            "prev": link("prev"), "next": link("next"), "tagged": rec["tagged"],
+            "slot": np.where(key == 0xFFFFFFFF, -1, key)}
+
+
 def test_records_round_trip_a_live_backend(make_system):
+    """Every field a transition reads (engine/cleancache.py TAG_PAGE_RECORD) fits the
+    12-byte record: a live backend's state packed and unpacked comes back unchanged."""
     s = make_system(limit=16, policy="split")
     for i in range(0, 60, 3):
         s.pc.read(0, i, 2)
     s.pc.read(1, 0, 32)
     s.map_tagged(s.S + 32 * np.arange(3))
-    be: TagStorageBackend = s.backend
+    be = s.backend
     assert be.nr_cached > 4
-    tagged = np.zeros(be.nr_tag_pages, np.int64)
+    cc = s.cc.state
+    t = len(be.tp_state)
+    tagged = np.zeros(t, np.int64)
     tagged[:3] = 1
-    u = TagStorageBackend.unpack_records(be.pack_records(tagged))
-    t = be.nr_tag_pages
-    assert (u["state"] == be.tp_state).all() and (u["order"] == be.tp_order).all()
-    assert (u["slot"] == be.tp_slot).all() and (u["tagged"] == tagged).all()
-    for name, arr in (("prev", be.tp_prev[:t]), ("next", be.tp_next[:t])):
+    u = unpack_records(pack_records(cc, tagged))
+    assert (u["state"] == be.tp_state).all() and (u["order"] == np.asarray(cc.tp_order)).all()
+    assert (u["slot"] == np.asarray(cc.tp_slot)).all() and (u["tagged"] == tagged).all()
+    for name, arr in (("prev", np.asarray(cc.tp_prev)[:t]), ("next", np.asarray(cc.tp_next)[:t])):
         assert (u[name] == np.where(arr == t, -2, arr)).all()
 
 

@@ -209,8 +209,8 @@ def test_run_trace_with_the_generator_has_baselines(small):
 def test_inserted_events_and_one_page_cache_pass_equal_merged_runs(small, policy):
     """run_trace() inserts each share's anonymous events into the reader trace without copying
     it, and replays a page cache of fixed capacity with no backend once for all shares: every
-    count equals a replay of the merged trace on the object model (the checker forces it),
-    share by share."""
+    count equals a replay of the merged trace with the checker on (which replays the page cache
+    for every share), share by share."""
     from tagcache.workloads.generators import merge
 
     scn = replace(small, designs=[Design("idle")])

@@ -1,31 +1,42 @@
-"""mm/filemap.py, readahead.py, workingset.py, vmscan.py: what a user of the page cache sees,
-and the cleancache hooks (store on eviction, restore on read, invalidate on write/truncate)."""
+"""engine/filemap.py, readahead.py, pagecache.py (workingset), vmscan.py: what a user of the
+page cache sees, and the cleancache hooks (store on eviction, restore on read, invalidate on
+write/truncate)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.page_flags import (
+from tagcache.engine.cleancache import make_cleancache
+from tagcache.engine.mmzone import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.engine.page_flags import (
     PG_ACTIVE,
     PG_DIRTY,
     PG_MAPPED,
     PG_READAHEAD,
     PG_REFERENCED,
 )
-from tagcache.mm.readahead import get_init_ra_size, get_next_ra_size
-from tagcache.mm.workingset import Workingset
+from tagcache.engine.pagecache import (
+    NONRESIDENT_AGE,
+    NR_ACTIVE_FILE,
+    make_page_cache,
+    workingset_age_nonresident,
+    workingset_counts,
+    workingset_eviction,
+    workingset_refault,
+)
+from tagcache.engine.readahead import get_init_ra_size, get_next_ra_size
+from tagcache.engine.rules import RULES
 from tagcache.workloads.events import FileTable
 
 
 def clean(s) -> dict[str, int]:
-    return dict.fromkeys(s.checker.counts, 0)
+    return dict.fromkeys(RULES, 0)
 
 
 def cached(pc, f):
     """Head index -> order of every folio of file ``f``."""
     b = int(pc.base[f])
-    seg = pc.head[b:b + int(pc.span[f])]
+    seg = pc.head[b:b + int(pc.state.span[f])]
     return {int(h) - b: int(pc.order[h]) for h in sorted(set(seg[seg >= 0].tolist()))}
 
 
@@ -172,19 +183,28 @@ def test_eviction_leaves_shadows_and_rereads_are_refaults(make_system):
 
 
 def test_workingset_refault_distance():
-    ws = Workingset(8)
-    ws.eviction(0, 1, workingset=True)
-    ws.eviction(1, 1, workingset=False)
-    ws.age_nonresident(3)
-    assert ws.nonresident_age == 5
+    pc = make_page_cache(FileTable.build([1], [1], [8]), make_cleancache(), ra_pages=0,
+                         max_folio_order=0)
+
+    def ws():
+        w = workingset_counts(pc)
+        return w["refault"], w["activate"], w["restore"]
+
+    workingset_eviction(pc, 0, 1, True)
+    workingset_eviction(pc, 1, 1, False)
+    workingset_age_nonresident(pc, 3)
+    assert pc.c[NONRESIDENT_AGE] == 5
     # Page 0: distance 5 fits an active list of 5 -> activated, and it was workingset.
-    assert ws.refault_check(0, 1, nr_active_file=5) == (True, True)
-    assert (ws.refault, ws.activate, ws.restore) == (1, 1, 1)
+    pc.c[NR_ACTIVE_FILE] = 5
+    assert tuple(workingset_refault(pc, 0, 1)) == (True, True)
+    assert ws() == (1, 1, 1)
     # Page 1: distance 6 - 1 = 5 does not fit an active list of 4.
-    assert ws.refault_check(1, 1, nr_active_file=4) == (False, False)
-    assert (ws.refault, ws.activate, ws.restore) == (2, 1, 1)
-    assert ws.refault_check(2, 1, nr_active_file=100) == (False, False)   # no shadow
-    assert ws.refault == 2
+    pc.c[NR_ACTIVE_FILE] = 4
+    assert tuple(workingset_refault(pc, 1, 1)) == (False, False)
+    assert ws() == (2, 1, 1)
+    pc.c[NR_ACTIVE_FILE] = 100
+    assert tuple(workingset_refault(pc, 2, 1)) == (False, False)   # no shadow
+    assert ws()[0] == 2
 
 
 # -- dirty pages ------------------------------------------------------------------------------
@@ -202,7 +222,7 @@ def test_dirty_pages_are_written_back_then_stored_clean(make_system):
     assert pc.stats.evictions == 8
     assert pc.stats.pages_written == 4 and pc.nr_dirty == 0
     assert cc.stats.stored == 8
-    assert s.checker.counts["no_dirty_store"] == 0
+    assert s.violations()["no_dirty_store"] == 0
     pc.read(0, 0, 1)                                   # the written data comes back
     assert cc.stats.restored == 1 and pc.stats.pages_read == 8
     assert s.walk() == clean(s)

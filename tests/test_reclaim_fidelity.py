@@ -1,11 +1,14 @@
 """Kernel details of reclaim and of the fault and read paths around it (mm/vmscan.c,
-mm/filemap.c of Linux 6.18), each test naming the kernel code it follows."""
+mm/filemap.c of Linux 6.18), each test naming the kernel code it follows, on the engine's page
+cache (engine/vmscan.py, engine/filemap.py, engine/readahead.py)."""
 
 from __future__ import annotations
 
-from tagcache.mm import vmscan
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.page_flags import (
+from _uncompiled import run_uncompiled, uncompiled
+
+from tagcache.engine import vmscan
+from tagcache.engine.mmzone import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
+from tagcache.engine.page_flags import (
     PG_ACTIVE,
     PG_MAPPED,
     PG_READAHEAD,
@@ -14,9 +17,15 @@ from tagcache.mm.page_flags import (
     PTE_YOUNG,
     VM_EXEC_MAPPED,
 )
+from tagcache.engine.pagecache import PG_PINNED, REFAULTS_SNAPSHOT
 from tagcache.workloads.events import FileTable
 
 
+def test_broken_engine_uncompiled():
+    run_uncompiled(__file__, 1)
+
+
+@uncompiled
 def test_each_priority_compares_its_own_reclaim_with_the_whole_target(make_system,
                                                                        monkeypatch):
     # shrink_lruvec(): `nr_to_reclaim = sc->nr_to_reclaim` against its local nr_reclaimed,
@@ -34,9 +43,10 @@ def test_each_priority_compares_its_own_reclaim_with_the_whole_target(make_syste
         return got
 
     monkeypatch.setattr(vmscan, "shrink_lruvec", spy)
-    reclaimed = vmscan.try_to_free_pages(s.pc, 1)      # asks for SWAP_CLUSTER_MAX
-    assert {c[1] for c in calls} == {vmscan.SWAP_CLUSTER_MAX}
-    assert reclaimed == sum(c[2] for c in calls) >= vmscan.SWAP_CLUSTER_MAX
+    reclaimed = vmscan.try_to_free_pages(s.pc.state, 1)   # asks for SWAP_CLUSTER_MAX
+    assert calls
+    assert {c[1] for c in calls} == {SWAP_CLUSTER_MAX}
+    assert reclaimed == sum(c[2] for c in calls) >= SWAP_CLUSTER_MAX
     assert [c[0] for c in calls] == list(range(12, 12 - len(calls), -1))
     assert s.pc.verify() == []
 
@@ -50,15 +60,15 @@ def test_young_mapped_folio_is_kept_then_activated_and_keeps_pg_referenced(make_
     pc.fault(0, 5)
     h = s.slot(0, 5)
     assert pc.flags[h] & (PG_MAPPED | PTE_YOUNG) == PG_MAPPED | PTE_YOUNG
-    vmscan.shrink_inactive_list(pc, 1)
+    vmscan.shrink_inactive_list(pc.state, 1)
     assert pc.flags[h] & PG_REFERENCED and not pc.flags[h] & (PTE_YOUNG | PG_ACTIVE)
     pc.map_pages(0, 0, 16)                             # a new fault-around makes it young
-    vmscan.shrink_inactive_list(pc, 1)
+    vmscan.shrink_inactive_list(pc.state, 1)
     assert pc.flags[h] & PG_ACTIVE and pc.flags[h] & PG_REFERENCED
     assert pc.lru.nr_pages == [0, 1]
     # shrink_active_list() deactivates it (unmapped use is not checked) and leaves
     # PG_referenced: the next folio_mark_accessed() activates it at once.
-    vmscan.shrink_active_list(pc, 1)
+    vmscan.shrink_active_list(pc.state, 1)
     assert pc.flags[h] & PG_WORKINGSET and not pc.flags[h] & PG_ACTIVE
     assert pc.flags[h] & PG_REFERENCED
     pc.mark_accessed(h)
@@ -77,7 +87,7 @@ def test_young_large_folio_mapped_by_several_ptes_is_activated_at_once(make_syst
     small = pc.add_folio(0, 32, 0)
     pc.map_pages(0, 16, 32)                            # both mapped, young
     assert pc.flags[big] & PTE_YOUNG and pc.flags[small] & PTE_YOUNG
-    vmscan.shrink_inactive_list(pc, 5)
+    vmscan.shrink_inactive_list(pc.state, 5)
     assert pc.flags[big] & PG_ACTIVE and pc.flags[big] & PG_REFERENCED
     assert not pc.flags[small] & PG_ACTIVE and pc.flags[small] & PG_REFERENCED
     assert pc.lru.nr_pages == [1, 4]
@@ -136,13 +146,13 @@ def test_nothing_reclaimable_without_deactivation_retries_with_it_forced(make_sy
             pc.read(0, i, 1)
     for i in range(30, 50):                            # 20 inactive pages, all held
         pc.read(0, i, 1)
-        pc.pinned.add(s.slot(0, i))
-    assert pc.lru.nr_pages == [20, 10] and not vmscan.inactive_is_low(pc)
-    pc.refaults_snapshot = pc.ws.activate
-    reclaimed = vmscan.try_to_free_pages(pc, 1)
+        pc.raw_flags[s.slot(0, i)] |= PG_PINNED
+    assert pc.lru.nr_pages == [20, 10] and not vmscan.inactive_is_low(pc.state)
+    pc.state.c[REFAULTS_SNAPSHOT] = pc.ws.activate
+    reclaimed = vmscan.try_to_free_pages(pc.state, 1)
     assert reclaimed > 0
     assert all(pc.folio_at(0, i) >= 0 for i in range(30, 50))
-    pc.pinned.clear()
+    pc.raw_flags[:] &= 0xFFFF & ~PG_PINNED
     assert pc.verify() == []
 
 
@@ -154,9 +164,9 @@ def test_fault_around_counts_mmap_hits(make_system):
     pc = s.pc
     for i in range(8):
         pc.read(0, i, 1)
-    pc.flags[s.slot(0, 3)] |= PG_WORKINGSET
-    pc.flags[s.slot(0, 5)] |= PG_READAHEAD
-    pc.ra.mmap_miss[0] = 10
+    pc.raw_flags[s.slot(0, 3)] |= PG_WORKINGSET
+    pc.raw_flags[s.slot(0, 5)] |= PG_READAHEAD
+    pc.state.ra_mmap_miss[0] = 10
     pc.map_pages(0, 0, 16)
     assert int(pc.ra.mmap_miss[0]) == 10 - 6
     assert not pc.flags[s.slot(0, 5)] & PG_MAPPED
@@ -194,13 +204,13 @@ def test_young_executable_folio_is_activated_at_once_and_rotated_while_young(mak
     pc = s.pc
     pc.fault(0, 5)
     h = s.slot(0, 5)
-    vmscan.shrink_inactive_list(pc, 1)
+    vmscan.shrink_inactive_list(pc.state, 1)
     assert pc.flags[h] & PG_ACTIVE and pc.lru.nr_pages == [0, 1]
     pc.map_pages(0, 0, 16)                             # the process touches it again
-    vmscan.shrink_active_list(pc, 1)
+    vmscan.shrink_active_list(pc.state, 1)
     assert pc.flags[h] & PG_ACTIVE and not pc.flags[h] & PTE_YOUNG
     assert pc.lru.nr_pages == [0, 1]
-    vmscan.shrink_active_list(pc, 1)                   # not young now: deactivated
+    vmscan.shrink_active_list(pc.state, 1)                   # not young now: deactivated
     assert not pc.flags[h] & PG_ACTIVE and pc.flags[h] & PG_WORKINGSET
     assert pc.lru.nr_pages == [1, 0]
     assert pc.verify() == []
@@ -234,7 +244,7 @@ def test_copy_on_write_range_is_read_but_not_left_mapped(make_system):
     cow, text = s.slot(0, 17), s.slot(0, 5)
     assert pc.flags[cow] & (PG_MAPPED | PTE_YOUNG | VM_EXEC_MAPPED) == 0
     assert pc.flags[text] & VM_EXEC_MAPPED and pc.flags[text] & PTE_YOUNG
-    vmscan.shrink_inactive_list(pc, 2)
+    vmscan.shrink_inactive_list(pc.state, 2)
     assert pc.folio_at(0, 17) < 0 and pc.folio_at(0, 5) == text
     assert pc.flags[text] & PG_ACTIVE
     assert pc.verify() == []

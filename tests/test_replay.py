@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tagcache.engine.rules import RULES
 from tagcache.hw.layout import simple_layout
-from tagcache.invariants import RULES
 from tagcache.replay import Design, MachineConfig, replay
 from tagcache.workloads.events import FileTable, Op, TraceBuilder
 from tagcache.workloads.generators import FileWorkload, TaggedWorkload, generate

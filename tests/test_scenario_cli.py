@@ -12,8 +12,8 @@ import pytest
 
 from tagcache.cli import main
 from tagcache.costs import CostTable
+from tagcache.engine.rules import RULES
 from tagcache.errors import ScenarioError
-from tagcache.invariants import RULES
 from tagcache.replay import CLEANCACHE_DEPENDENT
 from tagcache.scenario import load_scenario
 

@@ -44,7 +44,7 @@ import numpy as np
 from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
 
 if TYPE_CHECKING:
-    from tagcache.mm.filemap import PageCache
+    from tagcache.engine.machine import FlatMachine
 
 CGROUP_SAMPLE = int(Op.CGROUP_SAMPLE)
 PAGE_ALLOC, PAGE_FREE = int(Op.PAGE_ALLOC), int(Op.PAGE_FREE)
@@ -124,7 +124,7 @@ class CgroupRoom:
             self._update()
 
 
-def follow_room(room: CgroupRoom, pc: PageCache, op: int, a0: int, a1: int, a2: int) -> None:
+def follow_room(room: CgroupRoom, pc: FlatMachine, op: int, a0: int, a1: int, a2: int) -> None:
     """A cgroup sample or a kmem event of a capture moves ``room``; where a charge shrank it
     below what ``pc`` holds, the page cache is reclaimed as the charge's try_charge_memcg()
     reclaims it. kmem events count only where the room follows the non-file charges."""

@@ -49,6 +49,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagcache.engine.nrt import use_plain_refcounts
+from tagcache.engine.pagemap import slots_needed
 from tagcache.errors import OptionError, TagcacheError
 from tagcache.experiment import (
     TAGGED_SOURCES,
@@ -60,7 +61,6 @@ from tagcache.experiment import (
     trace_tasks,
 )
 from tagcache.hw.layout import BYTES_PER_PFN, PHYS_ADDR_LIMIT, check_memory
-from tagcache.mm.filemap import PageCache
 from tagcache.outputs import check_output
 from tagcache.replay import BACKEND_NAMES, Design, check_run_memory, parallel_runs
 from tagcache.report import print_report, print_validation, share_warnings, write_json
@@ -351,7 +351,7 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         with _loading_engine(scn.designs, "kernel", check):
             traces = scenario_traces(scn)      # the baselines' 0% share included
         longest = max(traces.values(), key=len)
-        jobs = parallel_runs(scn.machine.layout, PageCache.slots_needed(longest.files),
+        jobs = parallel_runs(scn.machine.layout, slots_needed(longest.files),
                              len(longest), len(traces), jobs or available_cpus())
         with _progress_bar(plan_size(scn, traces), progress) as tick:
             exp = run_scenario(scn, check=check, traces=traces, progress=tick, jobs=jobs)
@@ -377,10 +377,10 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     runs = len(scn.designs) * (1 if tagged == "trace" else len(run_shares(scn)))
     files = facts.files(trace.files) if facts is not None and policy == "kernel" else trace.files
     try:
-        check_run_memory(scn.machine.layout, PageCache.slots_needed(files), len(trace), 2)
+        check_run_memory(scn.machine.layout, slots_needed(files), len(trace), 2)
     except TagcacheError as e:
         raise type(e)(f"--trace {trace_path}: {e}") from None
-    jobs = parallel_runs(scn.machine.layout, PageCache.slots_needed(files), len(trace), 2,
+    jobs = parallel_runs(scn.machine.layout, slots_needed(files), len(trace), 2,
                          jobs or available_cpus())
     with _progress_bar(runs * len(trace), progress) as tick:
         exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import xxhash
 
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
+from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER
 from tagcache.replay import Design, MachineConfig, RunResult, replay
 from tagcache.scenario import Scenario
 from tagcache.sidecar import CaptureFacts

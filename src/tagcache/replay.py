@@ -1,8 +1,9 @@
 """The replay engine: build a machine for one design, apply a trace's events in order.
 
 A run is a pure function of (machine config, design, trace) to a :class:`RunResult`: no global
-state, so runs can be farmed out. This is the plain-Python engine; every per-page structure is
-an array, so a compiled engine can walk the same arrays later.
+state, so runs can be farmed out. The machine is the compiled engine's (engine/machine.py):
+one flat state per run, its step functions compiled; this module turns its counters into the
+report.
 """
 
 from __future__ import annotations
@@ -13,10 +14,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tagcache import invariants
-from tagcache.capacity import follow_room
-from tagcache.cleancache.backends import BACKENDS
-from tagcache.cleancache.frontend import Cleancache, CleancacheStats
 from tagcache.costs import CostTable
 from tagcache.hw.layout import (
     BYTES_PER_PFN,
@@ -25,20 +22,17 @@ from tagcache.hw.layout import (
     mem_available,
     span_text,
 )
-from tagcache.invariants import Checker
-from tagcache.mm import vmscan
-from tagcache.mm.anon import AnonMemory
-from tagcache.mm.filemap import PageCache
-from tagcache.mm.page_alloc import OutOfMemory, PageAllocator
-from tagcache.mte import DROP_BUCKETS, TagStorage
 from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SHIFT
-from tagcache.workloads.events import GFP_USER_ANON, Op, Trace
+from tagcache.workloads.events import Trace
 
-BACKEND_NAMES = ("idle", *BACKENDS)
+BACKEND_NAMES = ("idle", "cleancache")
+"""``idle`` (tag storage a static carve-out) and the backends (engine/cleancache.py KINDS)."""
 CLEANCACHE_DEPENDENT = ("cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging")
 JSON_EVENTS = 100
 """Event numbers of breaches written per rule in the JSON (all are counted)."""
+DROP_BUCKETS = (0, 1, 2, 3, 5, 9, 17, 33, 65)
+"""Lower bounds of the buckets of pages dropped per claiming call: 0, 1, 2, 3-4, 5-8, ..."""
 
 BYTES_PER_SLOT = 64
 """Simulator memory per page-cache slot (one per page of every file's span, runs aligned to
@@ -136,124 +130,10 @@ class RunResult:
         return d
 
 
-class Machine:
-    """The modelled machine, wired together for one design."""
-
-    def __init__(self, cfg: MachineConfig, design: Design, trace: Trace, check: bool,
-                 facts: CaptureFacts | None = None) -> None:
-        self.cfg = cfg
-        layout = cfg.layout
-        probe = PageCache.slots_needed(trace.files)
-        self.checker = Checker(probe) if check else None
-        backend = None
-        if design.backend != "idle":
-            backend = BACKENDS[design.backend](layout, probe, design.policy)
-        self.cleancache = Cleancache(backend)
-        self.alloc = PageAllocator(layout, cfg.alloc_policy, cfg.alloc_chunk_pages, cfg.seed)
-        self.tags = TagStorage(layout, self.cleancache, cfg.costs)
-        self.alloc.block_refs = self.tags.refs
-        # A capture's cgroup: the room its samples and kmem events leave (capacity.py).
-        self.room = None
-        if facts is not None and cfg.page_cache_limit_pages is not None:
-            self.room = facts.room(trace, cfg.page_cache_limit_pages)
-        self.pc = PageCache(trace.files, self.cleancache, self.page_cache_limit,
-                            ra_pages=cfg.ra_pages, max_folio_order=cfg.max_folio_order,
-                            policy=cfg.page_cache_policy,
-                            exec_vmas=facts.exec_vmas if facts else None,
-                            cow_vmas=facts.cow_vmas if facts else None)
-        if facts is not None:
-            facts.preload(self.pc)
-        self.anon = AnonMemory(self.alloc, self.tags, self.make_room, cfg.anon_folio_order)
-        self.oom_events = 0
-        if self.checker is not None:
-            self.checker.attach(pagecache=self.pc, cleancache=self.cleancache, tags=self.tags,
-                                anon=self.anon)
-
-    def page_cache_limit(self) -> int:
-        """Pages the page cache may hold now: a fixed capacity when one is given (a trace
-        replay's cgroup), else free frames less the reserve, within the cgroup limit."""
-        if self.room is not None:
-            return self.room.pages
-        if self.cfg.page_cache_limit_pages is not None:
-            return self.cfg.page_cache_limit_pages
-        free = self.alloc.nr_free - self.cfg.min_free_pages
-        if self.cfg.memory_limit_pages is not None:
-            free = min(free, self.cfg.memory_limit_pages - self.anon.nr_pages)
-        return max(0, free)
-
-    def make_room(self, n: int) -> None:
-        """Reclaim page cache until ``n`` more anonymous frames fit beside it.
-
-        With a fixed capacity the page cache is a memory cgroup of its own, which other
-        processes' allocations do not reclaim: nothing to do.
-        """
-        pc = self.pc
-        if self.cfg.page_cache_limit_pages is not None:
-            return
-        while True:
-            short = n + pc.nr_pages + self.cfg.min_free_pages - self.alloc.nr_free
-            if short <= 0 or not pc.nr_pages or not vmscan.try_to_free_pages(pc, short):
-                return
-
-
-def _dispatch(m: Machine, tag_tasks: frozenset[int] | None
-              ) -> dict[int, Callable[[int, int, int], None]]:
-    pc, anon, room = m.pc, m.anon, m.room
-
-    def page_alloc(pfn: int, order: int, info: int) -> None:
-        if room is not None:
-            follow_room(room, pc, Op.PAGE_ALLOC, pfn, order, info)
-        if tag_tasks and info & GFP_USER_ANON and (info >> 8) in tag_tasks:
-            anon.tag_pfns(pfn, order)
-
-    def page_free(pfn: int, order: int, info: int) -> None:
-        if room is not None:
-            follow_room(room, pc, Op.PAGE_FREE, pfn, order, info)
-        if tag_tasks:
-            anon.untag_pfns(pfn, order)
-
-    def sample(file: int, nonfile: int, metadata: int) -> None:
-        if room is not None:
-            follow_room(room, pc, Op.CGROUP_SAMPLE, file, nonfile, metadata)
-
-    kmem = bool(tag_tasks) or (room is not None and room.use_nonfile)
-
-    return {
-        Op.READ: pc.read,
-        Op.GET_PAGES: pc.get_pages,
-        Op.WRITE: pc.write,
-        Op.FAULT: lambda f, i, _: pc.fault(f, i),
-        Op.MAP_PAGES: pc.map_pages,
-        Op.TRUNCATE: lambda f, n, _: pc.truncate(f, n),
-        Op.UNLINK: lambda f, _a, _b: pc.unlink(f),
-        Op.FSYNC: lambda f, _a, _b: pc.fsync(f),
-        Op.UNMOUNT: lambda d, _a, _b: pc.unmount(d),
-        Op.MTE_MAP: anon.mte_map,                  # process, pages, PROT_MTE pages
-        Op.MTE_FORK: lambda p, c, _: anon.fork(p, c),
-        Op.MTE_COW: lambda p, n, _: anon.cow(p, n),
-        Op.MTE_SWAP_OUT: lambda p, n, _: anon.swap_out(p, n),
-        Op.MTE_SWAP_IN: lambda p, n, _: anon.swap_in(p, n),
-        Op.MTE_MIGRATE: lambda p, n, _: anon.migrate(p, n),
-        Op.MTE_EXIT: lambda p, _a, _b: anon.exit(p),
-        # The kernel's own answer is not replayed; kmem events tag pages (--tagged trace) and
-        # move the cgroup's room, as its samples do.
-        Op.KERNEL_ADD: _ignore,
-        Op.KERNEL_DELETE: _ignore,
-        Op.CGROUP_SAMPLE: sample,
-        Op.PAGE_ALLOC: page_alloc if kmem else _ignore,
-        Op.PAGE_FREE: page_free if kmem else _ignore,
-    }
-
-
-def _ignore(_a: int, _b: int, _c: int) -> None:
-    return None
-
-
 def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: float = 0.0,
            check: bool = False, progress: Callable[[int], None] | None = None,
            tag_tasks: frozenset[int] | None = None,
-           facts: CaptureFacts | None = None, memo: dict | None = None,
-           engine: str = "compiled") -> RunResult:
+           facts: CaptureFacts | None = None, memo: dict | None = None) -> RunResult:
     """Run ``trace`` on a fresh machine of ``design``; ``progress(n)`` is told of n more events.
 
     ``tag_tasks``: indexes into ``trace.tasks`` whose user anonymous pages (kmem
@@ -264,53 +144,10 @@ def replay(cfg: MachineConfig, design: Design, trace: Trace, *, tagged_share: fl
     ``memo``: a dict the caller keeps across runs of the same trace columns (with other
     events inserted, or none); a page cache that nothing else in the machine can change
     (engine/machine.py page_cache_alone()) is then replayed once and its result reused.
-    ``engine``: "compiled" (engine/, every kernel-model run and the plain LRU where it
-    applies) or "object" (the object model of mm/, cleancache/, mte.py and invariants.py,
-    kept as the tests' reference until the compiled engine replaces it everywhere).
     """
-    if engine not in ("compiled", "object"):
-        raise ValueError(f"unknown engine {engine!r}")
     t0 = time.perf_counter()
-    if engine == "compiled":
-        return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0,
-                            memo, check)
-    trace = trace.merged()
-    m = Machine(cfg, design, trace, check, facts)
-    table = _dispatch(m, tag_tasks)
-    ops, a0, a1, a2 = (trace.op.tolist(), trace.arg0.tolist(), trace.arg1.tolist(),
-                       trace.arg2.tolist())
-    checker = m.checker
-    anon, tags, cc = m.anon, m.tags.stats, m.cleancache
-    step = 4096
-    every = invariants.CONSERVATION_INTERVAL
-    tagged_sum = reserved_sum = cached_sum = 0
-    for i, op in enumerate(ops):
-        if checker is not None:
-            checker.event = i
-        try:
-            table[op](a0[i], a1[i], a2[i])
-        except OutOfMemory:
-            m.oom_events += 1
-        tagged_sum += anon.nr_tagged
-        reserved_sum += tags.reserved_pages
-        if cc.backend is not None:
-            cached_sum += cc.backend.cached_pages
-        if progress is not None and (i + 1) % step == 0:
-            progress(step)
-        if checker is not None and (i + 1) % every == 0:
-            checker.check_conservation()
-    if progress is not None:
-        progress(len(ops) % step)
-    if checker is not None:
-        checker.event = len(ops)
-        checker.walk(m.tags, m.alloc.tagged)
-    wall = time.perf_counter() - t0
-    n = max(1, len(ops))
-    m.averages = {"tagged_pages": tagged_sum / n, "reserved_pages": reserved_sum / n,
-                  "cached_pages": cached_sum / n}
-    if tag_tasks:        # nothing was requested: the share is what the tasks tagged, at peak
-        tagged_share = m.anon.peak_tagged / cfg.layout.data_pages
-    return collect(m, design, tagged_share, len(ops), wall)
+    return _replay_flat(cfg, design, trace, tagged_share, progress, tag_tasks, facts, t0, memo,
+                        check)
 
 
 def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share: float,
@@ -326,7 +163,7 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
         simulator_bytes_per_tag_page,
     )
     from tagcache.engine.tags import reservation_calls, tag_storage_report
-    from tagcache.engine.tagstore import SIBLINGS
+    from tagcache.engine.tagstore import FRONTEND_COUNTERS, SIBLINGS
 
     twin = _twin_run(memo, cfg, design, trace, tagged_share, tag_tasks, facts, check)
     if twin is not None:
@@ -347,7 +184,7 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
     latency, claimed, dropped = reservation_calls(fm.ts)
     anon = anon_report(fm.an)
     t = Tally(
-        flat.PAGE_CACHES[fm.policy].stats(fm.pc), {k: ccr[k] for k in asdict(CleancacheStats())},
+        flat.PAGE_CACHES[fm.policy].stats(fm.pc), {k: ccr[k] for k in FRONTEND_COUNTERS},
         ccr["evicted"], ccr["cached"], ccr["peak_cached"],
         metadata_bytes_per_tag_page(fm.cc), simulator_bytes_per_tag_page(fm.cc),
         tag_storage_report(fm.ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
@@ -422,22 +259,18 @@ def _buckets(x: np.ndarray) -> dict[str, int]:
     return out
 
 
-def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-
 @dataclass
 class Tally:
-    """What a finished run's report is made of, from either engine."""
+    """What a finished run's report is made of, read from the compiled machine."""
 
-    page_cache: dict            # PageCacheStats' fields
-    cleancache: dict            # CleancacheStats' fields
+    page_cache: dict            # PageCacheStats' fields (engine/pagecache.py)
+    cleancache: dict            # the frontend's counters (engine/tagstore.py FRONTEND_COUNTERS)
     evicted: int
     cached: int
     peak_cached: int
     metadata_bytes_per_tag_page: float
     simulator_bytes_per_tag_page: float
-    tag_storage: dict           # TagStorageStats' counters
+    tag_storage: dict           # tag_storage_report() (engine/tags.py)
     latency: np.ndarray         # per reserve_tag_storage() call
     claimed: np.ndarray
     dropped: np.ndarray
@@ -450,31 +283,9 @@ class Tally:
     invariant_events: dict
 
 
-def tally_object(m: Machine) -> Tally:
-    """The object engine's machine as a :class:`Tally`."""
-    ts, backend = m.tags.stats, m.cleancache.backend
-    return Tally(
-        asdict(m.pc.stats), asdict(m.cleancache.stats), m.cleancache.evicted,
-        m.cleancache.cached, getattr(backend, "peak_cached", 0),
-        backend.metadata_bytes_per_tag_page() if backend is not None else 0.0,
-        backend.simulator_bytes_per_tag_page() if backend is not None else 0.0,
-        {k: getattr(ts, k) for k in ("reservations", "reservation_failures", "blocks_claimed",
-                                     "cmo_pages", "unbalanced_releases", "reserved_pages",
-                                     "reserved_peak")},
-        _cat(ts.latency, np.float64), _cat(ts.claimed, bool), _cat(ts.dropped, np.int32),
-        m.anon.peak_tagged, m.anon.copies, m.oom_events, m.averages,
-        m.checker.to_json() if m.checker else {},
-        list(m.checker.reports) if m.checker else [],
-        {k: list(v) for k, v in m.checker.events.items()} if m.checker else {})
-
-
-def collect(m: Machine | Tally, design: Design, share: float, events: int, wall: float,
-            cfg: MachineConfig | None = None) -> RunResult:
-    """The run's result from its tally (or the object machine's)."""
-    if isinstance(m, Machine):
-        cfg, t = m.cfg, tally_object(m)
-    else:
-        t = m
+def collect(t: Tally, design: Design, share: float, events: int, wall: float,
+            cfg: MachineConfig) -> RunResult:
+    """The run's result from its tally."""
     pcs, ccs, ts, c = t.page_cache, t.cleancache, t.tag_storage, cfg.costs
     layout = cfg.layout
     avg = t.averages

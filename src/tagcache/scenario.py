@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagcache.cleancache.backends.tagstore import POLICIES
 from tagcache.costs import CostTable
+from tagcache.engine.choices import ALLOC_POLICIES, POLICIES
 from tagcache.errors import LayoutError, ResourceError, ScenarioError
 from tagcache.hw.layout import MAX_TAG_REGIONS, MachineLayout, TagRegion, simple_layout
-from tagcache.mm.page_alloc import ALLOC_POLICIES
 from tagcache.replay import BACKEND_NAMES, Design, MachineConfig, check_run_memory
 from tagcache.units import PAGE_SIZE, format_bytes, parse_address, parse_pages, parse_size
 from tagcache.workloads.generators import (

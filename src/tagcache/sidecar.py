@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from tagcache.capacity import CgroupRoom, cgroup_room
+from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER, VM_READAHEAD_PAGES
 from tagcache.errors import TraceError
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
-from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.units import PAGE_SIZE
 from tagcache.workloads.events import FileTable, Op, Trace
 
@@ -245,7 +244,7 @@ def page_ranges(trace: Trace, meta: dict[str, Any] | None,
                 field: str) -> dict[int, list[tuple[int, int]]]:
     """A sidecar field of page runs (``exec_mappings``: the VM_EXEC mappings of the command's
     processes; ``cow_mappings``: their writable ELF segments) as ``{file id: [(start, end),
-    ...]}``, the form PageCache takes (it sorts and merges them)."""
+    ...]}``, the form make_page_cache() takes (it sorts and merges them)."""
     return {f: [(first, first + nr) for first, nr in spans]
             for f, spans in sidecar_page_runs(trace, meta, field).items()}
 
@@ -349,21 +348,12 @@ class CaptureFacts:
                         bool)
 
     def page_cache_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for PageCache: readahead window, largest folio, mappings."""
+        """Keyword arguments for make_page_cache() (engine/pagecache.py): readahead window,
+        largest folio, mappings."""
         return {"ra_pages": self.ra_pages,
                 "max_folio_order": MAX_PAGECACHE_ORDER if self.large_folios else 0,
                 "exec_vmas": self.exec_vmas, "cow_vmas": self.cow_vmas}
 
-    def preload(self, pc: PageCache) -> int:
-        """Mark the pages resident before the capture (PG_FOREIGN); how many of traced files."""
-        total = 0
-        for f, spans in self.resident.items():
-            if not pc.span[f]:
-                continue
-            for first, nr in spans:
-                pc.preload_foreign(f, first, nr)
-                total += max(0, min(first + nr, int(pc.span[f])) - first)
-        return total
 
 
 def has_samples(trace: Trace) -> bool:

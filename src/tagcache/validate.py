@@ -36,10 +36,9 @@ import numpy as np
 
 from tagcache.bounds import Interval, kernel_bounds
 from tagcache.capacity import CgroupRoom, follow_room
+from tagcache.engine.page_flags import PG_FOREIGN
+from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER, VM_READAHEAD_PAGES
 from tagcache.hw.layout import simple_layout
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER
-from tagcache.mm.page_flags import PG_FOREIGN
-from tagcache.mm.readahead import VM_READAHEAD_PAGES
 from tagcache.sidecar import (
     ACCESS_OPS,
     CaptureFacts,

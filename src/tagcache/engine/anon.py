@@ -1,8 +1,7 @@
 """Anonymous memory of processes, tagged (PROT_MTE) or not, compiled: map, fork, CoW, swap,
 migrate, exit, and the captured kmem allocations and frees.
 
-The compiled twin of mm/anon.py's AnonMemory, page for page and in the same order. Only
-PROT_MTE pages go through the MTE hooks (engine/tags.py): set_ptes_at() when mapped,
+Only PROT_MTE pages go through the MTE hooks (engine/tags.py): set_ptes_at() when mapped,
 copy_highpage() when copied on CoW or migration, arch_swap_restore() on swap-in, and
 free_tag_storage() when the frame is freed. Every allocation is of folios of ``folio_order``
 (engine/page_alloc.py), the tail as order-0 pages. CoW and swap-out take pages from the end of
@@ -12,25 +11,24 @@ Per process (indexed by pid; the tables grow to the largest pid seen), the PFNs 
 its order, are a run of one pool array::
 
     pool   [ run of pid 3 | (hole) | run of pid 0 ........ | run of pid 7 | free ... ]
-    start[pid], length[pid], cap[pid]: the run; live[pid]: the process has a list (the object
-    model's ``procs`` dict holds the pid)
+    start[pid], length[pid], cap[pid]: the run; live[pid]: the process has a list
 
 A run that outgrows its capacity moves to the end of the pool with twice the room; when the
 pool is full it is rebuilt with only the live runs (twice the room they need), so appends are
 amortised O(1) and exits leave holes only until the next rebuild. ``mapcount`` (uint16 per
 PFN) counts the processes sharing a frame; ``swapped``/``swapped_tagged`` per pid count pages
-out on swap. Counters ``c``: NR_PAGES, PEAK_PAGES, NR_TAGGED, PEAK_TAGGED, COPIES (as the
-object's attributes), POOL_TOP, ROOM_WANTED.
+out on swap. Counters ``c``: NR_PAGES, PEAK_PAGES, NR_TAGGED, PEAK_TAGGED, COPIES, POOL_TOP,
+ROOM_WANTED.
 
-make_room (reclaiming page cache so the frames fit beside it, replay.Machine.make_room) is the
-caller's: every operation that takes frames computes how many first, exactly where the object
-model calls ``make_room(n)`` (before it changes anything), and, called with ``room_done``
+make_room (reclaiming page cache so the frames fit beside it, machine.FlatMachine.make_room)
+is the caller's: every operation that takes frames computes how many first, before it changes
+anything, and, called with ``room_done``
 False, stops there returning NEED_ROOM with ``c[ROOM_WANTED] = n``. The caller reclaims
 (vmscan's try_to_free_pages loop; nothing with a fixed page-cache capacity) and calls again
 with ``room_done`` True, which recomputes the same n and goes on. A caller that knows no
 reclaim is needed passes True at once. :func:`anon_call` does this from Python with a
-make_room callable. OUT_OF_MEMORY: nothing was taken (the object raises OutOfMemory after
-make_room, before any change; replay counts it in oom_events).
+make_room callable. OUT_OF_MEMORY: nothing was taken (after make_room, before any change;
+replay counts it in oom_events).
 
 Observation sites (the checker's tags_written(pfns), tags_freed(pfns)) are marked
 ``# observer:``.
@@ -60,7 +58,7 @@ from tagcache.workloads.events import Op
 NR_PAGES, PEAK_PAGES, NR_TAGGED, PEAK_TAGGED, COPIES, POOL_TOP, ROOM_WANTED = range(7)
 NR_COUNTERS = 7
 STAT_NAMES = ("nr_pages", "peak_pages", "nr_tagged", "peak_tagged", "copies")
-"""AnonMemory's counting attributes, in the order of the constants above."""
+"""The counters anon_report() reads, in the order of the constants above."""
 
 OP_MAP, OP_FORK, OP_COW = int(Op.MTE_MAP), int(Op.MTE_FORK), int(Op.MTE_COW)
 OP_SWAP_OUT, OP_SWAP_IN = int(Op.MTE_SWAP_OUT), int(Op.MTE_SWAP_IN)
@@ -124,9 +122,9 @@ AnonState = state_class(
 
 def make_anon(pa, ts, folio_order: int = 0, nr_pids: int = 64,
               pool_pages: int = 4096) -> AnonState:
-    """The state ``AnonMemory(alloc, tags, make_room, folio_order)`` starts with, over the
-    allocator ``pa`` and tag storage ``ts`` states; room for pids below ``nr_pids`` and
-    ``pool_pages`` mapped pages before the tables grow."""
+    """The anonymous memory of no process yet, over the allocator ``pa`` and tag storage
+    ``ts`` states; room for pids below ``nr_pids`` and ``pool_pages`` mapped pages before the
+    tables grow."""
     nr_pids, pool_pages = max(1, int(nr_pids)), max(16, int(pool_pages))
     z = np.zeros(nr_pids, np.int64)
     return AnonState(pa, ts, int(folio_order), np.zeros(len(pa.free), np.uint16),
@@ -256,7 +254,7 @@ def _alloc(an, n, tagged):
 @njit(cache=True)
 def _get(an, n_tagged, n_untagged, room_done):
     """Frames for ``n_tagged`` PROT_MTE pages and ``n_untagged`` others, all or nothing;
-    NEED_ROOM first unless ``room_done`` (the object's make_room(n) call)."""
+    NEED_ROOM first unless ``room_done`` (make_room(n) was called)."""
     empty = np.zeros(0, np.int64)
     if not room_done:
         an.c[ROOM_WANTED] = n_tagged + n_untagged
@@ -662,14 +660,14 @@ def anon_call(an: AnonState, fn: Callable[..., int], *args: int,
 
 
 def anon_report(an: AnonState) -> dict[str, int]:
-    """What replay reads from AnonMemory: nr_pages, peak_pages, nr_tagged, peak_tagged,
+    """What replay reads of anonymous memory: nr_pages, peak_pages, nr_tagged, peak_tagged,
     copies."""
     c = an.c
     return {name: int(c[k]) for k, name in enumerate(STAT_NAMES)}
 
 
 def anon_procs(an: AnonState) -> dict[int, np.ndarray]:
-    """Each process's PFN list (the object's ``procs``), copies."""
+    """Each process's PFN list, copies."""
     return {int(p): an.pool[an.start[p]:an.start[p] + an.length[p]].copy()
             for p in np.flatnonzero(an.live)}
 

@@ -1,19 +1,21 @@
-"""The invariant checker of invariants.py as flat state and compiled observation functions.
+"""The invariant checker: the rules of DESIGN.md section 3 (engine/rules.py) as flat state and
+compiled observation functions.
 
-The same six rules, the same ground truth, the same observation points: the compiled page
-cache, cleancache frontend, tag storage and anonymous memory call these functions where the
-object model calls ``observer.<name>()``, each guarded by ``ck.c[ON]`` so that a run without
-the checker pays one branch per site and nothing else. Ground truth, as there, is the
-checker's own: a contents generation per page-cache slot (``version``), the generation on
-disk (``disk``) and of each stored copy (``copy``, ``held``, the folio it was stored with),
-its own tagged bit per frame and tagged-page count per tag block, and the backend's cached
-count and tag-page states measured before and after every claim. It reads the backend only as
-the object checker does: where a slot's copy is (``slot_tp``: locate()), what each tag page
-holds (``tp_state``: tag_page_use()) and how many pages it caches.
+The checker trusts nothing it checks. The page cache, cleancache frontend, tag storage and
+anonymous memory call these functions at the boundary of each layer (the sites marked
+``# observer:``), each guarded by ``ck.c[ON]`` so that a run without the checker pays one branch
+per site and nothing else. Ground truth is the checker's own: a contents generation per page-cache
+slot (``version``), the generation on disk (``disk``) and of each stored copy (``copy``,
+``held``, the folio it was stored with), its own tagged bit per frame and tagged-page count per
+tag block, and the backend's cached count and tag-page states measured before and after every
+claim. It reads the backend only through where a slot's copy is (``slot_tp``: locate()), what
+each tag page holds (``tp_state``: tag_page_use()) and how many pages it caches.
 
 Every breach is counted at its event; the event numbers (at most MAX_EVENTS per rule) and the
 first MAX_REPORTS breaches per rule, as (kind, event, n, x, y) rows, are kept in arrays and
-turned into the object checker's sentences by :func:`reports` after the run.
+turned into sentences by :func:`reports` after the run. machine.walk() adds a full walk of
+every list and counter at the end; a structural fault found there is counted under the rule
+it endangers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.engine.flat import state_class
-from tagcache.invariants import MAX_EVENTS, MAX_REPORTS, RULES, Violation
+from tagcache.engine.rules import MAX_EVENTS, MAX_REPORTS, RULES, Violation
 
 TAGS_RESERVED, TAGS_XOR_CACHE, RESTORE_FRESH, RESERVE_BOUNDED, NO_DIRTY_STORE, CONSERVATION = (
     range(6))
@@ -398,7 +400,7 @@ def _claim_text(block: int, problems: int) -> str:
 
 def reports(ck: CheckState, walk_details: dict[int, list[str]] | None = None
             ) -> list[Violation]:
-    """The kept breaches as the object checker's Violation rows, rule by rule."""
+    """The kept breaches as Violation rows (engine/rules.py), rule by rule."""
     out: list[Violation] = []
     walk = {r: list(v) for r, v in (walk_details or {}).items()}
     for rule, name in enumerate(RULES):

@@ -1,8 +1,8 @@
 """The cleancache frontend (mm/cleancache.c) and its state, for the compiled engine.
 
-The compiled twin of cleancache/frontend.py over the tag-storage backend of engine/tagstore.py
-(the only backend; ``cc.kind`` says whether there is one). The page cache (engine/pagecache)
-calls exactly these hooks, as mm/filemap.py calls the object frontend::
+Over the tag-storage backend of engine/tagstore.py (the only backend; ``cc.kind`` says
+whether there is one). The page cache (engine/filemap.py, vmscan.py, lru.py) calls exactly
+these hooks::
 
     cleancache_store_folio(cc, head, order, dirty)     reclaim evicts a folio
     cleancache_restore_folio(cc, head, nr) -> bool     a folio is read in: restored whole?
@@ -21,8 +21,15 @@ constants of engine/tagstore.py (STORED ... COLLATERAL the frontend's, then EVIC
 NR_CACHED, PEAK_CACHED, NR_FREE, FREE_TOP, the latest claim's ReserveWork W_*, and the refused
 transitions BAD_*). :func:`cleancache_report` reads what replay.collect() reports.
 
-Observation: the object frontend tells its observer (the checker) of every store, restore and
-invalidation; the sites are marked ``# observer:`` here for the engine to hook later.
+Counters, as in /sys/kernel/mm/cleancache, all in pages: ``stored``, ``skipped`` (offered but
+not kept), ``restored``, ``missed`` (looked up, absent), ``invalidated``, ``reclaimed``
+(dropped because tags needed the memory; the 2025 series calls this "recalled"), ``cached``
+(now). Ours adds ``collateral`` (the part of ``reclaimed`` that sat on tag pages tags did not
+need, dropped only because it shared a folio) and ``evicted`` (dropped by the backend to make
+room for a newer store; the 2025 series counts this as "reclaimed").
+
+Observation: the checker (engine/checker.py) hears of every store, restore and invalidation
+at the sites marked ``# observer:``.
 """
 
 from __future__ import annotations
@@ -60,8 +67,27 @@ from tagcache.engine.tagstore import (
 
 KIND_NONE, KIND_TAGSTORE = 0, 1
 KINDS = {"idle": KIND_NONE, "cleancache": KIND_TAGSTORE}
+TAG_PAGE_RECORD = np.dtype([("state_order", np.uint8), ("prev", np.uint8, 3),
+                            ("next", np.uint8, 3), ("tagged", np.uint8), ("key", "<u4")])
+"""What a kernel implementation keeps per tag page, 12 bytes packed (XNU's vm_mteinfo cell is
+12 bytes too)::
+
+    byte  0      state (2 bits: FREE, CACHE, TAGS) | folio order (4 bits) | 2 spare
+    bytes 1-3    prev   24-bit tag-page index in the store-order list
+    bytes 4-6    next   24-bit tag-page index (16M tag pages: 64 GiB of tag storage, 2 TiB data)
+    byte  7      tagged how many of the 32 data pages this tag page covers are tagged (0..32);
+                        a block's reservation refcount is the sum over its tag pages
+    bytes 8-11   key    the stored page's key in the backend's index ((inode, index) <-> key)
+
+It is enough because every transition reads only these: a claim needs the state (free page or
+stored page), the key (to erase the page from the index) and the order (to find the rest of a
+whole folio through the index); eviction walks the list from its oldest end; a release needs
+the tagged count. The free-page stack is a search structure, rebuilt from the states (no
+field); the simulator's own arrays (:func:`simulator_bytes_per_tag_page`) are reported apart.
+"""
+assert TAG_PAGE_RECORD.itemsize == 12, "the per-tag-page record must stay 12 bytes"
 TAG_PAGE_RECORD_BYTES = 12.0
-"""What a kernel implementation keeps per tag page (the object backend's TAG_PAGE_RECORD)."""
+"""What a kernel implementation keeps per tag page (:data:`TAG_PAGE_RECORD`)."""
 
 _i32, _u8 = types.int32[::1], types.uint8[::1]
 FIELDS = (
@@ -227,7 +253,7 @@ def cleancache_cached(cc):
 # -- readers for the report --------------------------------------------------------------------
 
 def cleancache_report(cc: CleancacheState) -> dict[str, int]:
-    """What replay.collect() reads from a Cleancache: its stats' fields, ``evicted``,
+    """What replay.collect() reads of cleancache: the frontend's counters, ``evicted``,
     ``cached`` and the backend's ``peak_cached`` (all 0 with no backend)."""
     c = cc.c
     out = {name: int(c[k]) for k, name in enumerate(FRONTEND_COUNTERS)}
@@ -247,8 +273,8 @@ def metadata_bytes_per_tag_page(cc: CleancacheState) -> float:
 
 
 def simulator_bytes_per_tag_page(cc: CleancacheState) -> float:
-    """What the backend's per-tag-page arrays take per tag page, with mte.py's int32 refcount
-    per tag block, as the object backend counts it (0.0 with no backend)."""
+    """What the backend's per-tag-page arrays take per tag page, with engine/tags.py's int32
+    refcount per tag block (0.0 with no backend)."""
     t = len(cc.tp_state)
     if cc.kind == KIND_NONE or not t:
         return 0.0

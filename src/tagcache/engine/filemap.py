@@ -1,6 +1,6 @@
 """The page cache's system calls and the trace loop (mm/filemap.c, mm/truncate.c), compiled:
-PageCache's read, get_pages, fault, map_pages, write, fsync, truncate, unlink and unmount
-(``policy="kernel"``) over the flat state of engine/pagecache.py.
+read, get_pages, fault, map_pages, write, fsync, truncate, unlink and unmount over the flat
+state of engine/pagecache.py.
 
 replay_page_cache() runs a trace's page-cache events from its columns, dispatching on the op
 code, and stops at the first event that is not the page cache's (tag storage, anonymous
@@ -12,12 +12,14 @@ folio (the batch pinned meanwhile), then folio_mark_accessed() on each as the co
 A fault reads around on a miss and maps the folio; fault-around maps cached folios without
 I/O; a write dirties (creating missing pages with nothing read); truncation frees the folios
 past the new size and drops their shadows; unmount writes back and evicts every inode of a
-device. The cleancache hooks are called where the object model calls its frontend.
+device. The cleancache frontend is consulted exactly where the kernel's was: a clean, up-to-date
+folio leaving the cache by reclaim is offered to it (store); a folio being read in asks it
+first (restore, exclusive); writes, truncation and inode eviction invalidate.
 
-Departures (mm/filemap.py's, unchanged): in a copy-on-write range every fault and fault-around
+Departures: in a copy-on-write range every fault and fault-around
 is taken as a write (the page-cache folio is read but not left mapped); map_pages() marks an
 already mapped folio young again. The invariant checker (engine/checker.py) hears of writes
-and truncation here, of writeback in folio_writeback(), where the object model's observer does.
+and truncation here, of writeback in folio_writeback().
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ from tagcache.engine.cleancache import (
     cleancache_invalidate_range,
 )
 from tagcache.engine.filemap_add import filemap_add_folio
+from tagcache.engine.page_flags import (
+    PG_DIRTY,
+    PG_FOREIGN,
+    PG_READAHEAD,
+    PG_RESTORED,
+    PG_WORKINGSET,
+)
 from tagcache.engine.pagecache import (
     ACCESSES,
     CACHED_SUM,
@@ -66,6 +75,7 @@ from tagcache.engine.readahead import (
     page_cache_async_ra,
     page_cache_sync_ra,
 )
+from tagcache.engine.rules import CONSERVATION_INTERVAL
 from tagcache.engine.tagstore import (
     EVICTED,
     INVALIDATED,
@@ -73,14 +83,6 @@ from tagcache.engine.tagstore import (
     RECLAIMED,
     RESTORED,
     STORED,
-)
-from tagcache.invariants import CONSERVATION_INTERVAL
-from tagcache.mm.page_flags import (
-    PG_DIRTY,
-    PG_FOREIGN,
-    PG_READAHEAD,
-    PG_RESTORED,
-    PG_WORKINGSET,
 )
 from tagcache.workloads.events import Op
 
@@ -142,8 +144,8 @@ def _set_pinned(pc, b, first, last, on):
 
 @njit(cache=True)
 def filemap_get_batch(pc, f, pos, last_index):
-    """filemap_get_pages() from ``pos`` then the copy loop's folio_mark_accessed() calls
-    (PageCache._get_pages_batch()); returns the page after the batch, or -1 (ERR_NO_ROOM).
+    """filemap_get_pages() from ``pos`` then the copy loop's folio_mark_accessed() calls;
+    returns the page after the batch, or -1 (ERR_NO_ROOM).
 
     The batch is the cached folios contiguous from ``pos``, ending at a hole, at the end of
     the request, or after a PG_readahead folio (filemap_get_read_batch()); a miss at ``pos``
@@ -225,7 +227,7 @@ def filemap_get_pages(pc, f, index, nr):
 def filemap_fault(pc, f, index):
     """filemap_fault() on page ``index`` of a shared file mapping: a hit counts down
     mmap_miss and may push the window (the folio pinned meanwhile), a miss reads around (or
-    forward in a VM_EXEC mapping); the folio is left mapped and young (PageCache.fault())."""
+    forward in a VM_EXEC mapping); the folio is left mapped and young."""
     if index >= pc.isize[f]:
         return
     b = pc.base[f]
@@ -388,7 +390,7 @@ def preload_foreign(pc, f, first, nr):
 @njit(cache=True)
 def check_event(cc, i):
     """The checker's clock: event ``i`` is about to run; every CONSERVATION_INTERVAL events
-    the counters are checked (invariants.Checker.check_conservation(), between events)."""
+    the counters are checked (rule 6, between events)."""
     ck = cc.ck
     if i > 0 and i % CONSERVATION_INTERVAL == 0:
         ck.c[CK_EVENT] = i - 1
@@ -398,7 +400,7 @@ def check_event(cc, i):
 
 @njit(cache=True)
 def check_conservation(cc):
-    """invariants.Checker.check_conservation(): the frontend's counters against the
+    """Rule 6 (conservation): the frontend's counters against the
     backend's own count of what it holds (nothing to check with no backend)."""
     if cc.kind == KIND_NONE:
         return
@@ -453,8 +455,8 @@ def replay_page_cache(pc, op, a0, a1, a2, start, end):
 
 
 def check_page_cache_error(pc: PageCacheState) -> None:
-    """Raise what the object model raises for the error replay_page_cache() stopped on
-    (the error is cleared); nothing when there was none."""
+    """Raise for the error replay_page_cache() stopped on, the error cleared (ValueError for
+    a write past a file's span, RuntimeError otherwise); nothing when there was none."""
     c = pc.c
     code = int(c[ERROR])
     if not code:
@@ -468,7 +470,7 @@ def check_page_cache_error(pc: PageCacheState) -> None:
 def replay_columns(pc: PageCacheState, op: np.ndarray, a0: np.ndarray, a1: np.ndarray,
                    a2: np.ndarray) -> None:
     """Every event of the columns that replay_page_cache() handles, skipping the others;
-    raises as the object model would (tests and tools; the machine's loop interleaves)."""
+    raises on an error (tests and tools; the machine's loop interleaves)."""
     op = np.ascontiguousarray(op, np.uint8)
     a0, a1, a2 = (np.ascontiguousarray(a, np.int64) for a in (a0, a1, a2))
     i, n = 0, len(op)

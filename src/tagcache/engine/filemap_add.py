@@ -1,5 +1,5 @@
-"""filemap_add_folio() and the read that follows it (mm/filemap.c), compiled: PageCache.add_folio()
-over the flat state of engine/pagecache.py.
+"""filemap_add_folio() and the read that follows it (mm/filemap.c), compiled, over the flat
+state of engine/pagecache.py.
 
 A folio is charged first (try_charge_memcg(): readahead's __GFP_NORETRY allocations get one
 reclaim pass, everything else the full retries), then added: a fill whose head slot has a
@@ -15,6 +15,8 @@ from __future__ import annotations
 from numba import njit
 
 from tagcache.engine.cleancache import cleancache_restore_folio
+from tagcache.engine.mmzone import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from tagcache.engine.page_flags import PG_ACTIVE, PG_READAHEAD, PG_RESTORED, PG_WORKINGSET
 from tagcache.engine.pagecache import (
     EMPTY,
     FOLIO_ORDER_SHIFT,
@@ -29,10 +31,7 @@ from tagcache.engine.pagecache import (
     workingset_forget,
     workingset_refault,
 )
-from tagcache.engine.vmscan import try_charge_memcg
-from tagcache.mm.filemap import MAX_RECLAIM_RETRIES, MEMCG_NORETRY_RECLAIMS
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.page_flags import PG_ACTIVE, PG_READAHEAD, PG_RESTORED, PG_WORKINGSET
+from tagcache.engine.vmscan import MAX_RECLAIM_RETRIES, MEMCG_NORETRY_RECLAIMS, try_charge_memcg
 
 
 @njit(cache=True)

@@ -1,17 +1,16 @@
 """The plain-LRU page cache (``--policy lru``) as one flat state and compiled step functions.
 
-The libCacheSim reference policy: one LRU list of order-0 pages, no readahead, no
-activation; a hit moves the page to the list's head, a miss inserts it there, and the charge
-evicts from the tail while over the limit. It is ``PageCache(policy="lru")`` (mm/filemap.py,
-every ``policy == "lru"`` branch) with the kernel page cache's contract (engine/pagecache.py,
-engine/filemap.py): the same counter numbering in ``c`` (NR_PAGES, LIMIT, CACHED_SUM,
-ERROR, STREAM_OFFSET, ...; pagecache.py's readers of ``c`` work on this record too), the
-cleancache hooks where the object model calls its frontend (evicted clean pages stored,
-a miss restored exclusively, writes and truncation invalidating), the checker's
-observations where its observer hears them, and errors as codes in ``c[ERROR]``.
+The libCacheSim reference policy: one LRU list of order-0 pages, no readahead, no activation; a
+hit moves the page to the list's head, a miss inserts it there, and the charge evicts from the
+tail while over the limit. It has the kernel page cache's contract (engine/pagecache.py,
+engine/filemap.py): the same counter numbering in ``c`` (NR_PAGES, LIMIT, CACHED_SUM, ERROR,
+STREAM_OFFSET, ...; pagecache.py's readers of ``c`` work on this record too), the cleancache
+hooks where the kernel page cache calls them (evicted clean pages stored, a miss restored
+exclusively, writes and truncation invalidating), the checker's observations where its observer
+hears them, and errors as codes in ``c[ERROR]``.
 
 The record, :class:`LruPageCacheState`, sized from the file table (file ``f``'s page ``i``
-is slot ``base[f] + i``, slots as ``PageCache.slot_bases()`` lays them out)::
+is slot ``base[f] + i``, slots as ``pagemap.slot_bases()`` lays them out)::
 
     pg     uint8 per slot, the page's bits below
     link   int32, 2 per slot + 2 for the sentinel (slot nr_slots): link[2s] the newer
@@ -28,15 +27,15 @@ A page's states (the bits of ``pg``; EVER, once set, stays)::
         |        to cleancache, SHADOW left               |
         +-------------- truncate: freed, no shadow -------+
 
-Workingset: the object model keeps a shadow's eviction age, but with no active list a
-refault is never activated (its distance is at least 1, the active list empty), so a bit
-suffices; ``nonresident_age`` counts the evictions (c[NONRESIDENT_AGE]).
+Workingset: with no active list a refault is never activated (its distance is at least 1, the
+active list empty), so a bit suffices for a shadow (no eviction age); ``nonresident_age`` counts
+the evictions (c[NONRESIDENT_AGE]).
 
-Reclaim from outside: :func:`lru_try_to_free_pages` is mm/vmscan.try_to_free_pages() on an
-lru PageCache (priorities DEF_PRIORITY..0, ``inactive >> priority`` pages in batches of
+Reclaim from outside: :func:`lru_try_to_free_pages` is vmscan.try_to_free_pages() on the
+plain LRU (priorities DEF_PRIORITY..0, ``inactive >> priority`` pages in batches of
 SWAP_CLUSTER_MAX, every page at the tail reclaimed: nothing is mapped young, locked or
 pinned, nothing active), the reclaim anonymous memory's make_room runs;
-:func:`lru_try_charge` is PageCache.charge()'s lru branch (the tail evicted exactly),
+:func:`lru_try_charge` is the plain LRU's charge (the tail evicted exactly),
 which capacity.follow_room's charge(0) means.
 """
 
@@ -60,6 +59,8 @@ from tagcache.engine.cleancache import (
 )
 from tagcache.engine.filemap import check_event, check_page_cache_error
 from tagcache.engine.flat import state_class
+from tagcache.engine.mmzone import DEF_PRIORITY, SWAP_CLUSTER_MAX
+from tagcache.engine.page_flags import PG_DIRTY, PG_FOREIGN, PG_RESTORED
 from tagcache.engine.pagecache import (
     ACCESSES,
     CACHED_SUM,
@@ -95,9 +96,7 @@ from tagcache.engine.pagecache import (
     page_cache_stats,
     set_limit,
 )
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache
-from tagcache.mm.page_flags import PG_DIRTY, PG_FOREIGN, PG_RESTORED
-from tagcache.mm.vmscan import DEF_PRIORITY, SWAP_CLUSTER_MAX
+from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER, slot_bases
 from tagcache.workloads.events import FileTable, Op
 
 __all__ = [
@@ -117,7 +116,7 @@ PAGE_EVER = 4           # inserted at least once (re-insertions)
 PAGE_SHADOW = 8         # a workingset shadow entry is present
 PAGE_FOREIGN = 16       # PG_FOREIGN: resident before the trace, charged elsewhere
 PAGE_RESTORED = 32      # PG_RESTORED: its data came from cleancache
-PAGE_CACHED = PAGE_RESIDENT | PAGE_FOREIGN     # the object model's head[s] >= 0
+PAGE_CACHED = PAGE_RESIDENT | PAGE_FOREIGN     # a page is in the cache (head[s] >= 0)
 
 OP_READ, OP_WRITE, OP_FAULT = int(Op.READ), int(Op.WRITE), int(Op.FAULT)
 OP_MAP_PAGES, OP_TRUNCATE, OP_UNLINK = int(Op.MAP_PAGES), int(Op.TRUNCATE), int(Op.UNLINK)
@@ -181,7 +180,7 @@ LruPageCacheState = state_class(
     __name__, "The plain-LRU page cache's pages, list, counters and cleancache state.")
 LruPageCacheState.head = property(
     lambda self: folio_arrays(self)["head"],
-    doc="A new array: the object model's head per slot (-1, or the slot), as the end-of-run "
+    doc="A new array: the head per slot (-1, or the slot), as the end-of-run "
         "walk reads the kernel record's.")
 
 
@@ -202,12 +201,12 @@ def _make(base: np.ndarray, span, isize, dev, cc: Any) -> LruPageCacheState:
 
 
 def make_lru_page_cache(files: FileTable, cc: Any = None) -> LruPageCacheState:
-    """The state ``PageCache(files, cleancache, limit, policy="lru")`` starts with; ``cc``
+    """The plain LRU's state for ``files``, empty; ``cc``
     is the cleancache state (engine/cleancache.py; default none). The charge limit is 0
     until set_limit()."""
     if cc is None:
         cc = make_cleancache("idle")
-    return _make(PageCache.slot_bases(files), files.span_pages, files.size_pages, files.dev,
+    return _make(slot_bases(files), files.span_pages, files.size_pages, files.dev,
                  cc)
 
 
@@ -216,8 +215,8 @@ def make_lru_page_cache(files: FileTable, cc: Any = None) -> LruPageCacheState:
 # read and write ``c`` only.)
 
 def file_counts(pc: LruPageCacheState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(file_insertions, file_reinsertions, file_orders) as the object model keeps them
-    (every folio of order 0)."""
+    """(file_insertions, file_reinsertions, file_orders) as the kernel page cache's readers
+    give them (every folio of order 0)."""
     ins = pc.file_insertions.copy()
     orders = np.zeros((len(ins), MAX_PAGECACHE_ORDER + 2), np.int64)
     orders[:, 0] = ins
@@ -232,9 +231,9 @@ def workingset_counts(pc: LruPageCacheState) -> dict[str, int]:
 
 
 def folio_arrays(pc: LruPageCacheState) -> dict[str, np.ndarray]:
-    """The per-slot arrays as the object model keeps them: head (-1 or the slot), order
-    (all 0), flags (PG_DIRTY, PG_FOREIGN, PG_RESTORED), ever; ``shadow`` is whether a
-    shadow entry is present (the object model's ``ws.shadow >= 0``)."""
+    """The per-slot arrays as the kernel page cache's readers give them: head (-1 or the
+    slot), order (all 0), flags (PG_DIRTY, PG_FOREIGN, PG_RESTORED), ever; ``shadow`` is whether a
+    shadow entry is present (shadow >= 0)."""
     pg = np.asarray(pc.pg)
     n = len(pg)
     head = np.where(pg & PAGE_CACHED, np.arange(n, dtype=np.int32), np.int32(-1))
@@ -267,7 +266,7 @@ def _walk(pc, out):
 
 
 def lru_walk(pc: LruPageCacheState) -> list[int]:
-    """Slots on the list from the newest to the oldest (LruLists.walk(LRU_INACTIVE_FILE))."""
+    """Slots on the list from the newest to the oldest (the tail last)."""
     out = np.zeros(int(pc.nr_slots), np.int64)
     n = _walk(pc, out)
     if n < 0:
@@ -276,7 +275,7 @@ def lru_walk(pc: LruPageCacheState) -> list[int]:
 
 
 def verify_lru_page_cache(pc: LruPageCacheState) -> list[str]:
-    """PageCache.verify() over the record: the list walked both ways, every page on it
+    """The end-of-run walk of the record: the list walked both ways, every page on it
     resident and every resident page on it, the page and dirty counts agreeing with the
     list and the slots, dirty data only in cached pages, no shadow under a resident page."""
     errs: list[str] = []
@@ -411,7 +410,7 @@ def _evict_tail(pc):
 @njit(cache=True)
 def _shrink_tail(pc, excess):
     """Evict from the tail until ``excess`` pages are gone or nothing is charged (the lru
-    branch of PageCache.charge())."""
+    charge)."""
     while excess > 0 and pc.c[NR_PAGES] > 0:
         excess -= 1
         _evict_tail(pc)
@@ -438,7 +437,7 @@ def _add_page(pc, f, s, fill):
 
 @njit(cache=True)
 def lru_try_charge(pc, nr, retries):
-    """PageCache.charge(nr) on the plain LRU: evict the tail, exactly, until ``nr`` more
+    """The charge of ``nr`` pages on the plain LRU: evict the tail, exactly, until ``nr`` more
     pages fit under c[LIMIT]; always True (``retries`` is the kernel model's, unused)."""
     _shrink_tail(pc, pc.c[NR_PAGES] + nr - pc.c[LIMIT])
     return True
@@ -698,7 +697,7 @@ def _replay_skipping(pc, op, a0, a1, a2):
 def replay_columns(pc: LruPageCacheState, op: np.ndarray, a0: np.ndarray, a1: np.ndarray,
                    a2: np.ndarray) -> None:
     """Every event of the columns that replay_lru_page_cache() handles, skipping the others;
-    raises what the object model raises (tests and tools; the machine's loop interleaves)."""
+    raises on an error (tests and tools; the machine's loop interleaves)."""
     op = np.ascontiguousarray(op, np.uint8)
     a0, a1, a2 = (np.ascontiguousarray(a, np.int64) for a in (a0, a1, a2))
     if _replay_skipping(pc, op, a0, a1, a2) >= 0:

@@ -12,9 +12,9 @@ the page cache's events and stops at the first event that is not one; that event
 memory, a kmem event, a cgroup sample) is applied here, through its compiled step function,
 and the loop resumes. Events inserted into the trace (events.Inserted: a share's generated
 anonymous memory) are applied at their positions without merging the columns. The per-event
-averages of tagged, reserved and cached pages are the same sums the object engine takes
-event by event: tagged and reserved pages do not change during a run of page-cache events,
-and the page-cache loop sums the cached pages itself.
+averages of tagged, reserved and cached pages are sums taken event by event: tagged and
+reserved pages do not change during a run of page-cache events, and the page-cache loop sums
+the cached pages itself.
 
 The parts of a capture's room are still Python (capacity.CgroupRoom): a few thousand samples
 per capture, each one call of the compiled charge.
@@ -58,10 +58,10 @@ from tagcache.engine.pagecache import (
     STREAM_OFFSET,
     make_page_cache,
 )
+from tagcache.engine.pagemap import slots_needed
+from tagcache.engine.rules import CONSERVATION_INTERVAL
 from tagcache.engine.tags import RESERVED_PAGES, make_tag_storage
-from tagcache.engine.vmscan import try_charge_memcg, try_to_free_pages
-from tagcache.invariants import CONSERVATION_INTERVAL
-from tagcache.mm.filemap import MAX_RECLAIM_RETRIES
+from tagcache.engine.vmscan import MAX_RECLAIM_RETRIES, try_charge_memcg, try_to_free_pages
 from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
 
 PAGE_CACHES: dict[str, PageCacheKind] = {}   # filled below, once the classes exist
@@ -105,7 +105,8 @@ class FlatMachine:
     # -- the page cache's limit ----------------------------------------------------------------
 
     def limit(self) -> int:
-        """Pages the page cache may hold now (replay.Machine.page_cache_limit())."""
+        """Pages the page cache may hold now: a fixed capacity when one is given (a trace
+        replay's cgroup), else free frames less the reserve, within the cgroup limit."""
         if self.room is not None:
             return self.room.pages
         if self.fixed_limit is not None:
@@ -184,11 +185,9 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     ``files`` where the model sees another: validate's), with a capture's ``facts``
     (sidecar.CaptureFacts) applied and, with ``check``, the invariant checker
     (engine/checker.py) observing every part."""
-    from tagcache.mm.filemap import PageCache
-
     layout = cfg.layout
     files = trace.files if files is None else files
-    nr_slots = PageCache.slots_needed(files)
+    nr_slots = slots_needed(files)
     ck = make_checker(layout, nr_slots, check)
     cc = make_cleancache(design.backend, layout, nr_slots, design.policy, ck)
     kind = PAGE_CACHES[cfg.page_cache_policy]
@@ -344,7 +343,7 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
 
 
 def walk(fm: FlatMachine) -> None:
-    """invariants.Checker.walk() over the flat state: every list and counter end to end, a
+    """The checker's end-of-run walk over the flat state: every list and counter end to end, a
     structural fault counted under the rule it endangers (its sentence kept for reports)."""
     from tagcache.engine import checker
     from tagcache.engine.checker import RESTORE_FRESH, TAGS_RESERVED, TAGS_XOR_CACHE
@@ -389,12 +388,12 @@ def walk(fm: FlatMachine) -> None:
 
 
 def verify_page_cache(pc) -> list[str]:
-    """PageCache.verify() over the flat state: both lists walked, every folio on the list
+    """The kernel page cache's walk: both lists walked, every folio on the list
     its PG_active says and its slots pointing at its head, the page counts agreeing with
     lists and slots (vectorised over the folios of each list)."""
+    from tagcache.engine.mmzone import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+    from tagcache.engine.page_flags import PG_ACTIVE, PG_FOREIGN
     from tagcache.engine.pagecache import NR_LRU, lru_heads
-    from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-    from tagcache.mm.page_flags import PG_ACTIVE, PG_FOREIGN
 
     head, order, flags = np.asarray(pc.head), np.asarray(pc.order), np.asarray(pc.flags)
     nxt = np.asarray(pc.lru_next)
@@ -421,7 +420,8 @@ def verify_page_cache(pc) -> list[str]:
 
 
 def verify_backend(cc) -> list[str]:
-    """TagStorageBackend.verify() over the flat state."""
+    """The tag-storage backend's walk: its counts against its states, its index against its
+    pages, its store-order list against its count."""
     from tagcache.engine.tagstore import NR_CACHED, NR_FREE, TP_CACHE, TP_FREE
 
     state, tp_slot, slot_tp = np.asarray(cc.tp_state), np.asarray(cc.tp_slot), np.asarray(

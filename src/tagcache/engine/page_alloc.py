@@ -1,8 +1,7 @@
-"""Page frames and the page allocator for anonymous memory, compiled (mm/page_alloc.c's part
-that mm/page_alloc.py models).
+"""Page frames and the page allocator for anonymous memory, compiled (the part of
+mm/page_alloc.c that anonymous memory needs).
 
-The compiled twin of mm/page_alloc.py's PageAllocator, frame for frame and draw for draw. The
-memmap is ``free`` and ``tagged`` (bool per PFN of the span); tag-storage frames are never
+The memmap is ``free`` and ``tagged`` (bool per PFN of the span); tag-storage frames are never
 free. An allocation of order N hands out naturally aligned, contiguous, wholly free blocks of
 ``1 << N`` frames (aligned by PFN, not by index), as the buddy allocator does. A tagged
 allocation comes from taggable frames only; an untagged one from untaggable frames first, then
@@ -12,12 +11,12 @@ from the rest::
     untagged:  blocks wholly in  free & ~taggable                (MASK_UNTAGGED), and if too
                few, all of them, then blocks wholly free with a taggable frame (MASK_REST)
 
-Placement policy, as there:
+Placement policy (choices.ALLOC_POLICIES):
 
 * ``sequential``: lowest free blocks first.
 * ``random``: chunks of ``chunk_pages`` frames (by index) holding a candidate block, in the
   order of a permutation drawn from the seeded numpy Generator, each chunk's blocks in
-  ascending order; like there, a placement of no block draws nothing.
+  ascending order; a placement of no block draws nothing.
 * ``pack``: tagged allocations take blocks under an already reserved tag block first
   (``block_refs``: engine/tags.py's ``refs``), untagged ones avoid them (randomly placed among
   the others, then the reserved ones).
@@ -38,7 +37,7 @@ against ``bit_generator.state`` when the state is made, numba's call into numpy 
 about twice as fast as a call per draw. Under NUMBA_DISABLE_JIT, numpy's own shuffle.
 
 :func:`page_alloc` returns OUT_OF_MEMORY (engine/rc.py) taking nothing when too few blocks are
-free, where the object raises OutOfMemory.
+free.
 """
 
 from __future__ import annotations
@@ -50,10 +49,10 @@ from numba import njit, types
 from numba.core import config
 from numba.experimental import structref
 
+from tagcache.engine.choices import ALLOC_POLICIES
 from tagcache.engine.flat import state_class
 from tagcache.engine.rc import ERR_DOUBLE_FREE, ERR_NOT_WHOLE, OK, OUT_OF_MEMORY
 
-ALLOC_POLICIES = ("sequential", "random", "pack")
 SEQUENTIAL, RANDOM, PACK = range(3)
 MASK_TAGGED, MASK_UNTAGGED, MASK_FREE, MASK_REST = range(4)
 RES_ANY, RES_RESERVED, RES_UNRESERVED = range(3)
@@ -162,8 +161,8 @@ def _pcg64_inlinable(rng: np.random.Generator) -> bool:
 
 def make_page_alloc(layout, block_refs: np.ndarray, policy: str = "random",
                     chunk_pages: int = 16, seed: int = 0) -> PageAllocState:
-    """The state ``PageAllocator(layout, policy, chunk_pages, seed)`` starts with;
-    ``block_refs`` is the tag storage's refcount array (engine/tags.py ``ts.refs``)."""
+    """The allocator over ``layout`` with every frame free (``policy``, ``chunk_pages``,
+    ``seed``); ``block_refs`` is the tag storage's refcount array (engine/tags.py ``ts.refs``)."""
     if policy not in ALLOC_POLICIES:
         raise ValueError(f"unknown allocation policy {policy!r}; choose from {ALLOC_POLICIES}")
     free = np.ascontiguousarray(layout.data_pfn_mask, np.bool_)   # a new array each read

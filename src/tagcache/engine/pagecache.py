@@ -1,14 +1,13 @@
 """The kernel page cache as one flat state: the record, its builder, readers and leaf operations.
 
-The compiled engine (issue 11) runs the page-cache model of mm/ (filemap.py with
-``policy="kernel"``, readahead.py, vmscan.py, workingset.py, lru.py) as numba functions over
-one record, :class:`PageCacheState`, instead of objects. The record holds, sized at build
-time from the file table (slots as ``PageCache.slot_bases()`` lays them out, file ``f``'s page
-``i`` is slot ``base[f] + i``)::
+The kernel's page cache (mm/filemap.c, mm/readahead.c, mm/vmscan.c, mm/workingset.c, the LRU
+lists of one lruvec) as numba functions over one record, :class:`PageCacheState`. The record
+holds, sized at build time from the file table (slots as ``pagemap.slot_bases()`` lays them
+out, file ``f``'s page ``i`` is slot ``base[f] + i``)::
 
     per slot      head int32: the xarray slot, a folio's head slot (>= 0) or a value entry
                   (< 0: empty, or a shadow; "ever inserted" rides along, see below);
-                  flags uint16 (mm/page_flags.py's PG_* bits, plus PG_LOCKED and PG_PINNED
+                  flags uint16 (engine/page_flags.py's PG_* bits, plus PG_LOCKED and PG_PINNED
                   below, in bits 0-11; the folio's order in bits 12-15)
     lru_prev/next int32 per slot + 2 sentinels (nr_slots + LRU_INACTIVE_FILE / _ACTIVE_FILE)
     per file      base, span, isize, dev, max_order; the file_ra_state (ra_start, ra_size,
@@ -35,20 +34,35 @@ never both: a value entry here is a negative ``head``::
 ``eviction`` is nonresident_age truncated to EVICTION_BITS (29) bits and the refault
 distance is taken modulo 2**29, as mm/workingset.c's pack_shadow() stores
 ``eviction & EVICTION_MASK`` and workingset_test_recent() computes
-``(refault - eviction) & EVICTION_MASK``. Simplification: the object model
-(mm/workingset.py) keeps the full counter; the two agree while a refault distance is below
-2**29 pages (2 TiB of reclaim and activation between eviction and refault), beyond which the
-distance wraps, as the kernel's does (at its own, wider, mask on 64-bit). A folio preloaded
-over a shadow (preload_foreign()) replaces it, as storing a folio in an xarray slot does;
-the object model keeps that shadow in its own array, where nothing can read it: the slot
-must be freed first, and only truncation frees a foreign folio, which forgets the shadows of
-the range it frees.
+``(refault - eviction) & EVICTION_MASK``: beyond a refault distance of 2**29 pages (2 TiB of
+reclaim and activation between eviction and refault) the distance wraps, as the kernel's does
+(at its own, wider, mask on 64-bit). A folio preloaded over a shadow (preload_foreign())
+replaces it, as storing a folio in an xarray slot does.
+
+Workingset detection (mm/workingset.c), in short. The inactive list is where new pages prove
+themselves; a page that is evicted from it and faults back in soon was evicted too early. To
+tell, each eviction leaves a *shadow entry* in the page-cache slot that records the value of a
+per-lruvec counter, ``nonresident_age``, that ticks once per page evicted or activated::
+
+    eviction:  shadow = nonresident_age;  nonresident_age += nr_pages
+    refault:   refault_distance = nonresident_age - shadow
+
+The refault distance is how many pages were evicted or activated while the page was out, i.e.
+the minimum extra inactive space it would have needed to stay resident. If that distance fits
+in the active list (``workingset_size = NR_ACTIVE_FILE``, plus the anon lists when swap is
+usable), the page is activated on refault: it is part of the workingset.
+
+Modelled as in workingset_eviction() / workingset_test_recent() / workingset_refault() of
+Linux 6.x, with one lruvec (one memory cgroup, one node) and no bucket_order rounding of the
+eviction counter. The shadow also keeps the folio's PG_workingset bit, so a refault of a page
+that was active before eviction counts as a *restore* (WORKINGSET_RESTORE_FILE). MGLRU
+(CONFIG_LRU_GEN) is not modelled.
 
 The folio order lives in the head slot's flags (bits 12-15, FOLIO_ORDER_SHIFT; orders go up
 to MAX_PAGECACHE_ORDER = 9), read by folio_order(). A cached slot was inserted before
 ("ever") unless its folio is PG_FOREIGN and was preloaded on a slot never inserted: a foreign
 folio (always order 0) keeps that bit as FOREIGN_EVER in the order bits. Python readers see
-the object model's arrays through folio_arrays() and ``pc.order``.
+per-slot head, order, flags and shadow arrays through folio_arrays() and ``pc.order``.
 
 This module has the leaf operations every other part calls: the LRU lists, the workingset's
 shadow entries, lookups (folio_at, range_free, page_cache_prev_miss / next_miss, the VMA
@@ -57,11 +71,9 @@ a window's disk requests. Reclaim is engine/vmscan.py, insertion engine/filemap_
 readahead engine/readahead.py, the system calls and the trace loop engine/filemap.py; the
 imports go one way: filemap -> readahead -> filemap_add -> vmscan -> pagecache, cleancache.
 
-Where the object model keeps Python sets, the record keeps flag bits: a folio a readahead
-window holds locked (``pc.locked``) has PG_LOCKED, a folio a running read or fault holds a
-reference to (``pc.pinned``) has PG_PINNED. Neither nests (a readahead never starts a read
-or a fault), so a bit is the set exactly; both are clear between events, so ``flags``
-compares equal to the object model's. Errors are codes in ``c[ERROR]``, not exceptions.
+A folio a readahead window holds locked has PG_LOCKED, a folio a running read or fault holds a
+reference to has PG_PINNED. Neither nests (a readahead never starts a read or a fault), so a
+bit is enough; both are clear between events. Errors are codes in ``c[ERROR]``, not exceptions.
 """
 
 from __future__ import annotations
@@ -77,9 +89,8 @@ from numba.experimental import structref
 from tagcache.engine import checker
 from tagcache.engine.cleancache import CLEANCACHE_STATE
 from tagcache.engine.flat import state_class
-from tagcache.mm.filemap import MAX_PAGECACHE_ORDER, PageCache, PageCacheStats, _ranges
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.page_flags import (
+from tagcache.engine.mmzone import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
+from tagcache.engine.page_flags import (
     PG_ACTIVE,
     PG_DIRTY,
     PG_FOREIGN,
@@ -91,9 +102,31 @@ from tagcache.mm.page_flags import (
     PTE_YOUNG,
     VM_EXEC_MAPPED,
 )
-from tagcache.mm.vmscan import SWAP_CLUSTER_MAX
-from tagcache.mm.workingset import NO_SHADOW
+from tagcache.engine.pagemap import MAX_PAGECACHE_ORDER, merge_ranges, slot_bases
 from tagcache.workloads.events import FileTable
+
+
+@dataclasses.dataclass
+class PageCacheStats:
+    """Page-cache counters; names as in the JSON output (DESIGN.md section 4)."""
+
+    accesses: int = 0
+    hits: int = 0
+    misses: int = 0
+    insertions: int = 0
+    reinsertions: int = 0     # insertions of a page that had been inserted before
+    refaults: int = 0
+    cleancache_hits: int = 0  # accessed pages that missed and came back from cleancache
+    evictions: int = 0
+    pages_read: int = 0       # pgpgin, in pages: reads that went to the disk
+    pages_written: int = 0    # pgpgout, in pages: writeback
+    read_requests: int = 0    # requests sent to the disk: runs of contiguous folios read
+    read_requests_without_cleancache: int = 0   # the runs had no folio been restored
+
+
+NO_SHADOW = -1
+"""A slot without a shadow entry, as workingset_refault() reads it (folio_arrays()'s
+``shadow``)."""
 
 PG_LOCKED = 1 << 10
 """A readahead window's folio, locked until the window is read (``pc.locked``)."""
@@ -133,10 +166,10 @@ NR_COUNTERS = 29
 
 ERR_NONE = 0
 ERR_WRITE_PAST_SPAN = 1
-"""A write ends past its file's span (the object model raises ValueError)."""
+"""A write ends past its file's span (check_page_cache_error() raises ValueError)."""
 ERR_NO_ROOM = 2
 """A charge with full retries failed and the page a read, fault or write needs could not be
-added. The object model has no defined behaviour there (it indexes slot -1); the reclaim
+added. There is no defined behaviour there; the reclaim
 rules make it unreachable (nothing is locked or pinned then), so it is an error."""
 ERR_IO_BATCH = 3
 """A window read more folios than the io batch holds (cannot happen: at most a file's span)."""
@@ -268,7 +301,7 @@ PageCacheState = state_class(
 
 
 def _order_array(pc) -> np.ndarray:
-    """Per slot: the order of the folio headed there (0 elsewhere), as the object model's
+    """Per slot: the order of the folio headed there (0 elsewhere), as an
     ``order`` array; computed from ``flags`` at each read."""
     fl = np.asarray(pc.flags)
     return np.where(fl & PG_FOREIGN, 0, fl >> FOLIO_ORDER_SHIFT).astype(np.int8)
@@ -279,9 +312,9 @@ PageCacheState.order = property(_order_array)
 
 def _flat_ranges(spec: Mapping[int, Sequence[tuple[int, int]]] | None, n: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """File -> ranges as offsets into sorted start/end arrays (merged as the object model
+    """File -> ranges as offsets into sorted start/end arrays (merged as pagemap.merge_ranges()
     merges them)."""
-    merged = _ranges(spec)
+    merged = merge_ranges(spec)
     off = np.zeros(n + 1, np.int64)
     starts: list[int] = []
     ends: list[int] = []
@@ -297,11 +330,11 @@ def make_page_cache(files: FileTable, cc: Any, *, ra_pages: int, max_folio_order
                     exec_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None,
                     cow_vmas: Mapping[int, Sequence[tuple[int, int]]] | None = None
                     ) -> PageCacheState:
-    """The state ``PageCache(files, cleancache, limit, ra_pages=..., max_folio_order=...,
+    """The state of the kernel page cache over ``files`` (``ra_pages=..., max_folio_order=...,
     policy="kernel", exec_vmas=..., cow_vmas=...)`` starts with; ``cc`` is the cleancache
     state (engine/cleancache.py). The charge limit is 0 until set_limit()."""
     n = len(files)
-    base = PageCache.slot_bases(files)
+    base = slot_bases(files)
     nr_slots = int(base[-1])
     span = np.array(files.span_pages, np.int64)
     isize = np.array(files.size_pages, np.int64)
@@ -336,15 +369,14 @@ def make_page_cache(files: FileTable, cc: Any, *, ra_pages: int, max_folio_order
 
 
 def set_limit(pc: PageCacheState, pages: int) -> None:
-    """The charge limit in pages (the object model's ``limit_pages()``, evaluated by the
-    caller whenever it changes)."""
+    """The charge limit in pages (evaluated by the caller whenever it changes)."""
     pc.c[LIMIT] = int(pages)
 
 
 # -- readers ------------------------------------------------------------------------------------
 
 def page_cache_stats(pc: PageCacheState) -> dict[str, int]:
-    """``dataclasses.asdict(PageCache.stats)``."""
+    """The counters as :class:`PageCacheStats`' fields, by name."""
     c = pc.c
     return {name: int(c[k]) for k, name in enumerate(STAT_NAMES)}
 
@@ -363,20 +395,20 @@ def cached_sum(pc: PageCacheState) -> int:
 
 
 def file_counts(pc: PageCacheState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(file_insertions, file_reinsertions, file_orders) as the object model keeps them."""
+    """(file_insertions, file_reinsertions, file_orders), copies."""
     return pc.file_insertions.copy(), pc.file_reinsertions.copy(), pc.file_orders.copy()
 
 
 def workingset_counts(pc: PageCacheState) -> dict[str, int]:
-    """The WORKINGSET_* counters and nonresident_age (mm/workingset.py's attributes)."""
+    """The WORKINGSET_* counters and nonresident_age (workingset_refault()'s counts)."""
     c = pc.c
     return {"refault": int(c[WORKINGSET_REFAULT]), "activate": int(c[WORKINGSET_ACTIVATE]),
             "restore": int(c[WORKINGSET_RESTORE]), "nonresident_age": int(c[NONRESIDENT_AGE])}
 
 
 def folio_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
-    """The per-slot arrays head, order, flags, ever and shadow as the object model keeps
-    them (head -1 where no folio; shadow -1 none, else age << 1 | workingset, the age as
+    """The per-slot arrays head, order, flags, ever and shadow as plain per-slot
+    arrays (head -1 where no folio; shadow -1 none, else age << 1 | workingset, the age as
     stored: truncated to EVICTION_BITS)."""
     w = np.asarray(pc.head).astype(np.int64)
     fl = np.asarray(pc.flags)
@@ -391,14 +423,14 @@ def folio_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
 
 
 def ra_arrays(pc: PageCacheState) -> dict[str, np.ndarray]:
-    """Each file's file_ra_state, by the object model's RaState attribute names."""
+    """Each file's file_ra_state (start, size, async_size, prev_pos, mmap_miss, order)."""
     return {"start": pc.ra_start.copy(), "size": pc.ra_size.copy(),
             "async_size": pc.ra_async_size.copy(), "prev_pos": pc.ra_prev_pos.copy(),
             "mmap_miss": pc.ra_mmap_miss.copy(), "order": pc.ra_order.copy()}
 
 
 def lru_walk(pc: PageCacheState, lru: int) -> list[int]:
-    """Head slots on ``lru`` from the newest to the oldest (LruLists.walk())."""
+    """Head slots on ``lru`` from the newest to the oldest (the tail last)."""
     return lru_heads(pc.lru_next, int(pc.nr_slots) + lru).tolist()
 
 
@@ -416,7 +448,7 @@ def lru_heads(nxt, sentinel):
     return out[:n]
 
 
-# -- the LRU lists (mm/lru.py) ------------------------------------------------------------------
+# -- the LRU lists (engine/mmzone.py) -------------------------------------------------------------
 #
 # Step functions index the record's arrays directly (``pc.head[s]``), never through a local
 # alias (``head = pc.head``): numba takes a reference to an array it reads from a record,
@@ -453,7 +485,7 @@ def lru_tail(pc, lru):
     return -1 if t == sentinel else t
 
 
-# -- workingset (mm/workingset.py) --------------------------------------------------------------
+# -- workingset (mm/workingset.c) --------------------------------------------------------------
 
 @njit(cache=True, inline="always")
 def workingset_age_nonresident(pc, nr):

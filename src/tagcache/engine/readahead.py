@@ -1,23 +1,53 @@
-"""Readahead windows (mm/readahead.c), compiled: mm/readahead.py over the flat state of
-engine/pagecache.py, one file_ra_state per file (ra_start, ra_size, ra_async_size,
-ra_prev_pos, ra_mmap_miss, ra_order).
+"""Readahead windows (mm/readahead.c), compiled over the flat state of engine/pagecache.py, one
+``file_ra_state`` per file (ra_start, ra_size, ra_async_size, ra_prev_pos, ra_mmap_miss,
+ra_order).
 
-A read that misses calls page_cache_sync_ra(): a window ``[start, start + size)`` with
-PG_readahead at ``start + size - async_size``; reaching that folio calls
-page_cache_async_ra(), which pushes the window on (``start += size``) and ramps it
-(get_init_ra_size() / get_next_ra_size(), capped at ``ra_pages``). A non-sequential miss
-with no cached history before it reads only the pages asked for. mmap faults read around
-(do_sync_mmap_readahead(): ``ra_pages`` centred on the fault, or forward within a VM_EXEC
-VMA). Large folios: page_cache_ra_order() fills the window with naturally aligned folios of
-``ra_order`` (reset by sync readahead, +2 per async window), falling back to order 0 page
-by page (page_cache_ra_unbounded()) at the first cached page. A window's folios stay locked
-(PG_LOCKED) until it returns, and its allocations are __GFP_NORETRY: a failed charge ends it.
+Overview, after the kernel's own. A read that misses the page cache calls
+page_cache_sync_ra(); it sets up a window ``[start, start + size)`` and marks the folio at
+``start + size - async_size`` with PG_readahead. When a later read reaches that marked folio,
+page_cache_async_ra() pushes the window forward (``start += size``) and ramps its size, so a
+sequential stream keeps reading ahead of itself without ever missing::
 
-Departures (mm/readahead.py's, unchanged): one readahead state per file (the kernel has one
-per open file); no congestion back-off; no per-device io_pages (``bdi->io_pages`` is taken
-equal to ``ra_pages``); every mapping is non-executable unless the caller names its VM_EXEC
-VMA; exec_folio_order() is 0 (as on x86); a retried fault (FAULT_FLAG_TRIED) runs
-do_async_mmap_readahead() like any other.
+    |<----------------------- size ------------------------>|
+    |                              |<------- async_size ---->|
+    ===#============================#=========================
+       ^start                       ^PG_readahead  ->  next window starts at start+size
+
+Window sizes follow get_init_ra_size() (x4 for small first reads, x2 for medium, else the
+maximum) and get_next_ra_size() (x4 while small, x2 up to half the maximum, then the maximum),
+capped at ``ra_pages`` (read_ahead_kb, 128 KiB = 32 pages by default).
+
+A miss that is not sequential (``index - prev_index > 1``) looks back for cached history
+(page_cache_prev_miss); with none, it is a standalone random read and only the requested pages
+are read, leaving the window as it was. mmap faults use read-around instead: a window of
+``ra_pages`` centred on the fault (do_sync_mmap_readahead).
+
+Large folios (page_cache_ra_order): when the mapping supports them, windows are filled with
+folios of order ``ra->order``, which sync readahead resets to 0 and each async window raises
+by two (the async window's end is trimmed to that alignment), capped by the mapping and the
+window size, naturally aligned, never past EOF; folios already in the cache stop the
+large-folio pass and the rest is filled page by page (page_cache_ra_unbounded, which skips
+cached pages). Follows Linux 6.16+ (ra->order), the kernel of this project's captures.
+
+The folios a readahead call adds stay locked (PG_LOCKED) until the call returns, as the
+kernel's stay locked from filemap_add_folio() until read_pages() has submitted them and their
+read has completed: reclaim that the same window's charges trigger cannot take them
+(folio_trylock() fails in shrink_folio_list()), so a window never evicts its own pages.
+Readahead allocates with __GFP_NORETRY (readahead_gfp_mask()): a folio whose charge finds no
+room after one reclaim pass is not added, and the window ends there (-ENOMEM breaks
+page_cache_ra_unbounded()); the page a read or fault needs is then added on its own, with the
+full retries.
+
+Departures: one readahead state per file (the kernel has one per open file); no congestion
+back-off; no per-device io_pages (``bdi->io_pages`` is taken equal to ``ra_pages``); every
+mapping is non-executable unless the caller names its VM_EXEC VMA (the capture sidecar's
+``exec_mappings``; a trace alone says neither which mappings are executable nor where a VMA
+ends). Since Linux 6.16 a fault miss in a VM_EXEC mapping reads forward from the faulting page
+(``start = pgoff``, at most ``ra_pages``, never past the end of the VMA, ``async_size = 0``)
+in folios of exec_folio_order(), which is 0 except on arm64 (64 KiB there); the model uses
+order 0, as on the x86 machine of the captures. A retried fault (FAULT_FLAG_TRIED, after the
+first attempt dropped mmap_lock for I/O) skips do_async_mmap_readahead() in the kernel, but is
+replayed like any other fault.
 """
 
 from __future__ import annotations
@@ -25,6 +55,7 @@ from __future__ import annotations
 from numba import njit
 
 from tagcache.engine.filemap_add import filemap_add_folio
+from tagcache.engine.page_flags import PG_READAHEAD
 from tagcache.engine.pagecache import (
     PG_LOCKED,
     begin_read,
@@ -34,8 +65,8 @@ from tagcache.engine.pagecache import (
     page_cache_prev_miss,
     range_free,
 )
-from tagcache.mm.page_flags import PG_READAHEAD
-from tagcache.mm.readahead import MMAP_LOTSAMISS
+
+MMAP_LOTSAMISS = 100
 
 
 @njit(cache=True)

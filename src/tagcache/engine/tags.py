@@ -1,6 +1,6 @@
 """Tag storage reservation and the arm64 MTE hooks (arch/arm64/kernel/mte.c), compiled.
 
-The compiled twin of mte.py's TagStorage. A data page's tags live in one tag block; the block
+A data page's tags live in one tag block; the block
 is reference counted by the tagged data pages it serves::
 
     refs[block]:  0 --reserve_tag_storage()--> n > 0 --free_tag_storage()--> 0
@@ -17,13 +17,14 @@ Each reserve_tag_storage() call is one folio, charged from the cost table (costs
 floats in ``costs`` indexed by COST_*): a refcount lookup per tag block it touches; for each
 block it claims, every tag page whose state changes, cache maintenance over every tag page of
 the block, every stored page dropped (the backend's cached pages before less after) and every
-page copied. Claims go in ascending block order, as mte.py's np.unique gives them, so the
-backend drops the same pages in the same order. Per call, the modelled latency, whether it
+page copied. Claims go in ascending block order, so a call's drops do not depend on the
+order of its pages. Per call, the modelled latency, whether it
 claimed a block and the pages it dropped go to three buffers that double when full (``lat``,
-``claimed``, ``dropped``; ``c[NR_CALLS]`` used), as mte.py's lists of arrays concatenated.
+``claimed``, ``dropped``; ``c[NR_CALLS]`` used).
 
 Counters (``c``, int64): RESERVATIONS, RESERVATION_FAILURES, BLOCKS_CLAIMED, CMO_PAGES,
-UNBALANCED_RELEASES, RESERVED_PAGES, RESERVED_PEAK as TagStorageStats; the latest claim's
+UNBALANCED_RELEASES (frees of tagged pages whose block held no reservation),
+RESERVED_PAGES (tag pages in reserved blocks, now), RESERVED_PEAK; the latest claim's
 ReserveWork stays in the cleancache state's ``c[W_*]`` (engine/tagstore.py) for the checker.
 Observation sites (the checker's reserve_begin(block), reserve_end(block, work)) are marked
 ``# observer:``.
@@ -61,7 +62,7 @@ NR_CALLS, EPOCH, BAD_PFN = range(7, 10)
 NR_COUNTERS = 10
 STAT_NAMES = ("reservations", "reservation_failures", "blocks_claimed", "cmo_pages",
               "unbalanced_releases", "reserved_pages", "reserved_peak")
-"""TagStorageStats' counters, in the order of the constants above."""
+"""The tag storage's counters, in the order of the constants above."""
 
 COST_KEYS = tuple(CostTable.keys())
 COST_PAGE_COPY = COST_KEYS.index("page_copy")
@@ -135,10 +136,10 @@ TagStorageState = state_class(
 
 def make_tag_storage(layout, cc, costs: CostTable | None = None,
                      calls: int = 1024) -> TagStorageState:
-    """The state ``TagStorage(layout, cleancache, costs)`` starts with, over the cleancache
-    state ``cc`` (engine/cleancache.py); room for ``calls`` calls before the buffers grow.
-    The refcount array is the checker's (``cc.ck.refs``) when the checker is on, so that it
-    reads the reservations it holds against, never a copy."""
+    """Tag storage with nothing reserved, over the cleancache state ``cc``
+    (engine/cleancache.py); room for ``calls`` calls before the buffers grow. The refcount
+    array is the checker's (``cc.ck.refs``) when the checker is on, so that it reads the
+    reservations it holds against, never a copy."""
     costs = costs or CostTable()
     nb = layout.nr_tag_blocks
     calls = max(1, int(calls))
@@ -190,7 +191,7 @@ def _sort_prefix(a, n):
 @njit(cache=True)
 def _claim(ts, block):
     """The backend gives ``block`` up for tags: (pages dropped, tag pages whose state changed,
-    pages copied), measured around tagstore_reserve_block() as mte.py's _claim()."""
+    pages copied), measured around tagstore_reserve_block()."""
     cc = ts.cc
     p0 = cc.block_first_tag_page[block]
     p1 = p0 + cc.block_tag_pages[block]
@@ -353,13 +354,13 @@ def arch_swap_restore(ts, pfns):
 # -- readers for the report --------------------------------------------------------------------
 
 def tag_storage_report(ts: TagStorageState) -> dict[str, int]:
-    """TagStorageStats' counters (what replay.collect() reads besides the per-call arrays)."""
+    """The counters by name (what replay.collect() reads besides the per-call arrays)."""
     c = ts.c
     return {name: int(c[k]) for k, name in enumerate(STAT_NAMES)}
 
 
 def reservation_calls(ts: TagStorageState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per reserve_tag_storage() call, in order: modelled latency (ns), whether it claimed a
-    block, stored pages it dropped (mte.py's stats.latency, claimed, dropped concatenated)."""
+    block, stored pages it dropped (one entry per reserve_tag_storage() call)."""
     n = int(ts.c[NR_CALLS])
     return ts.lat[:n].copy(), ts.claimed[:n].copy(), ts.dropped[:n].copy()

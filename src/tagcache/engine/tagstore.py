@@ -1,11 +1,11 @@
 """Free MTE tag storage as a cleancache backend, as flat state and compiled step functions.
 
-The compiled twin of cleancache/backends/tagstore.py, transition for transition: the same
-free stack with lazy deletion, the same store-order list, the same victims in the same order,
-so that every array and counter stays equal to the object backend's after any sequence of
-calls (tests/test_engine_tags.py). Its arrays and counters are fields of the cleancache state
+Free tag pages are found through a stack of candidates with lazy deletion (a page claimed by
+tags stays in the stack until popped and skipped); stored pages are kept in store order on a
+list, oldest evicted first. Its arrays and counters are fields of the cleancache state
 (engine/cleancache.py, which owns the record and the frontend); the functions here take that
-state ``cc`` and touch only the backend's part of it.
+state ``cc`` and touch only the backend's part of it. What a kernel implementation would keep
+per tag page is engine/cleancache.py's TAG_PAGE_RECORD (12 bytes).
 
 Each tag page is in one of three states; every change goes through :func:`tp_set_state`, the
 single door, which refuses an edge the diagram does not have::
@@ -31,10 +31,10 @@ single door, which refuses an edge the diagram does not have::
        it is 0 the policies have not differed.
     F  tagstore_release_block(): the last tagged page of the block is gone.
 
-Where the object backend asserts (an edge not in the diagram, a page stored twice), this one
-refuses: the state is left as it was and ``c[BAD_EDGES]`` (``c[BAD_EDGE_TP]`` the tag page)
-or ``c[BAD_STORES]`` counts it, for the caller or the checker to report. With a correct
-frontend and balanced reservations neither ever moves.
+An edge not in the diagram, or a page stored twice, is refused: the state is left as it was and
+``c[BAD_EDGES]`` (``c[BAD_EDGE_TP]`` the tag page) or ``c[BAD_STORES]`` counts it, for the
+caller or the checker to report. With a correct frontend and balanced reservations neither ever
+moves.
 
 Per tag page (arrays of the state): ``tp_state`` uint8, ``tp_order`` uint8, ``tp_slot`` int32
 (the page-cache slot stored), ``tp_prev``/``tp_next`` int32 (store-order list, entry
@@ -48,9 +48,11 @@ from __future__ import annotations
 
 from numba import njit
 
+from tagcache.engine.choices import POLICIES
+
 TP_FREE, TP_CACHE, TP_TAGS = 0, 1, 2
 POLICY_WHOLE, POLICY_SPLIT = 0, 1
-POLICIES = ("whole", "split")
+assert POLICIES[POLICY_WHOLE] == "whole" and POLICIES[POLICY_SPLIT] == "split"
 
 # The cleancache state's counter array: the frontend's counters (as /sys/kernel/mm/cleancache
 # and CleancacheStats), then the backend's.
@@ -144,7 +146,7 @@ def _drop_page(cc, tp, new_state):
 def _folio_span(cc, tp):
     """The slot range ``[head, end)`` where the rest of ``tp``'s stored folio is looked up,
     and its order: a slot ``s`` in it with ``slot_tp[s] >= 0`` and ``tp_order[slot_tp[s]]``
-    equal to the order is a page of the folio (the object backend's _folio_pages())."""
+    equal to the order is a page of the folio."""
     order = int(cc.tp_order[tp])
     nr = 1 << order
     head = cc.tp_slot[tp] & ~(nr - 1)

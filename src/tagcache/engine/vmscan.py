@@ -1,5 +1,10 @@
-"""Reclaim of file folios under the charge limit (mm/vmscan.c), compiled: mm/vmscan.py and
-PageCache.charge() / evict_folio() over the flat state of engine/pagecache.py.
+"""Reclaim of file folios under the charge limit (mm/vmscan.c, one lruvec, no anon scan),
+compiled over the flat state of engine/pagecache.py.
+
+Capacity: page-cache folios are charged against a limit that the memory model supplies (the
+memory cgroup's limit, or free memory less the anonymous pages); over it, reclaim runs before
+the new folio is added, as try_charge() does. Folios are accounted, not placed at PFNs: only
+tagged pages need a PFN, because the PFN selects the tag block.
 
 try_charge_memcg() reclaims until ``nr`` more pages fit under ``c[LIMIT]``, at most
 ``retries`` passes of try_to_free_pages() (MEMCG_NORETRY_RECLAIMS for readahead's
@@ -14,7 +19,7 @@ keeps young mapped folios (folio_check_references()), keeps pinned ones unmapped
 (PG_PINNED: __remove_mapping() fails on the extra reference) and reclaims the rest through
 remove_mapping(): write back if dirty, offer to cleancache, leave a shadow, free.
 
-Departures (mm/vmscan.py's, unchanged): dirty folios met at the tail are written back
+Departures: dirty folios met at the tail are written back
 synchronously and then reclaimed (the kernel tags them PG_reclaim, lets the flusher write
 them and rotates them back to the tail); PTE young bits set by the CPU's own accesses to
 mapped pages are invisible in a trace, so PTE_YOUNG is set only by the fault and map_pages
@@ -28,6 +33,21 @@ import numpy as np
 from numba import njit
 
 from tagcache.engine.cleancache import cleancache_store_folio
+from tagcache.engine.mmzone import (
+    DEF_PRIORITY,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_FILE,
+    SWAP_CLUSTER_MAX,
+)
+from tagcache.engine.page_flags import (
+    PG_ACTIVE,
+    PG_DIRTY,
+    PG_MAPPED,
+    PG_REFERENCED,
+    PG_WORKINGSET,
+    PTE_YOUNG,
+    VM_EXEC_MAPPED,
+)
 from tagcache.engine.pagecache import (
     EVICTIONS,
     LIMIT,
@@ -48,17 +68,11 @@ from tagcache.engine.pagecache import (
     workingset_age_nonresident,
     workingset_eviction,
 )
-from tagcache.mm.lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from tagcache.mm.page_flags import (
-    PG_ACTIVE,
-    PG_DIRTY,
-    PG_MAPPED,
-    PG_REFERENCED,
-    PG_WORKINGSET,
-    PTE_YOUNG,
-    VM_EXEC_MAPPED,
-)
-from tagcache.mm.vmscan import DEF_PRIORITY, SWAP_CLUSTER_MAX
+
+MAX_RECLAIM_RETRIES = 16
+"""try_charge_memcg(): reclaim passes before a charge gives up (then OOM)."""
+MEMCG_NORETRY_RECLAIMS = 1
+"""A __GFP_NORETRY charge (readahead) fails after one reclaim pass that leaves no room."""
 
 
 @njit(cache=True)
@@ -213,7 +227,7 @@ def try_to_free_pages(pc, nr_to_reclaim):
 @njit(cache=True)
 def try_charge_memcg(pc, nr, retries):
     """Reclaim until ``nr`` more pages fit under the limit, at most ``retries`` reclaim
-    passes; False if they still do not fit (PageCache.charge())."""
+    passes; False if they still do not fit."""
     limit = pc.c[LIMIT]
     excess = pc.c[NR_PAGES] + nr - limit
     tries = 0

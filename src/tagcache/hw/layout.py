@@ -141,8 +141,8 @@ class MachineLayout:
     or tagged range starts or ends inside one (32 PFNs on every layout whose tagged ranges
     start 128 KiB-aligned from the lowest DRAM page; 1 PFN at worst). The per-PFN arrays are
     derived from the banks, the regions and ``block_map``: ``pfn_to_block`` and
-    ``taggable_mask`` on first read, then kept (the object model and the checker index them;
-    the compiled engine reads ``block_map`` and shares ``taggable_mask`` with the page
+    ``taggable_mask`` on first read, then kept (the checker indexes them; the
+    engine reads ``block_map`` and shares ``taggable_mask`` with the page
     allocator); ``present``, ``is_tag_storage`` and ``data_pfn_mask`` at each read, a new
     array each time (the allocator copies ``data_pfn_mask`` once; a stored copy would cost a
     byte per simulated page for nothing), and ``tag_page_pfn`` likewise.

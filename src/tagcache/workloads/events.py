@@ -31,7 +31,7 @@ CGROUP_SAMPLE         file pg  other pages     buffers pages   the capture cgrou
 ====================  =======  ==============  ==============  ===============================
 
 The MTE_* rows are anonymous memory of processes, tagged or not: a process's first ``arg2``
-pages are PROT_MTE, and only those reach the MTE hooks (mm/anon.py).
+pages are PROT_MTE, and only those reach the MTE hooks (engine/anon.py).
 
 The KERNEL_* rows come from captures (mm_filemap_add_to_page_cache and
 mm_filemap_delete_from_page_cache): they are the kernel's answer, never replayed; validation

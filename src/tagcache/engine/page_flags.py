@@ -10,6 +10,8 @@ keeps in page tables and reads through rmap (folio_referenced()).
 VM_EXEC_MAPPED stands for "some VMA mapping this folio has VM_EXEC", the ``vm_flags`` that
 folio_referenced() gathers from the mappings it finds young; set when the folio is faulted or
 mapped around through an executable mapping, gone when the folio leaves the cache.
+
+Bits 10-15 belong to engine/pagecache.py (PG_LOCKED, PG_PINNED and the folio's order).
 """
 
 PG_ACTIVE = 1

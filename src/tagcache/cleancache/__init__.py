@@ -1,1 +1,0 @@
-"""The cleancache frontend and its backends."""

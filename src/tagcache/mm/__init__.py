@@ -1,1 +1,0 @@
-"""The MM model: page frames and allocator, page cache, LRU, workingset, readahead, reclaim."""
