@@ -276,7 +276,7 @@ def _mark_k(free, tagged, taggable, tracked, goff, gk, bbase, cbase, ctot, bfree
             size = 1 << o
             b = bbase[o] + t
             if bfree[b] == (size if d < 0 else size - 1):
-                cls = btcl[b]
+                cls = int(btcl[b])      # int8: promoted before the products below
                 ccnt[cbase[o] + cls * nch + (off + t * size) // cp] += d
                 ctot[3 * o + cls] += d
             bfree[b] += d

@@ -521,8 +521,8 @@ def has_shadow(pc, s):
 @njit(cache=True)
 def workingset_refault(pc, head, nr):
     """A folio is added at ``head``: consume its slots' shadows; return (activate,
-    workingset) by the refault distance against the active list (refault_check()), the
-    distance taken modulo 2**EVICTION_BITS as workingset_test_recent() takes it."""
+    workingset) by the refault distance against the active list (workingset_test_recent():
+    the distance taken modulo 2**EVICTION_BITS, compared with the active file pages)."""
     w = int(pc.head[head])
     workingset_forget(pc, head, head + nr)
     if w > SHADOW_MAX:
