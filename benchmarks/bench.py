@@ -80,9 +80,11 @@ def run_process(cmd: list[str], env: dict | None = None) -> tuple[float, int, fl
 
 def median_runs(cmds: dict[str, list[str]], runs: int) -> dict[str, dict]:
     """Each command ``runs`` times, the commands taken in turn (round after round), so that
-    the machine's drift over the minutes this takes falls on every command alike; the
-    median of each."""
+    the machine's drift over the minutes this takes falls on every command alike, after one
+    round not counted; the median of each."""
     got: dict[str, list] = {k: [] for k in cmds}
+    for cmd in cmds.values():       # one round not counted: inputs cached, code loaded
+        run_process(cmd)
     for _ in range(runs):
         for k, cmd in cmds.items():
             got[k].append(run_process(cmd))
@@ -110,6 +112,8 @@ def page_trace(tmp: Path, repeat: int, fraction: float = 1.0) -> tuple[Path, int
     with path.open("w") as f:
         for _ in range(repeat):
             f.write(text)
+        f.flush()
+        os.fsync(f.fileno())        # written back now, not during the runs measured
     return path, len(pages) * repeat
 
 
