@@ -38,7 +38,9 @@ def _numba_cache_dir() -> None:
 
     numba checks a cached function against its own file only, not the files of the compiled
     functions it calls, so after an upgrade or an edit of a callee a caller could run stale
-    machine code; a folder per version of the package's compiled modules cannot.
+    machine code; a folder per version of the package's compiled modules cannot. Each import
+    touches the folder, so that ``python -m tagcache.engine.warm`` (run by ``make``) can remove
+    the folders of versions no longer run (:func:`tagcache.engine.warm.prune_caches`).
     """
     if "NUMBA_CACHE_DIR" in os.environ or "numba" in sys.modules:
         return
@@ -50,7 +52,12 @@ def _numba_cache_dir() -> None:
             h.update(str(path.relative_to(root)).encode())
             h.update(text)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    os.environ["NUMBA_CACHE_DIR"] = str(base / "tagcache" / "numba" / h.hexdigest())
+    here = base / "tagcache" / "numba" / h.hexdigest()
+    os.environ["NUMBA_CACHE_DIR"] = str(here)
+    try:
+        os.utime(here)                # in use: engine/warm.py prunes the folders left unused
+    except OSError:
+        pass
 
 
 _numba_cache_dir()

@@ -5,12 +5,17 @@ numba compiles each step function on its first call and keeps the machine code o
 install or an upgrade pays the compile once (tens of seconds). ``make`` runs this after
 installing, so that ``make demo`` and ``make test`` start with the cache filled. It replays
 a tiny machine through every path a run, a like-for-like experiment and the checker take,
-with the argument types they use; it prints the seconds it took.
+with the argument types they use; it prints the seconds it took, then removes the
+compiled-code folders of other versions that no import has touched for a month
+(:func:`prune_caches`; each version's folder takes 100-250 MB).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -66,8 +71,47 @@ def preload(designs: list, policy: str, check: bool) -> None:
     run_trace(scn, reader, capacity_pages=32, policy=policy, check=check)
 
 
+UNUSED_DAYS = 30
+"""A compiled-code folder of another version not imported for this long is removed."""
+
+
+def prune_caches(current: Path, days: float = UNUSED_DAYS, now: float | None = None
+                 ) -> list[tuple[Path, int]]:
+    """Remove the sibling folders of ``current`` (numba's cache folder of this version,
+    named by tagcache/__init__.py as ``.../tagcache/numba/<hash>``) whose time stamp (each
+    import of that version touches it) is older than ``days``; return each removed folder
+    with its size in bytes. Nothing is removed outside a ``tagcache/numba`` folder (a cache
+    folder the user chose with NUMBA_CACHE_DIR is theirs), nor any entry that is not a plain
+    folder named by a hash."""
+    root = current.parent
+    if (root.name, root.parent.name) != ("numba", "tagcache") or not root.is_dir():
+        return []
+    limit = (time.time() if now is None else now) - days * 86400
+    removed = []
+    for d in root.iterdir():
+        if (d == current or d.is_symlink() or not d.is_dir() or len(d.name) != 16
+                or any(c not in "0123456789abcdef" for c in d.name)):
+            continue
+        try:
+            if d.stat().st_mtime >= limit:
+                continue
+            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            shutil.rmtree(d)
+        except OSError:
+            continue
+        removed.append((d, size))
+    return removed
+
+
 def main() -> None:
     print(f"tagcache: engine compiled in {warm():.1f} s")
+    current = Path(os.environ.get("NUMBA_CACHE_DIR", ""))
+    if current.name:
+        removed = prune_caches(current)
+        if removed:
+            mib = sum(n for _, n in removed) / 2**20
+            print(f"tagcache: removed {len(removed)} compiled-code folder(s) of other "
+                  f"versions unused for {UNUSED_DAYS} days ({mib:.0f} MiB)")
 
 
 if __name__ == "__main__":
