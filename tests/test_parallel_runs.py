@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import tomllib
 
 import pytest
@@ -82,12 +83,19 @@ def _interrupt_self() -> None:
 os.register_at_fork(after_in_parent=_interrupt_self)
 
 
-def test_an_interrupt_during_a_fork_stops_the_run_and_its_workers():
+@pytest.mark.parametrize("other_thread", [False, True])
+def test_an_interrupt_during_a_fork_stops_the_run_and_its_workers(other_thread):
     # An interrupt that arrives while the interpreter runs its fork hooks must not be
-    # swallowed there ("Exception ignored in ...", the run then finishing with status 0).
-    # Python's own handler, as at a terminal: a CI job may start with SIGINT ignored.
+    # swallowed there ("Exception ignored in ...", the run then finishing with status 0),
+    # also when another thread is running (a progress bar's), which the kernel may hand the
+    # signal to. Python's own handler, as at a terminal: a CI job may start with SIGINT
+    # ignored.
     before = set(os.listdir("/proc"))
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop = threading.Event()
+    th = threading.Thread(target=stop.wait, daemon=True)
+    if other_thread:
+        th.start()
     _INTERRUPT_AT_FORK[0] = True
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -95,6 +103,7 @@ def test_an_interrupt_during_a_fork_stops_the_run_and_its_workers():
     finally:
         _INTERRUPT_AT_FORK[0] = False
         signal.signal(signal.SIGINT, old)
+        stop.set()
     children = [p for p in set(os.listdir("/proc")) - before if p.isdigit()
                 and _parent(p) == os.getpid()]
     assert not children

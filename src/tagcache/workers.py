@@ -64,7 +64,7 @@ def run_units(work: Callable[[int, Callable[[int], None] | None], Any], n: int, 
         for _ in range(jobs):
             r, w = ctx.Pipe(duplex=False)
             p = ctx.Process(target=_worker, args=(work, n, counter, w), daemon=True)
-            with _sigint_held():     # started and recorded, or neither
+            with _sigint_deferred():     # started and recorded, or neither
                 p.start()
                 procs.append(p)
                 conns.append(r)
@@ -112,21 +112,33 @@ def _collect(procs: Sequence[Any], conns: list[Connection], n: int,
 
 
 @contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """SIGINT blocked for the span of a fork: one that arrives while the interpreter runs its
-    fork hooks (logging's, multiprocessing's) is swallowed there as an "Exception ignored"
-    message and the command carries on; held, it is raised on leaving, where the caller's
-    ``finally`` reaps the workers. The child starts with it blocked and ignores it first."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def _sigint_deferred() -> Iterator[None]:
+    """An interrupt during a fork is taken when the fork is done. One that arrives while the
+    interpreter runs its fork hooks (logging's, multiprocessing's) would be raised inside a
+    hook, where it is swallowed as an "Exception ignored" message and the command carries
+    on. So for the span of the fork the SIGINT handler only notes the signal, and it is raised
+    again afterwards (to the handler that was there), where the caller's ``finally`` stops
+    and reaps the workers. A handler, not a signal mask: the kernel delivers a signal the
+    calling thread blocks to any other thread, and Python then runs the handler in the main
+    thread all the same. Where SIGINT is ignored, or this is not the main thread (which alone
+    may set handlers), nothing changes."""
+    prev = signal.getsignal(signal.SIGINT)
+    if (threading.current_thread() is not threading.main_thread()
+            or prev in (signal.SIG_IGN, None)):
+        yield
+        return
+    noted: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, prev)
+        if noted:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _worker(work: Callable, n: int, counter: Any, out: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()
 
     def tell(k: int) -> None:
