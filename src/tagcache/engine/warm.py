@@ -75,8 +75,7 @@ UNUSED_DAYS = 30
 """A compiled-code folder of another version not imported for this long is removed."""
 
 
-def prune_caches(current: Path, days: float = UNUSED_DAYS, now: float | None = None
-                 ) -> list[tuple[Path, int]]:
+def prune_caches(current: Path, days: float = UNUSED_DAYS) -> list[tuple[Path, int]]:
     """Remove the sibling folders of ``current`` (numba's cache folder of this version,
     named by tagcache/__init__.py as ``.../tagcache/numba/<hash>``) whose time stamp (each
     import of that version touches it) is older than ``days``; return each removed folder
@@ -86,7 +85,7 @@ def prune_caches(current: Path, days: float = UNUSED_DAYS, now: float | None = N
     root = current.parent
     if (root.name, root.parent.name) != ("numba", "tagcache") or not root.is_dir():
         return []
-    limit = (time.time() if now is None else now) - days * 86400
+    limit = time.time() - days * 86400
     removed = []
     for d in root.iterdir():
         if (d == current or d.is_symlink() or not d.is_dir() or len(d.name) != 16
