@@ -238,8 +238,9 @@ class Cleancache:
     def __init__(self, cc) -> None:
         self.state = cc
 
-    def store_folio(self, head: int, order: int, *, dirty: bool) -> None:
-        _cc.cleancache_store_folio(self.state, head, order, dirty)
+    def store_folio(self, head: int, order: int, *, dirty: bool,
+                    workingset: bool = True) -> None:
+        _cc.cleancache_store_folio(self.state, head, order, dirty, workingset)
 
     def restore_folio(self, head: int, nr: int) -> bool:
         return bool(_cc.cleancache_restore_folio(self.state, head, nr))
@@ -393,7 +394,8 @@ class System:
         pfns = np.asarray(pfns, np.int64)
         rc = self.tags.set_ptes_at(pfns, order)
         if self.ck.c[checker.ON]:
-            checker.tags_written(self.ck, self.cc.state.tp_state, self.layout.pfn_base, pfns)
+            checker.tags_written(self.ck, _cc.tag_page_states(self.cc.state), self.layout.pfn_base,
+                                 pfns)
         return rc
 
     def unmap_tagged(self, pfns) -> int:
@@ -429,7 +431,8 @@ class System:
 
 
 def build_system(files: FileTable, *, layout: MachineLayout | None = None, limit: int = 4096,
-                 backend: bool = True, policy: str = "whole", check: bool = True,
+                 backend: bool | str = True, policy: str = "whole", check: bool = True,
+                 params: dict | None = None,
                  ra_pages: int = 32, max_folio_order: int = 4, pc_policy: str = "kernel",
                  costs: CostTable | None = None,
                  exec_vmas: dict[int, list[tuple[int, int]]] | None = None,
@@ -438,7 +441,9 @@ def build_system(files: FileTable, *, layout: MachineLayout | None = None, limit
     costs = costs or CostTable()
     nr_slots = slots_needed(files)
     ck = make_checker(layout, nr_slots, check)
-    cc = make_cleancache("cleancache" if backend else "idle", layout, nr_slots, policy, ck)
+    name = backend if isinstance(backend, str) else "cleancache" if backend else "idle"
+    cc = make_cleancache(name, layout, nr_slots, policy, ck, params, costs)
+    backend = name != "idle"
     kind = PAGE_CACHES[pc_policy]
     if pc_policy == "kernel":
         pc = make_page_cache(files, cc, ra_pages=ra_pages, max_folio_order=max_folio_order,

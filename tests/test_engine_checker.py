@@ -59,24 +59,25 @@ map_events = [(R, 0, 0, 1), (R, 0, 1, 1), (R, 0, 2, 1), (Op.MTE_MAP, 1, 40, 40),
               (Op.MTE_MAP, 3, 64, 64), (Op.MTE_FORK, 3, 4, 0), (Op.MTE_COW, 4, 16, 0),
               (Op.MTE_EXIT, 4, 0, 0), (R, 0, 6, 1)]
 # A claim that takes no tag page.
-case("tags_reserved", map_events, [(tags, "tagstore_reserve_block", lambda cc, b: None)])
+case("tags_reserved", map_events, [(tagstore, "tagstore_reserve_block", lambda cc, b: None)])
 # A copy_highpage() that reserves nothing.
 case("tags_reserved_cow", map_events, [(anon, "copy_highpage", lambda ts, to, frm: 0)])
 case("tags_xor_cache", [(Op.MTE_MAP, 1, 256, 256)] + [(R, 0, i, 1) for i in range(20)],
-     [(tags, "tagstore_reserve_block", lambda cc, b: None)])
+     [(tagstore, "tagstore_reserve_block", lambda cc, b: None)])
 # Writes and truncation that do not invalidate.
 case("restore_fresh", [(R, 0, 40 + i, 1) for i in range(8)] + [(R, 0, 0, 1),
      (Op.TRUNCATE, 0, 32, 0), (Op.WRITE, 0, 60, 1)] + [(R, 0, 40 + i, 1) for i in range(8)],
      [(filemap, "cleancache_invalidate_range", lambda cc, a, b: None)])
 # A claim that also drops the oldest stored page of another block.
-orig_reserve = tags.tagstore_reserve_block
+orig_reserve = tagstore.tagstore_reserve_block
 def greedy(cc, block):
     orig_reserve(cc, block)
     cached = np.flatnonzero(cc.tp_state == tagstore.TP_CACHE)
     if len(cached):
         tagstore._drop_page(cc, int(cached[0]), tagstore.TP_FREE)
 case("reserve_bounded", [(R, 0, i, 1) for i in range(10)]
-     + [(Op.MTE_MAP, p, 32, 32) for p in range(1, 5)], [(tags, "tagstore_reserve_block", greedy)])
+     + [(Op.MTE_MAP, p, 32, 32) for p in range(1, 5)],
+     [(tagstore, "tagstore_reserve_block", greedy)])
 # Writeback that never reaches the disk.
 from tagcache.engine import pagecache
 def lost_writeback(pc, head, nr):
@@ -85,7 +86,7 @@ def lost_writeback(pc, head, nr):
 case("no_dirty_store", [(Op.WRITE, 0, i, 1) for i in range(5)],
      [(vmscan, "folio_writeback", lost_writeback)])
 # A backend that silently forgets the oldest page at every store from the fourth.
-orig_store = cleancache.tagstore_store_folio
+orig_store = tagstore.tagstore_store_folio
 def forgetful(cc, head, order):
     ok = orig_store(cc, head, order)
     if cc.c[tagstore.NR_CACHED] > 3:
@@ -95,7 +96,7 @@ import tagcache.engine.filemap as fm
 import tagcache.engine.machine as machine
 fm.CONSERVATION_INTERVAL = machine.CONSERVATION_INTERVAL = 1
 case("conservation", [(R, 0, i, 1) for i in range(12)],
-     [(cleancache, "tagstore_store_folio", forgetful)])
+     [(tagstore, "tagstore_store_folio", forgetful)])
 print(json.dumps(out))
 '''
 

@@ -41,7 +41,7 @@ def compiled_backend_state(cc) -> dict:
 
 def test_no_backend_counts_nothing():
     cc = ecc.make_cleancache()
-    ecc.cleancache_store_folio(cc, 0, 2, False)
+    ecc.cleancache_store_folio(cc, 0, 2, False, True)
     assert not ecc.cleancache_restore_folio(cc, 0, 4)
     ecc.cleancache_invalidate_range(cc, 0, 9)
     assert ecc.cleancache_cached(cc) == 0
@@ -54,7 +54,7 @@ def test_reporting_figures():
     cc = ecc.make_cleancache("cleancache", layout, NR_SLOTS)
     # Per tag page: tp_state, tp_order (1 + 1), tp_slot, free_stack (4 + 4), in_stack (1);
     # tp_prev and tp_next have a sentinel (2 x 4 x 9 / 8); 4 bytes of refcount per block.
-    assert ecc.simulator_bytes_per_tag_page(cc) == (8 * 11 + 2 * 4 * 9 + 4 * 4) / 8 == 22.0
+    assert ecc.simulator_bytes_per_tag_page(cc) == (8 * 12 + 2 * 4 * 10 + 4 * 4) / 8 == 24.0
     assert ecc.metadata_bytes_per_tag_page(cc) == ecc.TAG_PAGE_RECORD.itemsize == 12
     with pytest.raises(ValueError, match="policy"):
         ecc.make_cleancache("cleancache", layout, NR_SLOTS, "halves")
@@ -189,7 +189,7 @@ for policy, cc_policy in (("random", "whole"), ("pack", "split"), ("sequential",
             code = ean.anon_exit(an, pid)
         else:
             h, o = int(rng.integers(0, 60)), int(rng.integers(0, 3))
-            ecc.cleancache_store_folio(cc, h - h % (1 << o), o, False)
+            ecc.cleancache_store_folio(cc, h - h % (1 << o), o, False, True)
             code = int(ecc.cleancache_restore_folio(cc, int(rng.integers(0, 64)), 1))
         out.append(int(code))
     out += [sorted((p, v.tolist()) for p, v in ean.anon_procs(an).items()),

@@ -82,7 +82,7 @@ def test_reservation_that_claims_no_tag_page(make_system, monkeypatch, broken):
     """The refcount goes up, but the backend keeps the tag page: tags cannot be written."""
     s = make_system()
     if broken:
-        monkeypatch.setattr(tags, "tagstore_reserve_block", _no_claim)
+        monkeypatch.setattr(tagstore, "tagstore_reserve_block", _no_claim)
     s.map_tagged([s.S, s.S + 1, s.S + 32])
     expect = only("tags_reserved", 3 if broken else 0)
     expect["reserve_bounded"] = 2 if broken else 0     # both claims left their pages free
@@ -105,7 +105,7 @@ def test_leaked_reference_is_caught_by_the_walk(make_system, monkeypatch, broken
 def test_reservation_that_keeps_cached_data(make_system, monkeypatch, broken):
     s = make_system()
     if broken:
-        monkeypatch.setattr(tags, "tagstore_reserve_block", _no_claim)
+        monkeypatch.setattr(tagstore, "tagstore_reserve_block", _no_claim)
     s.cc.store_folio(s.slot(0, 7), 0, dirty=False)     # lands on tag page 0
     s.map_tagged([s.S])                               # block 0 = tag page 0
     if broken:
@@ -122,7 +122,7 @@ def test_store_onto_a_tag_page_holding_tags(make_system, monkeypatch, broken):
     s = make_system()
     if broken:
         # Reservation "forgets" to take free tag pages out of the backend's hands.
-        monkeypatch.setattr(tags, "tagstore_reserve_block", _no_claim)
+        monkeypatch.setattr(tagstore, "tagstore_reserve_block", _no_claim)
     s.map_tagged([s.S])                               # block 0 holds tags
     s.cc.store_folio(s.slot(0, 7), 0, dirty=False)     # must not land on tag page 0
     tp = int(s.backend.slot_tp[s.slot(0, 7)])
@@ -197,14 +197,14 @@ def test_page_changed_behind_cleancache(make_system, broken):
 def test_reservation_that_declares_sleeping_copying_or_failing(make_system, monkeypatch,
                                                                 declared, failures):
     s = make_system()
-    orig = tags.tagstore_reserve_block
+    orig = tagstore.tagstore_reserve_block
 
     def bad(cc, block):
         orig(cc, block)
         for k, v in declared.items():
             cc.c[k] = v
 
-    monkeypatch.setattr(tags, "tagstore_reserve_block", bad)
+    monkeypatch.setattr(tagstore, "tagstore_reserve_block", bad)
     s.map_tagged([s.S])
     assert s.violations() == only("reserve_bounded", 1)
     assert s.tags.stats.reservation_failures == failures
@@ -215,14 +215,14 @@ def test_reservation_that_drops_more_than_its_block_holds(make_system, monkeypat
     """The backend drops a page of another block and reports nothing: measured, not told."""
     s = make_system()
     if broken:
-        orig = tags.tagstore_reserve_block
+        orig = tagstore.tagstore_reserve_block
 
         def greedy(cc, block):
             orig(cc, block)
             other = np.flatnonzero(cc.tp_state == TP_CACHE)[0]   # a page of another block
             tagstore._drop_page(cc, int(other), TP_FREE)          # ... and says nothing
 
-        monkeypatch.setattr(tags, "tagstore_reserve_block", greedy)
+        monkeypatch.setattr(tagstore, "tagstore_reserve_block", greedy)
     s.cc.store_folio(s.slot(0, 1), 0, dirty=False)     # tag page 0
     s.cc.store_folio(s.slot(0, 2), 0, dirty=False)     # tag page 1
     s.map_tagged([s.S])
@@ -238,14 +238,14 @@ def test_reservation_that_takes_more_tag_pages_than_its_block(make_system, monke
     is dropped, but the claim changed more tag pages than it may."""
     s = make_system()
     if broken:
-        orig = tags.tagstore_reserve_block
+        orig = tagstore.tagstore_reserve_block
 
         def grabby(cc, block):
             orig(cc, block)
             for tp in (100, 101):
                 tagstore.tp_set_state(cc, tp, TP_TAGS)
 
-        monkeypatch.setattr(tags, "tagstore_reserve_block", grabby)
+        monkeypatch.setattr(tagstore, "tagstore_reserve_block", grabby)
     s.map_tagged([s.S])
     assert s.violations() == only("reserve_bounded", 1 if broken else 0)
 
@@ -269,8 +269,8 @@ def test_dirty_folio_offered_to_cleancache(make_system, monkeypatch, broken):
     if broken:
         orig = cc_mod.cleancache_store_folio
 
-        def store_anyway(cc, head, order, dirty):
-            orig(cc, head, order, False)               # the dirty state is ignored
+        def store_anyway(cc, head, order, dirty, workingset):
+            orig(cc, head, order, False, workingset)   # the dirty state is ignored
 
         monkeypatch.setattr(cc_mod, "cleancache_store_folio", store_anyway)
     s.pc.write(0, 3, 1)

@@ -62,8 +62,14 @@ from tagcache.experiment import (
 )
 from tagcache.hw.layout import BYTES_PER_PFN, PHYS_ADDR_LIMIT, check_memory
 from tagcache.outputs import check_output
-from tagcache.replay import BACKEND_NAMES, Design, check_run_memory, parallel_runs
-from tagcache.report import print_report, print_validation, share_warnings, write_json
+from tagcache.replay import BACKEND_NAMES, check_run_memory, parallel_runs
+from tagcache.report import (
+    print_comparison,
+    print_report,
+    print_validation,
+    share_warnings,
+    write_json,
+)
 from tagcache.scenario import check_shares, load_scenario
 from tagcache.sidecar import capture_facts, load_sidecar, read_ahead_pages, sidecar_for
 from tagcache.traces import READERS, read_trace
@@ -289,8 +295,8 @@ TRACE_FORMATS = click.Choice(sorted(READERS), case_sensitive=False)
                    "and kmem events), as 'tagcache validate'.  [default: on where the trace "
                    "has samples]")
 @click.option("--backend", type=click.Choice(["all", *BACKEND_NAMES]), default="all",
-              show_default=True, help="Which designs to run: idle, cleancache, or all of the "
-                                      "scenario's.")
+              show_default=True, help="Which designs to run: one backend (at the scenario's "
+                                      "parameters for it), or all of the scenario's.")
 @click.option("--tagged", type=click.Choice(TAGGED_SOURCES), default="generator",
               show_default=True,
               help="Tagged memory of a trace replay: the scenario's generator, or the trace's "
@@ -338,7 +344,20 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
             raise OptionError(f"--tagged-share {' '.join(f'{x:g}' for x in shares)}: "
                               f"{e}") from None
     if backend != "all":
-        scn.designs = [d for d in scn.designs if d.backend == backend] or [Design(backend)]
+        scn.designs = ([d for d in scn.designs if d.backend == backend]
+                       or scn.designs_of([backend]))
+    exp = _execute(scn, trace_path, fmt, csv_spec, skip_bad_lines, meta, policy, capacity,
+                   mappings, metadata, nonfile, tagged, tag_comm, check, progress, jobs)
+    _finish(exp, json_path)
+
+
+def _execute(scn, trace_path: Path | None, fmt: str | None, csv_spec: str | None,
+             skip_bad_lines: bool, meta: Path | None, policy: str, capacity: str | None,
+             mappings: bool | None, metadata: bool | None, nonfile: bool | None, tagged: str,
+             tag_comm: tuple[str, ...], check: bool, progress: bool | None,
+             jobs: int | None):
+    """The experiment ``run`` and ``compare`` share: the scenario's designs over its
+    generated workload, or over a trace (its sidecar's facts applied)."""
     if trace_path is None:
         for opt, given in (("--format", fmt), ("--csv-spec", csv_spec), ("--meta", meta),
                            ("--capacity", capacity), ("--tag-comm", tag_comm),
@@ -354,9 +373,7 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
         jobs = parallel_runs(scn.machine.layout, slots_needed(longest.files),
                              len(longest), len(traces), jobs or available_cpus())
         with _progress_bar(plan_size(scn, traces), progress) as tick:
-            exp = run_scenario(scn, check=check, traces=traces, progress=tick, jobs=jobs)
-        _finish(exp, json_path)
-        return
+            return run_scenario(scn, check=check, traces=traces, progress=tick, jobs=jobs)
     cap = _capacity(capacity)
     with _loading_engine(scn.designs, policy, check):
         trace = read_trace(trace_path, fmt, skip_bad_lines=skip_bad_lines, csv_spec=csv_spec)
@@ -383,10 +400,90 @@ def run(config: Path | None, trace_path: Path | None, fmt: str | None, csv_spec:
     jobs = parallel_runs(scn.machine.layout, slots_needed(files), len(trace), 2,
                          jobs or available_cpus())
     with _progress_bar(runs * len(trace), progress) as tick:
-        exp = run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
-                        tag_comms=list(tag_comm) or None, check=check, progress=tick,
-                        facts=facts, jobs=jobs)
-    _finish(exp, json_path)
+        return run_trace(scn, trace, capacity_pages=cap, policy=policy, tagged=tagged,
+                         tag_comms=list(tag_comm) or None, check=check, progress=tick,
+                         facts=facts, jobs=jobs)
+
+
+@app.command()
+@click.option("--config", "-c", "config", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE.toml",
+              help="Scenario file; its [designs.<backend>] tables fix parameters.  [default: "
+                   "the embedded scenario]")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="PATH",
+              help="Replay a real trace instead of the scenario's file workload (its sidecar "
+                   "applied as for 'tagcache run').  [default: none]")
+@click.option("--format", "fmt", type=TRACE_FORMATS, default=None,
+              help="Trace format.  [default: detected from the content]")
+@click.option("--meta", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="NAME.json", help="Capture sidecar.  [default: NAME.json beside an "
+                                        "ftrace trace, if there]")
+@click.option("--capacity", default=None, metavar="PAGES",
+              help="Page-cache capacity for a trace (pages or a size).  [default: the "
+                   "sidecar's cache_peak; else the machine's free memory]")
+@click.option("--backends", default=",".join(BACKEND_NAMES), show_default=True,
+              metavar="LIST", help="Comma-separated backends to compare, each at the values "
+                                   "its parameters name for comparison unless the scenario "
+                                   "sets them.")
+@click.option("--tagged-share", "shares", multiple=True, type=_Share(), metavar="FRACTION",
+              help="Tagged share(s) to run (repeatable).  [default: the scenario's]")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Write an offline HTML report with plots to DIR/index.html (DIR is made if "
+                   "missing).  [default: no report]")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Write the comparison as JSON to PATH; '-' to standard output alone.  "
+                   "[default: no JSON]")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Check the invariants at every event of every run.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on standard error.  [default: a bar when stderr is a terminal]")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, metavar="N",
+              help="Worker processes for the shares.  [default: the CPUs this process may use]")
+def compare(config: Path | None, trace_path: Path | None, fmt: str | None, meta: Path | None,
+            capacity: str | None, backends: str, shares: tuple[float, ...],
+            report_dir: Path | None, json_path: str | None, check: bool,
+            progress: bool | None, jobs: int | None) -> None:
+    """Every design on the same work, side by side: one row per design and tagged share,
+    with memory recovered, fallbacks, failures, migrations, latencies and the oracle's gap.
+    Exits 1 if a design breaks what it must hold (see the problems printed)."""
+    from tagcache.compare import Comparison, comparison_scenario
+
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BACKEND_NAMES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise OptionError(f"--backends {backends}: expected distinct names from "
+                          f"{', '.join(BACKEND_NAMES)}")
+    _check_json_path(json_path)
+    if report_dir is not None:
+        # DIR/index.html if DIR is there, else DIR itself (made after the runs)
+        check_output(str(report_dir / "index.html") if report_dir.is_dir() else
+                     str(report_dir), "--report")
+    scn = comparison_scenario(load_scenario(config), names)
+    if shares:
+        try:
+            scn.shares = check_shares(list(shares), scn.machine.layout.data_pages,
+                                      scn.anon_pages)
+        except ValueError as e:
+            raise OptionError(f"--tagged-share {' '.join(f'{x:g}' for x in shares)}: "
+                              f"{e}") from None
+    exp = _execute(scn, trace_path, fmt, None, False, meta, "kernel", capacity, None, None,
+                   None, "generator", (), check, progress, jobs)
+    cmp = Comparison(exp)
+    if json_path != "-":
+        print_comparison(cmp)
+    if json_path is not None:
+        write_json(cmp.to_json(), json_path)
+    if report_dir is not None:
+        from tagcache.report_html import write_html_report
+
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write_html_report(cmp.to_json(), report_dir / "index.html")
+        if json_path != "-":
+            print(f"report: {report_dir / 'index.html'}")
+    if cmp.problems():
+        raise click.exceptions.Exit(1)
 
 
 @app.command()

@@ -16,10 +16,14 @@ Each default names where it comes from; every entry can be overridden in a scena
                        claim and on a release                         io.cleancache_cost_ns
     cleancache_drop    each stored page dropped by a claim (per      ..._latency_ns (claims),
                        page, not per folio: its index entry erased)   io.cleancache_cost_ns
+    page_migrate       each page a cma design migrates off a tag     ..._latency_ns (claims),
+                       page tags need (unmap, copy, remap, flush)     tag_storage.waits_ns
+    tag_fault          the access fault a cma design takes when it   tag_storage.waits_ns
+                       could not reserve in atomic context
 
 Modelled times are sums of these, nothing else: they rank designs and give orders of magnitude,
 they do not replace a measurement on the target SoC. Costs of designs not modelled yet
-(migration for a CMA design, compression for a zswap-like one) join the table with them.
+(compression for a zswap-like one) join the table with them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class CostTable:
     tag_page_claim: float = 50.0
     cmo_page: float = 500.0
     cleancache_drop: float = 100.0
+    page_migrate: float = 20_000.0
+    tag_fault: float = 2_000.0
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -58,4 +64,8 @@ SOURCES: dict[str, str] = {
     "tag_page_claim": "assumption: metadata update of one tag page (a few cache misses)",
     "cmo_page": "assumption: DC CIVAC/IVAC over 64 lines of 64 B; no published per-page figure",
     "cleancache_drop": "assumption: erase one stored page from the backend index, no copy",
+    "page_migrate": "assumption: migrate_pages() of one 4 KiB page, order of 10-40 us with "
+                    "unmap, TLB flush, copy and remap (the 2024 RFC's review called migration "
+                    "costly but gave no figure)",
+    "tag_fault": "assumption: one minor page fault that maps the page again, ~1-3 us",
 }

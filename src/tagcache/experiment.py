@@ -144,9 +144,9 @@ def _replay_all(cfg: MachineConfig, designs: list[Design], trace: Trace, share: 
 
 def _against_baselines(results: list[RunResult], baselines: list[RunResult]) -> None:
     """Add each result's losses against the 0%-tagged run of the same design."""
-    base = {(b.backend, b.policy.get("large_folio")): b for b in baselines}
+    base = {b.design: b for b in baselines}
     for r in results:
-        b = base[r.backend, r.policy.get("large_folio")]
+        b = base[r.design]
         served = r.page_cache["hits"] + r.cleancache["restored"]
         served0 = b.page_cache["hits"] + b.cleancache["restored"]
         r.page_cache["hits_lost_to_tagging"] = served0 - served

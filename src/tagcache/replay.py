@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tagcache.backends import NAMES
+from tagcache.backends import spec as backend_spec
+from tagcache.backends.base import BackendSpec
 from tagcache.costs import CostTable
 from tagcache.hw.layout import (
     BYTES_PER_PFN,
@@ -26,8 +29,8 @@ from tagcache.sidecar import CaptureFacts
 from tagcache.units import PAGE_SHIFT
 from tagcache.workloads.events import Trace
 
-BACKEND_NAMES = ("idle", "cleancache")
-"""``idle`` (tag storage a static carve-out) and the backends (engine/cleancache.py KINDS)."""
+BACKEND_NAMES = NAMES
+"""Every registered backend (backends/__init__.py), ``idle`` first."""
 CLEANCACHE_DEPENDENT = ("cleancache_hits", "effective_hit_ratio", "hits_lost_to_tagging")
 JSON_EVENTS = 100
 """Event numbers of breaches written per rule in the JSON (all are counted)."""
@@ -90,15 +93,47 @@ class MachineConfig:
 
 @dataclass(frozen=True)
 class Design:
-    """What tag storage does: ``idle`` (static carve-out) or a cleancache backend + policy."""
+    """What tag storage does: a registered backend (backends/__init__.py) and its
+    parameters: ``policy`` the large-folio policy of a backend that stores large folios,
+    ``params`` the others, as sorted (name, value) pairs, those at their default left out (so
+    a design has one spelling)."""
 
     backend: str = "idle"
     policy: str = "whole"
+    params: tuple = ()
+
+    @classmethod
+    def of(cls, backend: str, values: dict | None = None) -> Design:
+        """The design of ``backend`` with parameter ``values`` (defaults for those left
+        out; ``large_folio`` is the policy)."""
+        spec = backend_spec(backend)
+        values = dict(values or {})
+        policy = values.pop("large_folio", "whole")
+        defaults = spec.defaults()
+        return cls(backend, policy, tuple(sorted(
+            (k, v) for k, v in values.items() if defaults.get(k, object()) != v)))
+
+    @property
+    def spec(self) -> BackendSpec:
+        return backend_spec(self.backend)
+
+    def values(self) -> dict:
+        """Every parameter of the backend, with its value in this design."""
+        spec = self.spec
+        out = spec.defaults() | dict(self.params)
+        if "large_folio" in out:
+            out["large_folio"] = self.policy
+        return out
 
     @property
     def label(self) -> str:
-        return "tag storage left idle" if self.backend == "idle" else (
-            f"tag storage as cleancache ({self.policy} folio)")
+        """The backend's own words for this design (its report cell)."""
+        return self.spec.describe(self.values())
+
+    @property
+    def key(self) -> str:
+        """A short stable name: the backend, then each parameter's value in order."""
+        return "/".join([self.backend, *map(str, self.values().values())])
 
 
 @dataclass
@@ -114,6 +149,9 @@ class RunResult:
     perf: dict
     violations: list = field(default_factory=list)
     invariant_events: dict = field(default_factory=dict)   # rule -> event of every breach
+    design: str = ""                                       # Design.key
+    label: str = ""                                        # Design.label
+    series: dict = field(default_factory=dict)             # over the run (recovered memory)
 
     def page_cache_alone(self) -> dict:
         """The page-cache counts, less those that depend on what cleancache served
@@ -158,8 +196,11 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
     from tagcache.engine import machine as flat
     from tagcache.engine.anon import anon_report
     from tagcache.engine.cleancache import (
+        backend_report,
+        backend_waits,
         cleancache_report,
         metadata_bytes_per_tag_page,
+        oracle_restored,
         simulator_bytes_per_tag_page,
     )
     from tagcache.engine.tags import reservation_calls, tag_storage_report
@@ -189,12 +230,15 @@ def _replay_flat(cfg: MachineConfig, design: Design, trace: Trace, tagged_share:
         metadata_bytes_per_tag_page(fm.cc), simulator_bytes_per_tag_page(fm.cc),
         tag_storage_report(fm.ts), np.asarray(latency, np.float64), np.asarray(claimed, bool),
         np.asarray(dropped, np.int32), anon["peak_tagged"], anon["copies"], fm.oom_events,
-        {k: v / max(1, n) for k, v in fm.sums.items()}, *_checked(fm, check))
+        {k: v / max(1, n) for k, v in fm.sums.items()}, *_checked(fm, check),
+        backend=backend_report(fm.cc), waits=backend_waits(fm.cc),
+        series={k: list(v) for k, v in fm.series.items()},
+        oracle_restored=oracle_restored(fm.cc) if design.spec.offline else None)
     if tag_tasks:
         tagged_share = anon["peak_tagged"] / cfg.layout.data_pages
-    if memo is not None and not check and design.backend != "idle" and (
-            design.policy in TWIN_POLICY):
-        memo[_twin_key(cfg, design.backend, trace, tag_tasks, facts)] = {
+    if memo is not None and not check and design.spec.holds_cache and (
+            "large_folio" in design.spec.defaults()) and design.policy in TWIN_POLICY:
+        memo[_twin_key(cfg, design, trace, tag_tasks, facts)] = {
             "trace": trace, "cfg": cfg, "facts": facts, "policy": design.policy,
             "siblings": int(fm.cc.c[SIBLINGS]), "tally": t, "share": tagged_share,
             "events": n, "wall": wall}
@@ -207,8 +251,8 @@ only where a claim drops a page whose folio has other pages stored (engine/tagst
 ``SIBLINGS``)."""
 
 
-def _twin_key(cfg: MachineConfig, backend: str, trace: Trace, tag_tasks, facts) -> tuple:
-    return ("twin", backend, id(cfg), id(trace), id(facts),
+def _twin_key(cfg: MachineConfig, design: Design, trace: Trace, tag_tasks, facts) -> tuple:
+    return ("twin", design.backend, design.params, id(cfg), id(trace), id(facts),
             None if tag_tasks is None else tuple(sorted(tag_tasks)))
 
 
@@ -219,9 +263,10 @@ def _twin_run(memo: dict | None, cfg: MachineConfig, design: Design, trace: Trac
     another page of its folio stored (``c[SIBLINGS] == 0``): the twin took exactly the steps
     ``design`` would, so its tally is ``design``'s. None otherwise (and with the checker on,
     which must see every design run)."""
-    if memo is None or check or design.backend == "idle" or design.policy not in TWIN_POLICY:
+    if (memo is None or check or design.policy not in TWIN_POLICY
+            or "large_folio" not in design.spec.defaults()):
         return None
-    hit = memo.get(_twin_key(cfg, design.backend, trace, tag_tasks, facts))
+    hit = memo.get(_twin_key(cfg, design, trace, tag_tasks, facts))
     if (hit is None or hit["trace"] is not trace or hit["cfg"] is not cfg
             or hit["facts"] is not facts or hit["policy"] != TWIN_POLICY[design.policy]
             or hit["siblings"] or (not tag_tasks and hit["share"] != share)):
@@ -245,6 +290,18 @@ def _percentiles(x: np.ndarray) -> dict[str, float]:
     p50, p99, p999 = np.percentile(x, [50, 99, 99.9])
     return {"calls": int(len(x)), "p50": float(p50), "p99": float(p99), "p99.9": float(p999),
             "max": float(x.max())}
+
+
+CDF_POINTS = 64
+"""Points of a latency CDF in the results (quantiles, evenly spaced in probability)."""
+
+
+def _cdf(x: np.ndarray) -> dict[str, list[float]]:
+    """The empirical CDF of ``x`` at CDF_POINTS quantiles (empty lists for no calls)."""
+    if not len(x):
+        return {"ns": [], "fraction": []}
+    q = np.linspace(0.0, 1.0, CDF_POINTS)
+    return {"ns": np.quantile(x, q).tolist(), "fraction": q.tolist()}
 
 
 def _buckets(x: np.ndarray) -> dict[str, int]:
@@ -281,6 +338,10 @@ class Tally:
     invariants: dict
     violations: list
     invariant_events: dict
+    backend: dict = field(default_factory=dict)     # backend_report(): its counters
+    waits: np.ndarray = field(default_factory=lambda: np.zeros(0))   # ns, per waiting page
+    series: dict = field(default_factory=dict)      # machine.run()'s samples over the run
+    oracle_restored: int | None = None              # the Belady bound's page hits (oracle)
 
 
 def collect(t: Tally, design: Design, share: float, events: int, wall: float,
@@ -290,6 +351,15 @@ def collect(t: Tally, design: Design, share: float, events: int, wall: float,
     layout = cfg.layout
     avg = t.averages
     accesses = pcs["accesses"]
+    spec = design.spec
+    if t.oracle_restored is not None:
+        # The bound: its page hits served no read during the run (the page cache's steps are
+        # any design's); they stand for the restores the best policy would have made.
+        pcs, ccs = dict(pcs), dict(ccs)
+        ccs["restored"] = t.oracle_restored
+        ccs["missed"] -= t.oracle_restored
+        pcs["cleancache_hits"] = min(t.oracle_restored, pcs["misses"])
+        pcs["pages_read"] -= t.oracle_restored
     page_cache = {k: v for k, v in pcs.items()
                   if k not in ("pages_read", "pages_written", "read_requests",
                                "read_requests_without_cleancache")}
@@ -324,11 +394,22 @@ def collect(t: Tally, design: Design, share: float, events: int, wall: float,
         "unbalanced_releases": ts["unbalanced_releases"],
         "reservation_latency_ns": {"all": _percentiles(latency),
                                    "claiming": _percentiles(latency[claimed])},
+        "reservation_latency_cdf": _cdf(latency),
+        "claims_slept": ts.get("claims_slept", 0),
         "dropped_per_claim": _buckets(dropped[claimed]),
         "cmo_pages": ts["cmo_pages"],
         "metadata_bytes_per_tag_page": t.metadata_bytes_per_tag_page,
         "simulator_bytes_per_tag_page": t.simulator_bytes_per_tag_page,
         "tag_copies": t.copies,
+        "migrations": t.backend.get("migrated", 0),
+        "fallbacks": t.backend.get("fallbacks", 0),
+        "writebacks": t.backend.get("writebacks", 0),
+        "waits_ns": _percentiles(t.waits),
+        "recovered_pages_avg": avg.get("recovered_pages", avg["cached_pages"]),
+        "recovered_mib_avg": avg.get("recovered_pages", avg["cached_pages"]) * mib,
+        "properties": spec.properties(),
+        "backend": {k: v for k, v in t.backend.items()
+                    if k not in ("migrated", "fallbacks", "writebacks")},
     }
     avoided_requests = pcs["read_requests_without_cleancache"] - pcs["read_requests"]
     saved = avoided_requests * c.disk_read_request + ccs["restored"] * c.disk_read_page
@@ -350,8 +431,9 @@ def collect(t: Tally, design: Design, share: float, events: int, wall: float,
     }
     return RunResult(
         backend=design.backend,
-        policy={"large_folio": design.policy if design.backend != "idle" else None,
-                "alloc": cfg.alloc_policy},
+        policy={"large_folio": design.policy if "large_folio" in spec.defaults() else None,
+                "alloc": cfg.alloc_policy,
+                **{k: v for k, v in design.values().items() if k != "large_folio"}},
         tagged_share=share,
         page_cache=page_cache,
         cleancache=cleancache,
@@ -361,4 +443,9 @@ def collect(t: Tally, design: Design, share: float, events: int, wall: float,
         perf={"events": events, "wall_s": wall, "events_per_s": events / wall if wall else 0},
         violations=t.violations,
         invariant_events=t.invariant_events,
+        design=design.key,
+        label=design.label,
+        # A design with nothing to recover has no series (its page cache may have run once
+        # for several designs, machine.run()'s memo, with no samples taken).
+        series=t.series if spec.holds_cache or spec.lends_memory else {},
     )

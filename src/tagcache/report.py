@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tagcache.backends import spec as backend_spec
 from tagcache.experiment import Experiment
 from tagcache.outputs import open_output
 from tagcache.units import PAGE_SIZE, format_bytes
@@ -31,9 +32,14 @@ def _num(x) -> str:
     return "-" if x is None else f"{x:,}"
 
 
-SHORT = {("idle", None): "idle (static carve-out)",
-         ("cleancache", "whole"): "cleancache, whole folio",
-         ("cleancache", "split"): "cleancache, split folio"}
+def design_cell(r) -> str:
+    """The design's label, as its backend words it (backends/, BackendSpec.label)."""
+    return r.label or r.backend
+
+
+def _no_cache(r) -> bool:
+    """A design that keeps no page-cache copies (its cleancache cells are blanks)."""
+    return not backend_spec(r.backend).holds_cache
 
 SHARE_SHORTFALL = 0.10
 """Warn when the achieved tagged share is more than this far below the requested one."""
@@ -50,8 +56,7 @@ def _rows(exp: Experiment):
     """(share cell, design cell, result, new section?) for each result, in order."""
     last = None
     for r in exp.results:
-        yield (_share(r.tagged_share), SHORT.get((r.backend, r.policy["large_folio"]),
-                                                  r.backend), r,
+        yield (_share(r.tagged_share), design_cell(r), r,
                last is not None and r.tagged_share != last)
         last = r.tagged_share
 
@@ -69,7 +74,7 @@ def io_table(exp: Experiment) -> Table:
         if section:
             t.add_section()
         pc, cc, io = r.page_cache, r.cleancache, r.io
-        idle = r.backend == "idle"
+        idle = _no_cache(r)
         viol = sum(r.invariants.values()) if r.invariants else "-"
         t.add_row(share, design, f"{100 * pc['effective_hit_ratio']:.2f}",
                   f"{io['read_requests']:,}", f"{io['pages_read']:,}",
@@ -95,7 +100,7 @@ def tag_table(exp: Experiment) -> Table:
         if section:
             t.add_section()
         ts, cc = r.tag_storage, r.cleancache
-        idle = r.backend == "idle"
+        idle = _no_cache(r)
         ach = ts["achieved_tagged_share"]
         lat = ts["reservation_latency_ns"]["claiming"]
         t.add_row(share, design, f"{_share(ach['mean'])}/{_share(ach['peak'])}",
@@ -116,7 +121,7 @@ def share_warnings(exp: Experiment) -> list[str]:
         want = r.tagged_share
         got = r.tag_storage["achieved_tagged_share"]["mean"]
         if want > 0 and got < want * (1 - SHARE_SHORTFALL):
-            out.append(f"{SHORT.get((r.backend, r.policy['large_folio']), r.backend)} at "
+            out.append(f"{design_cell(r)} at "
                        f"{_share(want)} tagged: only {100 * got:.2f}% of memory was tagged on "
                        f"average ({r.io['oom_events']:,} allocations failed)")
     return out
@@ -228,3 +233,51 @@ def print_validation(v, trace_path, ra_pages: int, ra_from: str,
                       "insertions came on faults where the model had the page cached: a trace "
                       "shows only the faults the kernel took, so where the kernel evicted mapped "
                       "pages the model's counts are a lower bound (see Validation.censored).")
+
+
+def compare_table(cmp) -> Table:
+    """``tagcache compare``: one row per design and share (compare.Comparison.rows())."""
+    scn = cmp.experiment.scenario
+    t = _table(f"tagcache compare: {scn.name} — every design on the same work",
+               (("tagged", "right"), ("design", "left"), ("eff. hit\n%", "right"),
+                ("pages\nfrom disk", "right"), ("cc\nrestores", "right"),
+                ("recovered\nMiB avg", "right"), ("migra-\ntions", "right"),
+                ("fall-\nbacks", "right"), ("fail-\nures", "right"), ("claims\nslept", "right"),
+                ("claim µs\np50/p99/max", "right"), ("wait ms\np99", "right"),
+                ("oracle\ngap pp", "right"), ("viola-\ntions", "right")))
+    last = None
+    for row in cmp.rows():
+        if last is not None and row["tagged_share"] != last:
+            t.add_section()
+        last = row["tagged_share"]
+        lat, wait = row["latency_ns"], row["waits_ns"]
+        gap = row["oracle_gap"]
+        no_cache = not backend_spec(row["design"]).holds_cache
+        t.add_row(_share(row["tagged_share"]), row["label"],
+                  f"{100 * row['effective_hit_ratio']:.2f}", f"{row['pages_read']:,}",
+                  "-" if no_cache else f"{row['restored']:,}",
+                  f"{row['recovered_avg_pages'] * 4096 / (1 << 20):,.1f}",
+                  f"{row['migrations']:,}", f"{row['fallbacks']:,}", f"{row['failures']:,}",
+                  f"{row['claims_slept']:,}",
+                  f"{_us(lat['p50'])}/{_us(lat['p99'])}/{_us(lat['max'])}",
+                  f"{wait['p99'] / 1e6:.2f}" if wait["calls"] else "-",
+                  "-" if gap is None else f"{100 * gap:.2f}",
+                  "-" if row["violations"] is None else str(row["violations"]))
+    return t
+
+
+def print_comparison(cmp, console: Console | None = None) -> None:
+    console = console or wide_console()
+    console.print(compare_table(cmp))
+    exp = cmp.experiment
+    console.print(
+        f"[dim]{exp.note + '; ' if exp.note else ''}{exp.events:,} events replayed in "
+        f"{exp.wall_s:.1f} s. eff. hit = page-cache hits + cleancache restores over accesses "
+        "(the oracle's: its bound on restores); recovered = tag-storage pages doing useful "
+        "work (cached copies, or lent pages holding data); migrations, fallbacks (atomic "
+        "context: fault on access later), failures (pinned pages) and claims slept are "
+        "counted where a design declares it may; wait = how long a tagged page waited for "
+        "its tag storage; oracle gap = pages the oracle restored beyond the row's, per 100 "
+        "accesses.[/dim]")
+    for p in cmp.problems():
+        console.print(f"[bold red]problem:[/bold red] {p}")

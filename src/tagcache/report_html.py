@@ -7,7 +7,7 @@ plotly plots, each in a div with a stable id:
     plot-hit-vs-share   effective hit ratio against tagged share, one line per design
     plot-latency-cdf    reservation-latency CDF per design at the highest share (log x)
     plot-recovered      memory recovered over time per design at the highest share
-    plot-oracle-gap     the oracle's effective hit ratio minus each design's (grouped bars)
+    plot-oracle-gap     pages the oracle restored beyond each design's, per 100 accesses
 
 plotly.js is embedded once in the page, so the file needs no network. Every trace carries
 ``uid`` ``d<N>``, N the design's position in ``data["designs"]`` (keys not listed there follow),
@@ -382,14 +382,14 @@ class _Report:
             fig.add_trace(go.Bar(
                 x=[f"{x * 100:g}%" for x in xs], y=[y * 100 for y in ys],
                 hovertemplate="%{fullData.name}<br>share %{x}<br>"
-                              "oracle gap %{y:.2f} points<extra></extra>",
+                              "oracle gap %{y:.2f} per 100 accesses<extra></extra>",
                 **self.trace_style(key, line=False)))
         self._layout(fig, {"title": {"text": "tagged share of memory"}, "type": "category",
                            "categoryorder": "array",
                            "categoryarray": [f"{s * 100:g}%" for s in shares]},
-                     {"title": {"text": "oracle gap (percentage points)"}},
+                     {"title": {"text": "oracle gap (restores per 100 accesses)"}},
                      barmode="group")
-        captions = ["How many percentage points of effective hit ratio each design falls "
-                    "short of the oracle at the same tagged share."]
+        captions = ["How many more pages per 100 accesses the oracle (Belady on the same "
+                    "free tag pages) restored than each design, at the same tagged share."]
         captions += self._omitted("no oracle gap: the oracle itself, or no cache", none)
         return "Gap to the oracle", PLOT_IDS[3], fig, captions

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagcache.backends import spec as backend_spec
 from tagcache.costs import CostTable
 from tagcache.engine.choices import ALLOC_POLICIES, POLICIES
 from tagcache.errors import LayoutError, ResourceError, ScenarioError
@@ -97,6 +98,14 @@ class Scenario:
     tagged: TaggedWorkload
     source: str = "<default>"
     raw: dict[str, Any] = field(default_factory=dict)
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    design_params: dict[str, dict[str, list]] = field(default_factory=dict)
+    """``[designs.<backend>]``: each backend's parameter values given (name -> values)."""
+
+    def designs_of(self, backends: list[str], compare: bool = False) -> list[Design]:
+        """The designs of ``backends`` with this scenario's parameter values; ``compare``:
+        each parameter the scenario leaves out takes its spec's compare values."""
+        return scenario_designs(backends, self.policies, self.design_params, compare)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, **self.raw}
@@ -385,13 +394,10 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
     d = top.table("designs")
     backends = d.names("backends", sd["designs"]["backends"], BACKEND_NAMES)
     policies = d.names("policies", sd["designs"]["policies"], POLICIES)
+    design_params = {name: _backend_params(d, name) for name in BACKEND_NAMES
+                     if name in d.data}
     d.check_unknown()
-    designs = []
-    for b in backends:
-        if b == "idle":
-            designs.append(Design("idle"))
-        else:
-            designs += [Design(b, pol) for pol in policies]
+    designs = scenario_designs(backends, policies, design_params)
 
     t = top.table("tagged")
     shares = t.get("shares", sd["tagged"]["shares"])
@@ -440,13 +446,56 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         ra_pages=ra_pages, max_folio_order=max_order, costs=CostTable(**cost_kw), seed=seed,
     )
     raw = {k: v for k, v in data.items() if k != "name"}
-    scn = Scenario(name, seed, cfg, anon_pages, designs, shares, fw, tw, source, raw)
+    scn = Scenario(name, seed, cfg, anon_pages, designs, shares, fw, tw, source, raw,
+                   policies, design_params)
     try:
         check_run_memory(layout, expected_slots(scn), expected_events(scn),
                          len(scn.shares) + 1)
     except ResourceError as e:
         raise ScenarioError(f"{source}: {e}") from None
     return scn
+
+
+def _backend_params(d: _Reader, name: str) -> dict[str, list]:
+    """``[designs.<name>]``: each parameter's value, or list of values (an axis), checked
+    against the backend's declaration (backends/base.py Param)."""
+    spec = backend_spec(name)
+    t = d.table(name)
+    out: dict[str, list] = {}
+    for key in t.data:
+        try:
+            param = spec.param(key)
+        except KeyError:
+            known = ", ".join(p.name for p in spec.params) or "none"
+            raise ScenarioError(f"{t.where(key)}: {name} has no such parameter; known: "
+                                f"{known}") from None
+        v = t.get(key, None)
+        values = v if isinstance(v, list) else [v]
+        if not values or len(set(map(repr, values))) != len(values):
+            raise t.bad(key, v, "expected a value or a non-empty list of distinct values")
+        for x in values:
+            why = param.check(x)
+            if why:
+                raise t.bad(key, v, why)
+        out[key] = values
+    t.check_unknown()
+    return out
+
+
+def scenario_designs(backends: list[str], policies: list[str],
+                     design_params: dict[str, dict[str, list]], compare: bool = False
+                     ) -> list[Design]:
+    """Every design of ``backends``: each backend at every combination of its parameter
+    values (``[designs.<backend>]``; ``policies`` the large-folio policies unless its table
+    names ``large_folio``; the spec's compare values, with ``compare``, else its defaults)."""
+    designs = []
+    for b in backends:
+        spec = backend_spec(b)
+        given = dict(design_params.get(b, {}))
+        if "large_folio" in spec.defaults() and "large_folio" not in given:
+            given["large_folio"] = list(policies)
+        designs += [Design.of(b, values) for values in spec.axes(given, compare)]
+    return designs
 
 
 def check_shares(shares: Any, data_pages: int, anon_pages: int) -> list[float]:

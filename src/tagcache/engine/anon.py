@@ -43,6 +43,7 @@ from numba import njit, types
 from numba.experimental import structref
 
 from tagcache.engine import checker
+from tagcache.engine.cleancache import tag_page_states
 from tagcache.engine.flat import state_class
 from tagcache.engine.page_alloc import PAGE_ALLOC_STATE, free_pfns, page_alloc, take_frame
 from tagcache.engine.rc import ERR_BAD_ARG, ERR_UNTAGGABLE, NEED_ROOM, OK
@@ -345,7 +346,7 @@ def _set_ptes(an, pfns):
         if rc != OK:
             return rc
     if an.ts.cc.checking:
-        checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, an.pa.pfn_base, pfns)
+        checker.tags_written(an.ts.cc.ck, tag_page_states(an.ts.cc), an.pa.pfn_base, pfns)
     return OK
 
 
@@ -383,7 +384,7 @@ def _copy_to_new(an, pid, idx, room_done):
             return rc
         an.c[COPIES] += nt
         if an.ts.cc.checking:
-            checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, base, new_t)
+            checker.tags_written(an.ts.cc.ck, tag_page_states(an.ts.cc), base, new_t)
     for j in range(nt):
         run[t_idx[j]] = new_t[j]
     for j in range(nu):
@@ -530,7 +531,7 @@ def anon_swap_in(an, pid, n, room_done):
         if rc != OK:
             return rc
         if an.ts.cc.checking:
-            checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, an.pa.pfn_base, tagged)
+            checker.tags_written(an.ts.cc.ck, tag_page_states(an.ts.cc), an.pa.pfn_base, tagged)
     an.swapped[pid] -= n
     an.swapped_tagged[pid] -= k
     _append(an, pid, tagged)
@@ -619,7 +620,7 @@ def anon_tag_pfns(an, pfn, order, room_done):
     c[PEAK_TAGGED] = max(c[PEAK_TAGGED], c[NR_TAGGED])
     rc = set_ptes_at(an.ts, fresh, 0)
     if rc == OK and an.ts.cc.checking:
-        checker.tags_written(an.ts.cc.ck, an.ts.cc.tp_state, base, fresh)
+        checker.tags_written(an.ts.cc.ck, tag_page_states(an.ts.cc), base, fresh)
     return rc
 
 

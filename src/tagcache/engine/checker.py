@@ -257,8 +257,10 @@ def pages_truncated(ck, first, end):
 # -- cleancache frontend -------------------------------------------------------------------
 
 @njit(cache=True)
-def stored(ck, slot_tp, head, nr):
-    """The backend accepted copies of slots ``[head, head + nr)``."""
+def stored(ck, slot_tp, head, nr, tp_tags):
+    """The backend accepted copies of slots ``[head, head + nr)`` (``tp_tags``: its units
+    are the tag pages, so a copy's unit names a tag page the checker can hold against the
+    reservations)."""
     dirty = nowhere = on_tags = 0
     first_tp = -1
     for s in range(head, head + nr):
@@ -272,6 +274,8 @@ def stored(ck, slot_tp, head, nr):
         if tp < 0:
             nowhere += 1
             continue
+        if not tp_tags:
+            continue
         ck.tp_slot[tp] = s
         b = ck.tag_page_block[tp]
         if ck.block_tagged[b] > 0 or ck.refs[b] > 0:
@@ -284,15 +288,17 @@ def stored(ck, slot_tp, head, nr):
 
 
 @njit(cache=True)
-def restored(ck, first, end):
-    """The backend handed back copies of slots ``[first, end)``."""
+def restored(ck, first, end, keep):
+    """The backend handed back copies of slots ``[first, end)`` (``keep``: a non-exclusive
+    backend kept them too)."""
     bad, first_bad = 0, -1
     for s in range(first, end):
         if not ck.held[s] or ck.copy[s] != ck.version[s]:
             bad += 1
             if first_bad < 0:
                 first_bad = s
-        ck.held[s] = 0
+        if not keep:
+            ck.held[s] = 0
     fail(ck, RESTORE_FRESH, K_STALE_RESTORE, bad, first_bad, 0)
 
 
@@ -339,8 +345,10 @@ def reserve_begin(ck, tp_state, slot_tp, cached, block):
 
 
 @njit(cache=True)
-def reserve_end(ck, tp_state, cached, block, failed, slept, copied):
-    """The claim of ``block`` ended: hold what it did against the bound."""
+def reserve_end(ck, tp_state, cached, block, failed, slept, copied, may_sleep, can_fail):
+    """The claim of ``block`` ended: hold what it did against the bound. A backend that
+    declares it may sleep (and so migrate: copy) or fail is not held to that part of rule 4
+    (backends/base.py): it is measured instead."""
     c = ck.c
     bound = c[CLAIM_BOUND]
     dropped = c[CLAIM_BEFORE] - cached
@@ -355,7 +363,7 @@ def reserve_end(ck, tp_state, cached, block, failed, slept, copied):
         problems |= CLAIM_DROPPED
     if touched > nr_tp + bound:
         problems |= CLAIM_TOUCHED
-    if failed or slept or copied:
+    if (failed and not can_fail) or ((slept or copied) and not may_sleep):
         problems |= CLAIM_DECLARED
     for tp in range(first, first + nr_tp):
         if tp_state[tp] != USE_TAGS:

@@ -1,25 +1,31 @@
 """The cleancache frontend (mm/cleancache.c) and its state, for the compiled engine.
 
-Over the tag-storage backend of engine/tagstore.py (the only backend; ``cc.kind`` says
-whether there is one). The page cache (engine/filemap.py, vmscan.py, lru.py) calls exactly
-these hooks::
+The page cache (engine/filemap.py, vmscan.py, lru.py) and the tag storage (engine/tags.py)
+call exactly these hooks::
 
-    cleancache_store_folio(cc, head, order, dirty)     reclaim evicts a folio
+    cleancache_store_folio(cc, head, order, dirty, workingset)   reclaim evicts a folio
     cleancache_restore_folio(cc, head, nr) -> bool     a folio is read in: restored whole?
     cleancache_invalidate_range(cc, first, end)        write, truncate, inode eviction
     cleancache_cached(cc) -> int                       pages stored now (for the averages)
+    cleancache_reserve_block(cc, block, atomic)        tags need a tag block
+    cleancache_release_block(cc, block)                a tag block holds no tags any more
+    cleancache_lend(cc, pages)                         lent tag pages in use (cma designs)
 
-and the tag storage (engine/tags.py) calls :func:`cleancache_account_reserve` after each claim.
-The rules, at their call sites: an up-to-date (clean) folio is stored, anything else is
-invalidated; a folio is restored whole or not at all, and exclusively (a hit removes the copy);
-copies of a folio that cannot be restored whole are invalidated, since it is read from disk.
-With no backend (``cc.kind == KIND_NONE``) each hook returns at once and counts nothing.
+Each hook calls the design's backend (backends/, one module each, backends/base.py the
+contract) through its one compiled ``hook(cc, op, a, b)``, chosen by ``cc.kind`` (its place
+in the registry, backends/__init__.py). The rules the frontend keeps, whatever the backend:
+an up-to-date (clean) folio is stored, anything else is invalidated; a folio is restored whole
+or not at all; copies of a folio that cannot be restored whole are invalidated, since it is
+read from disk. What the backend declares sets the rest: an exclusive backend hands its copy
+back (the 2011 semantics); a non-exclusive one keeps it and the hit rotates it (the 2025 GCMA
+series); ``workingset_only`` stores only folios with PG_workingset (a stored copy of a folio
+without it is dropped); folios above ``max_store_order`` are not stored. With no backend that
+keeps copies (``cc.stores == 0``: idle, cma) the page-cache hooks return at once.
 
 One record (:class:`CleancacheState`, a numba structref; engine/flat.py) holds the frontend's
 counters and the backend's arrays; its counters are one int64 array ``c`` indexed by the
-constants of engine/tagstore.py (STORED ... COLLATERAL the frontend's, then EVICTED,
-NR_CACHED, PEAK_CACHED, NR_FREE, FREE_TOP, the latest claim's ReserveWork W_*, and the refused
-transitions BAD_*). :func:`cleancache_report` reads what replay.collect() reports.
+constants of engine/tagstore.py. :func:`cleancache_report` reads what replay.collect()
+reports.
 
 Counters, as in /sys/kernel/mm/cleancache, all in pages: ``stored``, ``skipped`` (offered but
 not kept), ``restored``, ``missed`` (looked up, absent), ``invalidated``, ``reclaimed``
@@ -34,39 +40,66 @@ at the sites marked ``# observer:``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from numba import njit, types
+from numba import literal_unroll, njit, types
+from numba.core.errors import NumbaExperimentalFeatureWarning
 from numba.experimental import structref
 
+from tagcache.backends import HOOKS, SPECS
+from tagcache.backends.base import (
+    OP_INVALIDATE,
+    OP_LEND,
+    OP_LOOKUP,
+    OP_PRESENT,
+    OP_RELEASE,
+    OP_RESERVE,
+    OP_RESTORE,
+    OP_STORE,
+    OP_TICK,
+    OP_TOUCH,
+    REPLACEMENTS,
+)
 from tagcache.engine import checker
 from tagcache.engine.checker import CHECK_STATE, make_checker
 from tagcache.engine.checker import ON as CK_ON
 from tagcache.engine.flat import state_class
 from tagcache.engine.tagstore import (
+    BACKEND0,
     BAD_EDGES,
     BAD_STORES,
     COLLATERAL,
     EVICTED,
+    FALLBACKS,
     FREE_TOP,
     FRONTEND_COUNTERS,
+    GHOST_CAP,
     INVALIDATED,
+    MIGRATED,
     MISSED,
     NR_CACHED,
     NR_COUNTERS,
     NR_FREE,
+    NR_MOVABLE,
+    NR_WAITS,
     PEAK_CACHED,
     POLICIES,
     RECLAIMED,
     RESTORED,
+    S3_GHOST_RATIO,
     SKIPPED,
     STORED,
-    tagstore_present,
-    tagstore_restore_range,
-    tagstore_store_folio,
+    WRITEBACKS,
 )
 
-KIND_NONE, KIND_TAGSTORE = 0, 1
-KINDS = {"idle": KIND_NONE, "cleancache": KIND_TAGSTORE}
+# literal_unroll over the registry's hooks is numba's first-class-function path: it compiles
+# to one direct call per backend (measured: no slower than a hand-written if-chain).
+warnings.filterwarnings("ignore", category=NumbaExperimentalFeatureWarning)
+
+KIND_NONE = 0
+KINDS = {spec.name: k for k, spec in enumerate(SPECS)}
+assert SPECS[KIND_NONE].name == "idle", "the registry's first backend is idle"
 TAG_PAGE_RECORD = np.dtype([("state_order", np.uint8), ("prev", np.uint8, 3),
                             ("next", np.uint8, 3), ("tagged", np.uint8), ("key", "<u4")])
 """What a kernel implementation keeps per tag page, 12 bytes packed (XNU's vm_mteinfo cell is
@@ -84,29 +117,48 @@ stored page), the key (to erase the page from the index) and the order (to find 
 whole folio through the index); eviction walks the list from its oldest end; a release needs
 the tagged count. The free-page stack is a search structure, rebuilt from the states (no
 field); the simulator's own arrays (:func:`simulator_bytes_per_tag_page`) are reported apart.
+S3-FIFO's 2-bit frequency and queue bit fit the spare bits of byte 0.
 """
 assert TAG_PAGE_RECORD.itemsize == 12, "the per-tag-page record must stay 12 bytes"
 TAG_PAGE_RECORD_BYTES = 12.0
 """What a kernel implementation keeps per tag page (:data:`TAG_PAGE_RECORD`)."""
 
-_i32, _u8 = types.int32[::1], types.uint8[::1]
+_i32, _u8, _i64, _f64 = types.int32[::1], types.uint8[::1], types.int64[::1], types.float64[::1]
 FIELDS = (
-    ("kind", types.int64),              # KIND_NONE or KIND_TAGSTORE
+    ("kind", types.int64),              # the backend's place in the registry (0: idle)
+    ("stores", types.int64),            # 1 if the backend keeps page-cache copies
+    ("exclusive", types.int64),         # 1: a restore hands the copy back
+    ("workingset_only", types.int64),   # 1: store only folios with PG_workingset
+    ("max_order", types.int64),         # largest folio order stored
     ("policy", types.int64),            # POLICY_WHOLE or POLICY_SPLIT (tagstore.py)
+    ("replacement", types.int64),       # REPL_FIFO, REPL_LRU, REPL_S3FIFO (tagstore.py)
+    ("claims", types.int64),            # 1: tag claims go through the backend (its memory
+                                        # is the tag storage); 0: tags use a static carve-out
+    ("tp_tags", types.int64),           # 1: the backend's unit i is tag page i (the checker
+                                        # may read tp_state as the tag pages' use)
+    ("may_sleep", types.int64),         # declared: a reservation may sleep (rule 4 waived)
+    ("can_fail", types.int64),          # declared: a reservation may fail (rule 4 waived)
     ("checking", types.int64),          # ck.c[CK_ON], as a scalar the hooks read for free
-    ("c", types.int64[::1]),            # counters, tagstore.py's constants
-    ("tp_state", _u8),                  # per tag page: TP_FREE, TP_CACHE, TP_TAGS
+    ("c", _i64),                        # counters, tagstore.py's constants
+    ("p", _f64),                        # the backend's numeric parameters (its own order)
+    ("tp_state", _u8),                  # per tag page: TP_FREE, TP_CACHE, TP_TAGS, ...
     ("tp_order", _u8),                  # per tag page: order of the stored folio
+    ("tp_freq", _u8),                   # per tag page: S3-FIFO frequency | IN_SMALL
     ("tp_slot", _i32),                  # per tag page: page-cache slot stored, -1
-    ("tp_prev", _i32),                  # per tag page + sentinel: store-order list
+    ("tp_prev", _i32),                  # per tag page + 2 sentinels: the queues
     ("tp_next", _i32),
     ("in_stack", types.boolean[::1]),   # per tag page: in free_stack
     ("free_stack", _i32),               # candidate free pages (lazy deletion)
     ("slot_tp", _i32),                  # per page-cache slot: tag page of its copy, -1
+    ("ghost_seq", _i64),                # per page-cache slot (S3-FIFO only): ghost entry
+    ("ghost_ring", _i32),               # S3-FIFO's ghost FIFO of slots
+    ("log", _i64),                      # the oracle's log of calls, 3 int64 per entry
+    ("waits", _f64),                    # ns each tagged page waited (can_fail backends)
     ("block_first_tag_page", _i32),     # per tag block (the layout's)
     ("block_tag_pages", _i32),
     ("ck", CHECK_STATE),                # the invariant checker (engine/checker.py), every
 )                                       # part reaches it here; ck.c[ON] 0: no checker
+_NAMES = tuple(f for f, _ in FIELDS)
 
 
 @structref.register
@@ -119,21 +171,38 @@ CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(kind, policy, checking, c, tp_state, tp_order, tp_slot, tp_prev, tp_next, in_stack,
-         free_stack, slot_tp, block_first_tag_page, block_tag_pages, ck):
+def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacement, claims,
+         tp_tags, may_sleep, can_fail, checking, c, p, tp_state, tp_order, tp_freq, tp_slot,
+         tp_prev, tp_next, in_stack, free_stack, slot_tp, ghost_seq, ghost_ring, log, waits,
+         block_first_tag_page, block_tag_pages, ck):
     cc = structref.new(CLEANCACHE_STATE)
     cc.kind = kind
+    cc.stores = stores
+    cc.exclusive = exclusive
+    cc.workingset_only = workingset_only
+    cc.max_order = max_order
     cc.policy = policy
+    cc.replacement = replacement
+    cc.claims = claims
+    cc.tp_tags = tp_tags
+    cc.may_sleep = may_sleep
+    cc.can_fail = can_fail
     cc.checking = checking
     cc.c = c
+    cc.p = p
     cc.tp_state = tp_state
     cc.tp_order = tp_order
+    cc.tp_freq = tp_freq
     cc.tp_slot = tp_slot
     cc.tp_prev = tp_prev
     cc.tp_next = tp_next
     cc.in_stack = in_stack
     cc.free_stack = free_stack
     cc.slot_tp = slot_tp
+    cc.ghost_seq = ghost_seq
+    cc.ghost_ring = ghost_ring
+    cc.log = log
+    cc.waits = waits
     cc.block_first_tag_page = block_first_tag_page
     cc.block_tag_pages = block_tag_pages
     cc.ck = ck
@@ -142,45 +211,102 @@ def _new(kind, policy, checking, c, tp_state, tp_order, tp_slot, tp_prev, tp_nex
 
 @njit(cache=True)
 def _unpack(cc):
-    return (cc.kind, cc.policy, cc.checking, cc.c, cc.tp_state, cc.tp_order, cc.tp_slot,
-            cc.tp_prev, cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp,
-            cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
+    return (cc.kind, cc.stores, cc.exclusive, cc.workingset_only, cc.max_order, cc.policy,
+            cc.replacement, cc.claims, cc.tp_tags, cc.may_sleep, cc.can_fail, cc.checking,
+            cc.c, cc.p, cc.tp_state, cc.tp_order, cc.tp_freq, cc.tp_slot, cc.tp_prev,
+            cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp, cc.ghost_seq, cc.ghost_ring,
+            cc.log, cc.waits, cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
 
 
 CleancacheState = state_class(
-    CleancacheStateType, [f for f, _ in FIELDS], _new, _unpack, "CleancacheState", __name__,
-    "The frontend's counters and the tag-storage backend's per-tag-page arrays.")
+    CleancacheStateType, list(_NAMES), _new, _unpack, "CleancacheState", __name__,
+    "The frontend's counters and the design backend's per-tag-page arrays.")
 
 
 def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
-                    policy: str = "whole", ck=None) -> CleancacheState:
-    """The state for backend ``kind`` ("idle": none; "cleancache": free tag storage of
-    ``layout`` keeping copies of ``nr_slots`` page-cache slots, large folios by ``policy``);
-    ``ck``: the invariant checker's state (engine/checker.py; default none, switched off)."""
+                    policy: str = "whole", ck=None, params: dict | None = None,
+                    costs=None, seed: int = 0) -> CleancacheState:
+    """The state for backend ``kind`` (a registered name, backends/__init__.py) over the tag
+    storage of ``layout``, keeping copies of ``nr_slots`` page-cache slots; ``policy`` the
+    large-folio policy, ``params`` the backend's other parameters (its spec's defaults for
+    those left out), ``costs`` the cost table and ``seed`` for backends that draw; ``ck``:
+    the invariant checker's state (default none, switched off)."""
     if ck is None:
         ck = make_checker(None, 0, False)
     if kind not in KINDS:
         raise ValueError(f"unknown cleancache backend {kind!r}; choose from {sorted(KINDS)}")
     if policy not in POLICIES:
         raise ValueError(f"unknown large-folio policy {policy!r}; choose from {POLICIES}")
+    spec = SPECS[KINDS[kind]]
+    values = spec.defaults() | dict(params or {})
+    if "large_folio" in values:
+        values["large_folio"] = policy
+    unknown = set(values) - set(spec.defaults())
+    if unknown:
+        raise ValueError(f"backend {kind!r} has no parameter {sorted(unknown)[0]!r}")
+    for name, v in values.items():
+        why = spec.param(name).check(v)
+        if why:
+            raise ValueError(f"backend {kind!r}: {name} = {v!r}: {why}")
     c = np.zeros(NR_COUNTERS, np.int64)
     i32 = np.int32
-    if KINDS[kind] == KIND_NONE:
+    if KINDS[kind] == KIND_NONE or layout is None:
         t, nr_slots, first, count = 0, 0, np.zeros(0, i32), np.zeros(0, i32)
     else:
         t = layout.nr_tag_pages
         first = np.ascontiguousarray(layout.block_first_tag_page, i32)
         count = np.ascontiguousarray(layout.block_tag_pages, i32)
-    prev = np.full(t + 1, -1, i32)                  # entry t is the list's sentinel
-    nxt = np.full(t + 1, -1, i32)
+    if not spec.holds_cache:
+        nr_slots = 0
+    if costs is None:
+        from tagcache.costs import CostTable
+        costs = CostTable()
+    extra = spec.setup(values, layout, costs, seed) if spec.setup is not None and t else {}
+    if "units" in extra:                            # a backend whose units are not tag pages
+        first, count = (np.ascontiguousarray(a, i32) for a in extra["units"])
+        t = int(count.sum())
+    prev = np.full(t + 2, -1, i32)                  # entries t, t + 1: the sentinels
+    nxt = np.full(t + 2, -1, i32)
     prev[t] = nxt[t] = t
+    prev[t + 1] = nxt[t + 1] = t + 1
     c[NR_FREE] = c[FREE_TOP] = t
-    return CleancacheState(
-        KINDS[kind], POLICIES.index(policy), int(ck.c[CK_ON]), c, np.zeros(t, np.uint8),
-        np.zeros(t, np.uint8),
+    replacement = REPLACEMENTS.index(values.get("replacement", "fifo"))
+    s3 = REPLACEMENTS[replacement] == "s3fifo"
+    ghost = int(S3_GHOST_RATIO * t) if s3 else 0
+    c[GHOST_CAP] = ghost
+    numeric = [float(v) for v in values.values()
+               if isinstance(v, int | float) and not isinstance(v, bool)]
+    p = np.asarray(extra.get("p", numeric), np.float64)
+    cc = CleancacheState(
+        KINDS[kind], int(spec.holds_cache and t > 0), int(spec.exclusive),
+        int(spec.workingset_only), int(spec.max_store_order), POLICIES.index(policy),
+        replacement, int(spec.on_tag_storage and KINDS[kind] != KIND_NONE),
+        int(spec.on_tag_storage and "units" not in extra), int(spec.may_sleep),
+        int(spec.can_fail), int(ck.c[CK_ON]), c, p,
+        np.zeros(t, np.uint8), np.zeros(t, np.uint8), np.zeros(t, np.uint8),
         np.full(t, -1, i32), prev, nxt, np.ones(t, np.bool_),
         np.arange(t - 1, -1, -1, dtype=i32),        # pops tag page 0 first
-        np.full(int(nr_slots), -1, i32), first, count, ck)
+        np.full(int(nr_slots), -1, i32),
+        np.zeros(int(nr_slots) if s3 else 0, np.int64), np.full(max(ghost, 1), -1, i32),
+        np.zeros(3 * 1024 if spec.offline else 0, np.int64), np.zeros(64, np.float64),
+        first, count, ck)
+    for k, v in extra.get("c", {}).items():
+        cc.c[k] = v
+    if spec.timed and t:
+        cleancache_tick(cc, 0, 1)                   # its size at the start of the run
+    return cc
+
+
+# -- the call into the design's backend ----------------------------------------------------------
+
+@njit(cache=True)
+def backend_call(cc, op, a, b):
+    """``hook(cc, op, a, b)`` of the backend registered at ``cc.kind``."""
+    r = 0
+    for entry in literal_unroll(HOOKS):
+        if cc.kind == entry[0]:
+            r = entry[1](cc, op, a, b)
+    return r
 
 
 # -- the hooks ---------------------------------------------------------------------------------
@@ -188,29 +314,41 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
 @njit(cache=True)
 def cleancache_invalidate_range(cc, first, end):
     """Forget stored copies of slots ``[first, end)`` (write, truncate, inode eviction)."""
-    if cc.kind == KIND_NONE:
+    if not cc.stores:
         return
-    cc.c[INVALIDATED] += tagstore_restore_range(cc, first, end)
+    cc.c[INVALIDATED] += backend_call(cc, OP_INVALIDATE, first, end)
     if cc.checking:
         checker.invalidated(cc.ck, cc.slot_tp, first, end)
 
 
 @njit(cache=True)
-def cleancache_store_folio(cc, head, order, dirty):
-    """Reclaim is evicting the folio at ``head``, with its final dirty state."""
-    if cc.kind == KIND_NONE:
+def cleancache_store_folio(cc, head, order, dirty, workingset):
+    """Reclaim is evicting the folio at ``head``, with its final dirty state and PG_workingset."""
+    if not cc.stores:
         return
     nr = 1 << order
     if dirty:
         # An up-to-date page is stored, anything else is invalidated.
         cleancache_invalidate_range(cc, head, head + nr)
         return
-    if tagstore_present(cc, head, head + nr):
-        cleancache_invalidate_range(cc, head, head + nr)   # never keep two copies of a page
-    if tagstore_store_folio(cc, head, order):
+    if order > cc.max_order or (cc.workingset_only and not workingset):
+        # Not stored (GCMA: order-0 workingset folios only); a copy left would be stale.
+        cleancache_invalidate_range(cc, head, head + nr)
+        cc.c[SKIPPED] += nr
+        return
+    present = backend_call(cc, OP_PRESENT, head, head + nr)
+    if present:
+        if cc.exclusive or present < nr:
+            cleancache_invalidate_range(cc, head, head + nr)   # never two copies of a page
+        else:
+            backend_call(cc, OP_TOUCH, head, head + nr)        # the copy is current: rotate
+            if cc.checking:
+                checker.stored(cc.ck, cc.slot_tp, head, nr, cc.tp_tags)
+            return
+    if backend_call(cc, OP_STORE, head, order):
         cc.c[STORED] += nr
         if cc.checking:
-            checker.stored(cc.ck, cc.slot_tp, head, nr)
+            checker.stored(cc.ck, cc.slot_tp, head, nr, cc.tp_tags)
     else:
         cc.c[SKIPPED] += nr
 
@@ -219,19 +357,56 @@ def cleancache_store_folio(cc, head, order, dirty):
 def cleancache_restore_folio(cc, head, nr):
     """A folio is being read in: restore it whole or not at all (the kernel reads the whole
     folio when any page is missing), invalidating a partial copy; True if restored."""
-    if cc.kind == KIND_NONE:
+    if not cc.stores:
         return False
-    present = tagstore_present(cc, head, head + nr)
+    present = backend_call(cc, OP_LOOKUP, head, head + nr)
     if present < nr:
         if present:
             cleancache_invalidate_range(cc, head, head + nr)
         cc.c[MISSED] += nr
         return False
-    tagstore_restore_range(cc, head, head + nr)
+    if cc.exclusive:
+        backend_call(cc, OP_RESTORE, head, head + nr)
+    else:
+        backend_call(cc, OP_TOUCH, head, head + nr)
     if cc.checking:
-        checker.restored(cc.ck, head, head + nr)
+        checker.restored(cc.ck, head, head + nr, not cc.exclusive)
     cc.c[RESTORED] += nr
     return True
+
+
+@njit(cache=True)
+def cleancache_reserve_block(cc, block, atomic):
+    """Tags need ``block``: the backend gives its tag pages up (``atomic``: from a context
+    that cannot sleep), the work left in ``c[W_*]``."""
+    backend_call(cc, OP_RESERVE, block, atomic)
+
+
+@njit(cache=True)
+def cleancache_release_block(cc, block):
+    """``block`` holds no tags any more: its tag pages go back to the backend."""
+    backend_call(cc, OP_RELEASE, block, 0)
+
+
+@njit(cache=True)
+def cleancache_lend(cc, pages):
+    """A design lending free tag pages to the page allocator: ``pages`` of them hold data."""
+    backend_call(cc, OP_LEND, pages, 0)
+
+
+@njit(cache=True)
+def cleancache_tick(cc, event, total):
+    """Event ``event`` of ``total``: a backend whose size follows a schedule adjusts it."""
+    backend_call(cc, OP_TICK, event, total)
+
+
+@njit(cache=True)
+def tag_page_states(cc):
+    """The tag pages' use as the checker may read it: the backend's per-unit states where a
+    unit is a tag page, else nothing (the checker then holds tags to the refcounts only)."""
+    if cc.tp_tags:
+        return cc.tp_state
+    return cc.tp_state[:0]
 
 
 @njit(cache=True)
@@ -244,8 +419,8 @@ def cleancache_account_reserve(cc, dropped, collateral):
 
 @njit(cache=True)
 def cleancache_cached(cc):
-    """Pages stored now (0 with no backend)."""
-    if cc.kind == KIND_NONE:
+    """Pages stored now (0 with no backend that keeps copies)."""
+    if not cc.stores:
         return 0
     return cc.c[NR_CACHED]
 
@@ -262,14 +437,51 @@ def cleancache_report(cc: CleancacheState) -> dict[str, int]:
     return out
 
 
+def held_copies(cc: CleancacheState) -> tuple[np.ndarray, np.ndarray]:
+    """What the backend holds, for the checker's walk: the page-cache slots with a stored
+    copy and the tag page each copy is on (the backend's index, read without trusting it:
+    machine.verify_backend() holds it against the tag pages' own records)."""
+    where = np.asarray(cc.slot_tp)
+    slots = np.flatnonzero(where >= 0)
+    return slots, where[slots]
+
+
 def cleancache_errors(cc: CleancacheState) -> int:
     """Transitions the single door refused and pages offered twice (0 in a correct run)."""
     return int(cc.c[BAD_EDGES] + cc.c[BAD_STORES])
 
 
 def metadata_bytes_per_tag_page(cc: CleancacheState) -> float:
-    """Bytes a kernel implementation keeps per tag page (0.0 with no backend)."""
-    return TAG_PAGE_RECORD_BYTES if cc.kind != KIND_NONE else 0.0
+    """Bytes a kernel implementation of the design keeps per tag page, as its backend declares
+    (0.0 with no backend; 12 for the 2024 design, :data:`TAG_PAGE_RECORD`; 64, a struct page,
+    for designs that hand tag pages to the page allocator)."""
+    return float(SPECS[cc.kind].metadata_bytes)
+
+
+def backend_report(cc: CleancacheState) -> dict[str, int]:
+    """The counters every design reports (0 where they cannot occur) and the backend's own
+    (its spec's ``stats``), by name."""
+    c = cc.c
+    out = {"migrated": int(c[MIGRATED]), "fallbacks": int(c[FALLBACKS]),
+           "writebacks": int(c[WRITEBACKS]), "lent_in_use": int(c[NR_MOVABLE])}
+    for i, name in enumerate(SPECS[cc.kind].stats):
+        out[name] = int(c[BACKEND0 + i])
+    return out
+
+
+def backend_waits(cc: CleancacheState) -> np.ndarray:
+    """ns each tagged page waited for its tag storage (a design whose reservation can fail
+    or fall back), in order."""
+    return np.asarray(cc.waits)[:int(cc.c[NR_WAITS])].copy()
+
+
+def oracle_restored(cc: CleancacheState) -> int:
+    """The oracle's bound: page hits of the best policy over its logged calls."""
+    from tagcache.backends.oracle import oracle_log
+    from tagcache.engine.oracle import oracle_hits
+
+    op, a, b = oracle_log(cc)
+    return int(oracle_hits(op, a, b, len(cc.tp_state)))
 
 
 def simulator_bytes_per_tag_page(cc: CleancacheState) -> float:
@@ -278,6 +490,6 @@ def simulator_bytes_per_tag_page(cc: CleancacheState) -> float:
     t = len(cc.tp_state)
     if cc.kind == KIND_NONE or not t:
         return 0.0
-    per_page = sum(a.nbytes for a in (cc.tp_state, cc.tp_order, cc.tp_slot, cc.tp_prev,
-                                      cc.tp_next, cc.free_stack, cc.in_stack))
+    per_page = sum(a.nbytes for a in (cc.tp_state, cc.tp_order, cc.tp_freq, cc.tp_slot,
+                                      cc.tp_prev, cc.tp_next, cc.free_stack, cc.in_stack))
     return (per_page + 4 * len(cc.block_tag_pages)) / t

@@ -5,8 +5,9 @@ hit moves the page to the list's head, a miss inserts it there, and the charge e
 tail while over the limit. It has the kernel page cache's contract (engine/pagecache.py,
 engine/filemap.py): the same counter numbering in ``c`` (NR_PAGES, LIMIT, CACHED_SUM, ERROR,
 STREAM_OFFSET, ...; pagecache.py's readers of ``c`` work on this record too), the cleancache
-hooks where the kernel page cache calls them (evicted clean pages stored, a miss restored
-exclusively, writes and truncation invalidating), the checker's observations where its observer
+hooks where the kernel page cache calls them (evicted clean pages stored, with PG_workingset
+taken as set since this model keeps none; a miss restored; writes and truncation
+invalidating), the checker's observations where its observer
 hears them, and errors as codes in ``c[ERROR]``.
 
 The record, :class:`LruPageCacheState`, sized from the file table (file ``f``'s page ``i``
@@ -404,7 +405,7 @@ def _evict_tail(pc):
         t = -1 - t
         if pc.cc.checking:
             checker.pages_cleaned(pc.cc.ck, t, 1)
-    cleancache_store_folio(pc.cc, t, 0, False)
+    cleancache_store_folio(pc.cc, t, 0, False, True)
 
 
 @njit(cache=True)
@@ -652,7 +653,7 @@ def _replay(pc, cc, cc_on, ck_on, c, pg, link, sentinel, base, isize, fins, frei
                                 t = -1 - t
                                 if ck_on:
                                     checker.pages_cleaned(cc.ck, t, 1)
-                            cleancache_store_folio(cc, t, 0, False)
+                            cleancache_store_folio(cc, t, 0, False, True)
                         _link_new(c, pg, link, sentinel, fins, freins, f, s, True)
                         if cleancache_restore_folio(cc, s, 1):
                             pg[s] = PAGE_RESIDENT | PAGE_EVER | PAGE_RESTORED

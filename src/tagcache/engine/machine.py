@@ -42,7 +42,13 @@ from tagcache.engine.anon import (
 )
 from tagcache.engine.checker import EVENT as CK_EVENT
 from tagcache.engine.checker import make_checker
-from tagcache.engine.cleancache import cleancache_cached, make_cleancache
+from tagcache.engine.cleancache import (
+    cleancache_cached,
+    cleancache_lend,
+    cleancache_tick,
+    held_copies,
+    make_cleancache,
+)
 from tagcache.engine.filemap import (
     check_conservation,
     check_event,
@@ -61,10 +67,13 @@ from tagcache.engine.pagecache import (
 from tagcache.engine.pagemap import slots_needed
 from tagcache.engine.rules import CONSERVATION_INTERVAL
 from tagcache.engine.tags import RESERVED_PAGES, make_tag_storage
+from tagcache.engine.tagstore import NR_MOVABLE
 from tagcache.engine.vmscan import MAX_RECLAIM_RETRIES, try_charge_memcg, try_to_free_pages
 from tagcache.workloads.events import GFP_USER_ANON, FileTable, Op, Trace
 
 PAGE_CACHES: dict[str, PageCacheKind] = {}   # filled below, once the classes exist
+SERIES_POINTS = 200
+"""Samples of the recovered memory over a run (RunResult.series)."""
 
 OP_PAGE_ALLOC, OP_PAGE_FREE, OP_SAMPLE = int(Op.PAGE_ALLOC), int(Op.PAGE_FREE), int(
     Op.CGROUP_SAMPLE)
@@ -87,8 +96,13 @@ class FlatMachine:
     memory_limit_pages: int | None
     tag_tasks: frozenset[int] | None
     policy: str = "kernel"
+    lends: bool = False                 # the design lends free tag pages (backends/cma.py)
+    timed: bool = False                 # its size follows a schedule (backends/tmem.py)
+    now: int = 0                        # events applied so far, of
+    total: int = 1                      # the run's events
     oom_events: int = 0
     sums: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list] = field(default_factory=dict)
     walk_details: dict[int, list[str]] = field(default_factory=dict)
     _held: tuple = field(default=(None, None), repr=False, compare=False)
 
@@ -105,8 +119,16 @@ class FlatMachine:
     # -- the page cache's limit ----------------------------------------------------------------
 
     def limit(self) -> int:
-        """Pages the page cache may hold now: a fixed capacity when one is given (a trace
-        replay's cgroup), else free frames less the reserve, within the cgroup limit."""
+        """Pages the page cache may hold now: :meth:`dram_limit`, and with a design that
+        lends free tag pages to the page allocator, those pages too."""
+        if not self.lends:
+            return self.dram_limit()
+        return self.dram_limit() + self.lent()
+
+    def dram_limit(self) -> int:
+        """Pages the page cache may hold in DRAM: a fixed capacity when one is given (a
+        trace replay's cgroup), else free frames less the reserve, within the cgroup
+        limit."""
         if self.room is not None:
             return self.room.pages
         if self.fixed_limit is not None:
@@ -116,16 +138,42 @@ class FlatMachine:
             free = min(free, self.memory_limit_pages - int(self.an.c[ANON_NR_PAGES]))
         return max(0, free)
 
+    def lent(self) -> int:
+        """Tag pages lent to the page allocator now: those not holding tags."""
+        from tagcache.engine.tagstore import NR_FREE as TS_FREE
+        from tagcache.engine.tagstore import NR_MOVABLE
+        c = self.cc.c
+        return int(c[TS_FREE] + c[NR_MOVABLE])
+
+    def lend(self) -> None:
+        """The page cache's pages beyond DRAM's room live on lent tag pages: tell the
+        backend how many (backends/cma.py), before anything claims tag pages; and tell a
+        backend whose size follows a schedule where the run is (backends/tmem.py)."""
+        if self.timed:
+            cleancache_tick(self.cc, self.now, self.total)
+        if self.lends:
+            cleancache_lend(self.cc, max(0, min(self.lent(), self.nr_pages
+                                                - self.dram_limit())))
+
+    def recovered(self) -> int:
+        """Tag-storage pages doing useful work now: holding cached copies, or lent and
+        holding data."""
+        from tagcache.engine.tagstore import NR_MOVABLE
+        return int(cleancache_cached(self.cc)) + int(self.cc.c[NR_MOVABLE])
+
     def set_limit(self) -> None:
         self.counters()[LIMIT] = self.limit()
 
     def make_room(self, n: int) -> None:
         """Reclaim page cache until ``n`` more anonymous frames fit beside it (nothing to do
-        with a fixed capacity: anon_call() is then given no make_room)."""
+        with a fixed capacity: anon_call() is then given no make_room); the page cache's
+        pages on lent tag pages (:meth:`lend`) take no DRAM frame."""
         c = self.pc.c
         reclaim = PAGE_CACHES[self.policy].try_to_free_pages
         while True:
-            short = n + int(c[NR_PAGES]) + self.min_free_pages - int(self.pa.c[NR_FREE])
+            lent = self.lent() if self.lends else 0
+            short = (n + int(c[NR_PAGES]) + self.min_free_pages - int(self.pa.c[NR_FREE])
+                     - lent)
             if short <= 0 or not c[NR_PAGES] or not reclaim(self.pc, short):
                 return
 
@@ -189,7 +237,9 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     files = trace.files if files is None else files
     nr_slots = slots_needed(files)
     ck = make_checker(layout, nr_slots, check)
-    cc = make_cleancache(design.backend, layout, nr_slots, design.policy, ck)
+    params = {k: v for k, v in design.values().items() if k != "large_folio"}
+    cc = make_cleancache(design.backend, layout, nr_slots, design.policy, ck, params,
+                         cfg.costs, cfg.seed)
     kind = PAGE_CACHES[cfg.page_cache_policy]
     if cfg.page_cache_policy == "kernel":
         pc = make_page_cache(files, cc, ra_pages=cfg.ra_pages,
@@ -205,7 +255,8 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     if facts is not None and cfg.page_cache_limit_pages is not None:
         room = facts.room(trace, cfg.page_cache_limit_pages)
     fm = FlatMachine(pc, cc, ts, pa, an, room, cfg.page_cache_limit_pages, cfg.min_free_pages,
-                     cfg.memory_limit_pages, tag_tasks, cfg.page_cache_policy)
+                     cfg.memory_limit_pages, tag_tasks, cfg.page_cache_policy,
+                     design.spec.lends_memory, design.spec.timed)
     if facts is not None:
         for f, spans in facts.resident.items():
             if pc.span[f]:
@@ -258,7 +309,7 @@ def _run_inserted(fm: FlatMachine, trace: Trace, progress) -> None:
     an, ts = fm.an, fm.ts
     n = len(trace)
     ins = trace.inserted
-    sums = {"tagged_pages": 0, "reserved_pages": 0, "cached_pages": 0}
+    sums = {"tagged_pages": 0, "reserved_pages": 0, "cached_pages": 0, "recovered_pages": 0}
     t, r, prev = int(an.c[NR_TAGGED]), int(ts.c[RESERVED_PAGES]), 0
     if ins is not None:
         for i, (o, x, y, z) in zip(ins.positions().tolist(), ins.events.tolist(),
@@ -284,25 +335,44 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
                       np.ascontiguousarray(trace.arg2, np.int64))
     pc, an, ts = fm.pc, fm.an, fm.ts
     replay_page_cache = PAGE_CACHES[fm.policy].replay
-    sums = {"tagged_pages": 0, "reserved_pages": 0}
+    sums = {"tagged_pages": 0, "reserved_pages": 0, "movable_pages": 0}
     ins = trace.inserted
     at = ins.at.tolist() if ins is not None else []
     events = ins.events.tolist() if ins is not None else []
     n = len(op)
-    step = 1 << 16
+    every = max(1, (n + len(at)) // SERIES_POINTS)
+    step = min(1 << 16, every)
+    series: dict[str, list] = {"event": [], "recovered_pages": [], "reserved_pages": []}
+    fm.series = series
+    done = [0, -every]                  # events applied, and at the last sample
+    fm.total = n + len(at)
 
     def pages_now() -> tuple[int, int]:
         return int(an.c[NR_TAGGED]), int(ts.c[RESERVED_PAGES])
 
+    def sample() -> None:
+        """The series' point now (every ``every`` events, SERIES_POINTS in all)."""
+        if done[0] - done[1] >= every:
+            done[1] = done[0]
+            fm.now = done[0]
+            fm.lend()
+            series["event"].append(done[0])
+            series["recovered_pages"].append(fm.recovered())
+            series["reserved_pages"].append(int(ts.c[RESERVED_PAGES]))
+
     def base_run(i: int, end: int) -> None:
         """Base events [i, end): page-cache runs compiled, the others here."""
         while i < end:
-            stop = min(end, i + step) if progress is not None else end
+            stop = min(end, i + step)
             j = replay_page_cache(pc, op, a0, a1, a2, i, stop)
             check_page_cache_error(pc)
             t, r = pages_now()
             sums["tagged_pages"] += t * (j - i)
             sums["reserved_pages"] += r * (j - i)
+            if fm.lends:
+                sums["movable_pages"] += int(fm.cc.c[NR_MOVABLE]) * (j - i)
+            done[0] += j - i
+            sample()
             if progress is not None:
                 progress(j - i)
             if j < stop:
@@ -316,11 +386,15 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
     def other(index: int, o: int, x: int, y: int, z: int) -> None:
         if checking:
             check_event(fm.cc, index)
+        fm.now = done[0]
         _apply(fm, o, x, y, z)
         t, r = pages_now()
         sums["tagged_pages"] += t
         sums["reserved_pages"] += r
+        if fm.lends:
+            sums["movable_pages"] += int(fm.cc.c[NR_MOVABLE])
         pc.c[CACHED_SUM] += int(cleancache_cached(fm.cc))
+        done[0] += 1
 
     checking = bool(fm.cc.checking)
     pos = 0
@@ -332,7 +406,10 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
         if progress is not None:
             progress(1)
     base_run(pos, n)
+    done[1] = done[0] - every
+    sample()                            # the last point: the run's end
     sums["cached_pages"] = int(pc.c[CACHED_SUM])
+    sums["recovered_pages"] = sums["cached_pages"] + sums.pop("movable_pages")
     fm.sums = sums
     if checking:
         total = n + len(at)
@@ -371,20 +448,36 @@ def walk(fm: FlatMachine) -> None:
         return
     for e in verify_backend(cc):
         fail(TAGS_XOR_CACHE, f"backend: {e}")
-    use = np.asarray(cc.tp_state)
-    reserved = refs[np.asarray(ck.tag_page_block)] > 0
-    n = int(np.count_nonzero(reserved & (use == TP_CACHE)))
-    if n:
-        fail(TAGS_XOR_CACHE, f"{n} cached pages on reserved tag blocks", n)
-    where = np.asarray(cc.slot_tp)
-    stored = np.flatnonzero(where >= 0)
-    both = stored[PAGE_CACHES[fm.policy].cached(pc)[stored]]
-    if len(both):
-        fail(RESTORE_FRESH, f"{len(both)} pages both in the page cache and stored", len(both))
+    if cc.claims:
+        use = np.asarray(cc.tp_state)
+        unit_block = _unit_blocks(cc)
+        reserved = (unit_block >= 0) & (refs[np.maximum(unit_block, 0)] > 0)
+        n = int(np.count_nonzero(reserved & (use == TP_CACHE)))
+        if n:
+            fail(TAGS_XOR_CACHE, f"{n} cached pages on reserved tag blocks", n)
+    stored, _on = held_copies(cc)
+    if cc.exclusive:
+        both = stored[PAGE_CACHES[fm.policy].cached(pc)[stored]]
+        if len(both):
+            fail(RESTORE_FRESH, f"{len(both)} pages both in the page cache and stored",
+                 len(both))
     held, copy, version = np.asarray(ck.held), np.asarray(ck.copy), np.asarray(ck.version)
     stale = stored[(held[stored] == 0) | (copy[stored] != version[stored])]
     if len(stale):
         fail(RESTORE_FRESH, f"{len(stale)} stored copies are older than the page", len(stale))
+
+
+def _unit_blocks(cc) -> np.ndarray:
+    """The tag block of each of the backend's units (a tag page, or a share of one), -1 for
+    a unit no block names, from the backend's own block ranges."""
+    first, count = np.asarray(cc.block_first_tag_page), np.asarray(cc.block_tag_pages)
+    out = np.full(len(cc.tp_state), -1, np.int64)
+    total = int(count.sum())
+    if total:
+        starts = np.repeat(first.astype(np.int64), count)
+        offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+        out[starts + offsets] = np.repeat(np.arange(len(count)), count)
+    return out
 
 
 def verify_page_cache(pc) -> list[str]:
@@ -422,7 +515,7 @@ def verify_page_cache(pc) -> list[str]:
 def verify_backend(cc) -> list[str]:
     """The tag-storage backend's walk: its counts against its states, its index against its
     pages, its store-order list against its count."""
-    from tagcache.engine.tagstore import NR_CACHED, NR_FREE, TP_CACHE, TP_FREE
+    from tagcache.engine.tagstore import NR_CACHED, NR_FREE, TP_CACHE, TP_FREE, TP_MOVABLE
 
     state, tp_slot, slot_tp = np.asarray(cc.tp_state), np.asarray(cc.tp_slot), np.asarray(
         cc.slot_tp)
@@ -433,6 +526,8 @@ def verify_backend(cc) -> list[str]:
         errs.append(f"nr_cached {nr_cached} but {len(cached)} pages in CACHE")
     if int(np.count_nonzero(state == TP_FREE)) != nr_free:
         errs.append("nr_free disagrees with tp_state")
+    if int(np.count_nonzero(state == TP_MOVABLE)) != int(cc.c[NR_MOVABLE]):
+        errs.append("nr_movable disagrees with tp_state")
     bad = cached[slot_tp[tp_slot[cached]] != cached]
     if len(bad):
         errs.append(f"tag pages {bad[:5].tolist()} and the slot index disagree")
@@ -442,12 +537,14 @@ def verify_backend(cc) -> list[str]:
         errs.append("a page not in CACHE still names a slot")
     t = len(state)
     nxt = np.asarray(cc.tp_next)
-    n, s = 0, int(nxt[t])
-    while s != t and n <= t:
-        n += 1
-        s = int(nxt[s])
+    n = 0
+    for sentinel in (t, t + 1):                 # the main and the small queue
+        s = int(nxt[sentinel])
+        while s != sentinel and n <= t:
+            n += 1
+            s = int(nxt[s])
     if n != nr_cached:
-        errs.append(f"store-order list has {n} pages, {nr_cached} cached")
+        errs.append(f"the queues hold {n} pages, {nr_cached} cached")
     return errs
 
 
@@ -456,9 +553,10 @@ def _apply(fm: FlatMachine, o: int, x: int, y: int, z: int) -> None:
     an, room = fm.an, fm.room
     make_room = None if fm.fixed_limit is not None else fm.make_room
     if o in MTE_OPS:
+        fm.lend()
         code = anon_call(an, anon_step, o, x, y, z, make_room=make_room)
         _check(fm, code, x)
-        if fm.fixed_limit is None:
+        if fm.fixed_limit is None or fm.lends:
             fm.set_limit()
         return
     tasks = fm.tag_tasks
@@ -476,11 +574,14 @@ def _apply(fm: FlatMachine, o: int, x: int, y: int, z: int) -> None:
             fm.set_limit()
         if not tasks:
             return
+        fm.lend()
         if o == OP_PAGE_ALLOC:
             if z & GFP_USER_ANON and (z >> 8) in tasks:
                 _check(fm, anon_call(an, anon_tag_pfns, x, y, make_room=make_room), x)
         else:
             _check(fm, int(anon_untag_pfns(an, x, y)), x)
+        if fm.lends:
+            fm.set_limit()
         return
     raise ValueError(f"event op {o} has no handler")
 

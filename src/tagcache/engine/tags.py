@@ -40,8 +40,9 @@ from tagcache.costs import CostTable
 from tagcache.engine import checker
 from tagcache.engine.cleancache import (
     CLEANCACHE_STATE,
-    KIND_NONE,
     cleancache_account_reserve,
+    cleancache_release_block,
+    cleancache_reserve_block,
 )
 from tagcache.engine.flat import state_class
 from tagcache.engine.rc import ERR_UNTAGGABLE, OK
@@ -50,16 +51,15 @@ from tagcache.engine.tagstore import (
     TP_CACHE,
     TP_TAGS,
     W_COPIED,
+    W_EXTRA_NS,
     W_FAILED,
     W_SLEPT,
-    tagstore_release_block,
-    tagstore_reserve_block,
 )
 
 RESERVATIONS, RESERVATION_FAILURES, BLOCKS_CLAIMED, CMO_PAGES = range(4)
 UNBALANCED_RELEASES, RESERVED_PAGES, RESERVED_PEAK = range(4, 7)
-NR_CALLS, EPOCH, BAD_PFN = range(7, 10)
-NR_COUNTERS = 10
+NR_CALLS, EPOCH, BAD_PFN, ATOMIC, CLAIMS_SLEPT = range(7, 12)
+NR_COUNTERS = 12
 STAT_NAMES = ("reservations", "reservation_failures", "blocks_claimed", "cmo_pages",
               "unbalanced_releases", "reserved_pages", "reserved_peak")
 """The tag storage's counters, in the order of the constants above."""
@@ -189,9 +189,10 @@ def _sort_prefix(a, n):
 
 
 @njit(cache=True)
-def _claim(ts, block):
-    """The backend gives ``block`` up for tags: (pages dropped, tag pages whose state changed,
-    pages copied), measured around tagstore_reserve_block()."""
+def _claim(ts, block, atomic):
+    """The backend gives ``block`` up for tags (``atomic``: the caller cannot sleep): (pages
+    dropped, tag pages whose state changed, pages copied, ns the backend's own work took),
+    measured around cleancache_reserve_block()."""
     cc = ts.cc
     p0 = cc.block_first_tag_page[block]
     p1 = p0 + cc.block_tag_pages[block]
@@ -202,16 +203,18 @@ def _claim(ts, block):
         changed += s != TP_TAGS          # every page of the block ends in TAGS
         on_block += s == TP_CACHE
     before = cc.c[NR_CACHED]
-    if cc.checking:
+    observed = cc.checking and cc.tp_tags        # the checker maps units to tag pages
+    if observed:
         checker.reserve_begin(cc.ck, cc.tp_state, cc.slot_tp, before, block)
-    tagstore_reserve_block(cc, block)
-    if cc.checking:
+    cleancache_reserve_block(cc, block, atomic)
+    if observed:
         checker.reserve_end(cc.ck, cc.tp_state, cc.c[NR_CACHED], block, cc.c[W_FAILED],
-                            cc.c[W_SLEPT], cc.c[W_COPIED])
+                            cc.c[W_SLEPT], cc.c[W_COPIED], cc.may_sleep, cc.can_fail)
     dropped = before - cc.c[NR_CACHED]
     cleancache_account_reserve(cc, dropped, max(0, dropped - on_block))
     ts.c[RESERVATION_FAILURES] += cc.c[W_FAILED]
-    return dropped, changed, cc.c[W_COPIED]
+    ts.c[CLAIMS_SLEPT] += cc.c[W_SLEPT] > 0
+    return dropped, changed, cc.c[W_COPIED], cc.c[W_EXTRA_NS]
 
 
 @njit(cache=True)
@@ -268,17 +271,18 @@ def reserve_tag_storage(ts, pfns, order):
                 ts.blk_list[nnew] = b
                 nnew += 1
     _sort_prefix(ts.blk_list, nnew)
-    backend = ts.cc.kind != KIND_NONE
+    backend = ts.cc.claims != 0
     for m in range(nnew):
         b = ts.blk_list[m]
         call = first + ts.blk_pos[b] // per_call
         claimed[call] = True
         nr_tp = ts.block_tag_pages[b]
         if backend:
-            d, changed, copied = _claim(ts, b)
+            d, changed, copied, extra = _claim(ts, b, c[ATOMIC])
             dropped[call] += d
             lat[call] += (changed * costs[COST_TAG_PAGE_CLAIM] + nr_tp * costs[COST_CMO_PAGE]
-                          + d * costs[COST_CLEANCACHE_DROP] + copied * costs[COST_PAGE_COPY])
+                          + d * costs[COST_CLEANCACHE_DROP] + copied * costs[COST_PAGE_COPY]
+                          + extra)
             c[CMO_PAGES] += nr_tp
         c[BLOCKS_CLAIMED] += 1
         c[RESERVED_PAGES] += nr_tp
@@ -315,7 +319,7 @@ def free_tag_storage(ts, pfns):
             ts.blk_list[nb] = b
             nb += 1
     _sort_prefix(ts.blk_list, nb)
-    backend = ts.cc.kind != KIND_NONE
+    backend = ts.cc.claims != 0
     for m in range(nb):
         b = ts.blk_list[m]
         r = ts.refs[b]
@@ -325,7 +329,7 @@ def free_tag_storage(ts, pfns):
         elif r == 0:
             nr_tp = ts.block_tag_pages[b]
             if backend:
-                tagstore_release_block(ts.cc, b)
+                cleancache_release_block(ts.cc, b)
                 c[CMO_PAGES] += nr_tp
             c[RESERVED_PAGES] -= nr_tp
     return OK
@@ -335,19 +339,26 @@ def free_tag_storage(ts, pfns):
 
 @njit(cache=True)
 def set_ptes_at(ts, pfns, order):
-    """PROT_MTE pages get mapped: reserve, then mte_sync_tags() clears their tags."""
+    """PROT_MTE pages get mapped: reserve, then mte_sync_tags() clears their tags. A fresh
+    PROT_MTE page: a design that must sleep to reserve (cma) does it at allocation, in the
+    allocator's post_alloc_hook(), where it may (the 2024 RFC), so not atomic here."""
+    ts.c[ATOMIC] = 0
     return reserve_tag_storage(ts, pfns, order)
 
 
 @njit(cache=True)
 def copy_highpage(ts, to_pfns, from_pfns):
-    """copy_page() then mte_copy_page_tags(): the destination needs tag storage first."""
+    """copy_page() then mte_copy_page_tags(): the destination needs tag storage first, under
+    the page-table lock (atomic)."""
+    ts.c[ATOMIC] = 1
     return reserve_tag_storage(ts, to_pfns, 0)
 
 
 @njit(cache=True)
 def arch_swap_restore(ts, pfns):
-    """Swap-in of tagged pages: reserve, then mte_restore_tags() from the saved copy."""
+    """Swap-in of tagged pages: reserve, then mte_restore_tags() from the saved copy, under
+    the page-table lock (atomic)."""
+    ts.c[ATOMIC] = 1
     return reserve_tag_storage(ts, pfns, 0)
 
 
@@ -356,7 +367,8 @@ def arch_swap_restore(ts, pfns):
 def tag_storage_report(ts: TagStorageState) -> dict[str, int]:
     """The counters by name (what replay.collect() reads besides the per-call arrays)."""
     c = ts.c
-    return {name: int(c[k]) for k, name in enumerate(STAT_NAMES)}
+    return {name: int(c[k]) for k, name in enumerate(STAT_NAMES)} | {
+        "claims_slept": int(c[CLAIMS_SLEPT])}
 
 
 def reservation_calls(ts: TagStorageState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,9 @@ list, oldest evicted first. Its arrays and counters are fields of the cleancache
 state ``cc`` and touch only the backend's part of it. What a kernel implementation would keep
 per tag page is engine/cleancache.py's TAG_PAGE_RECORD (12 bytes).
 
-Each tag page is in one of three states; every change goes through :func:`tp_set_state`, the
+Each tag page is in one of three states (four with a design that lends free tag pages to the
+page allocator, backends/cma.py: MOVABLE, holding ordinary movable data, entered from and left
+to FREE, claimed by migration to TAGS); every change goes through :func:`tp_set_state`, the
 single door, which refuses an edge the diagram does not have::
 
                  S: store_folio()                    legend
@@ -23,7 +25,7 @@ single door, which refuses an edge the diagram does not have::
     S  tagstore_store_folio(): a clean folio is copied into 2^order free tag pages.
     R  tagstore_restore_range(): exclusive restore; the copy is handed back, the page freed.
     I  tagstore_restore_range() for an invalidation: write, truncate, inode eviction, unmount.
-    E  tagstore_store_folio() when no tag page is free: the oldest stored folio is dropped.
+    E  tagstore_store_folio() when no tag page is free: the victim's folio is dropped.
     C  tagstore_reserve_block(): tags need the block; a free page simply changes hands.
     D  tagstore_reserve_block(): tags need the block; the stored page is dropped (clean,
        nothing copied). Policy "whole" drops the rest of its folio too (collateral); "split"
@@ -36,21 +38,46 @@ An edge not in the diagram, or a page stored twice, is refused: the state is lef
 caller or the checker to report. With a correct frontend and balanced reservations neither ever
 moves.
 
+Replacement (``cc.replacement``, backends/base.py REPLACEMENTS) picks the victim of edge E:
+``fifo`` the oldest stored page; ``lru`` the same list, but a restore that keeps the copy
+(non-exclusive frontends) or a re-store moves the page to the young end, so under the
+exclusive frontend, where a stored page is never touched again, it takes exactly FIFO's
+steps; ``s3fifo`` a small queue (10% of the room) in front of the main queue, a 2-bit
+frequency per page raised by each touch, and a ghost FIFO of the slots evicted from the small
+queue unread (as many as 90% of the tag pages): a slot stored again while in the ghost goes
+straight to the main queue. The main queue's victim with a frequency above 0 is given another
+round (frequency less one), the small queue's is moved to the main queue. Under the exclusive
+frontend frequencies never rise, and S3-FIFO is a small FIFO with ghost-admitted main queue.
+A victim's whole folio is dropped.
+
 Per tag page (arrays of the state): ``tp_state`` uint8, ``tp_order`` uint8, ``tp_slot`` int32
-(the page-cache slot stored), ``tp_prev``/``tp_next`` int32 (store-order list, entry
-``nr_tag_pages`` its sentinel), ``free_stack`` int32 and ``in_stack`` bool (candidates for a
-free page); per page-cache slot ``slot_tp`` int32 (the backend's index, the kernel's per-inode
-xarray). ``c[W_*]`` holds the ReserveWork of the latest claim (dropped, collateral, folios,
-copied, slept, failed), where the checker reads what reserve_block() declared.
+(the page-cache slot stored), ``tp_prev``/``tp_next`` int32 (the queues, entries
+``nr_tag_pages`` and ``nr_tag_pages + 1`` the sentinels of the main and the small queue),
+``tp_freq`` uint8 (S3-FIFO: frequency, IN_SMALL bit), ``free_stack`` int32 and ``in_stack``
+bool (candidates for a free page); per page-cache slot ``slot_tp`` int32 (the backend's index,
+the kernel's per-inode xarray) and, with S3-FIFO only, ``ghost_seq`` int64 (when it entered the
+ghost, ring ``ghost_ring``). ``c[W_*]`` holds the ReserveWork of the latest claim (dropped,
+collateral, folios, copied, slept, failed), where the checker reads what reserve_block()
+declared.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from tagcache.engine.choices import POLICIES
+from tagcache.engine.choices import (
+    OP_INVALIDATE,
+    OP_LOOKUP,
+    OP_PRESENT,
+    OP_RELEASE,
+    OP_RESERVE,
+    OP_RESTORE,
+    OP_STORE,
+    OP_TOUCH,
+    POLICIES,
+)
 
-TP_FREE, TP_CACHE, TP_TAGS = 0, 1, 2
+TP_FREE, TP_CACHE, TP_TAGS, TP_MOVABLE = 0, 1, 2, 3
 POLICY_WHOLE, POLICY_SPLIT = 0, 1
 assert POLICIES[POLICY_WHOLE] == "whole" and POLICIES[POLICY_SPLIT] == "split"
 
@@ -64,7 +91,18 @@ BAD_EDGES, BAD_EDGE_TP, BAD_STORES = range(18, 21)
 # "split" keeps them. While it stays 0 the two policies have taken exactly the same steps, so a
 # run of one is the run of the other (replay.py runs the second only when it is not 0).
 SIBLINGS = 21
-NR_COUNTERS = 22
+# The latest claim's extra work in backends that migrate or write back (ns of its call and of
+# a tagged page's wait), and whole-run sums every design reports (0 where they cannot occur).
+W_EXTRA_NS, W_FALLBACK = 22, 23
+MIGRATED, FALLBACKS, WRITEBACKS, NR_WAITS, NR_MOVABLE = range(24, 29)
+NR_SMALL, GHOST_INSERTS, GHOST_CAP, RNG = range(29, 33)
+BACKEND0 = 33                       # a backend's own counters (BackendSpec.stats)
+SCRATCH = 47                        # a backend's cursor
+NR_COUNTERS = 48
+IN_SMALL = 0x80                     # tp_freq: in the small queue (S3-FIFO)
+FREQ_MAX = 3
+REPL_FIFO, REPL_LRU, REPL_S3FIFO = 0, 1, 2
+S3_SMALL_RATIO, S3_GHOST_RATIO = 0.10, 0.90
 FRONTEND_COUNTERS = ("stored", "skipped", "restored", "missed", "invalidated", "reclaimed",
                      "collateral")
 """CleancacheStats' fields, in the order of the constants STORED..COLLATERAL."""
@@ -80,7 +118,8 @@ def tp_set_state(cc, tp, new):
     changed, ``c[BAD_EDGES]`` counted) for any other move."""
     c = cc.c
     old = cc.tp_state[tp]
-    if old == new or (new == TP_CACHE and old != TP_FREE):
+    if old == new or (new == TP_CACHE and old != TP_FREE) or (
+            new == TP_MOVABLE and old != TP_FREE) or (old == TP_MOVABLE and new == TP_CACHE):
         c[BAD_EDGES] += 1
         c[BAD_EDGE_TP] = tp
         return False
@@ -89,6 +128,10 @@ def tp_set_state(cc, tp, new):
         c[NR_FREE] -= 1
     elif old == TP_CACHE:
         c[NR_CACHED] -= 1
+    elif old == TP_MOVABLE:
+        c[NR_MOVABLE] -= 1
+    if new == TP_MOVABLE:
+        c[NR_MOVABLE] += 1
     if new == TP_FREE:
         c[NR_FREE] += 1
         if not cc.in_stack[tp]:
@@ -116,16 +159,24 @@ def _pop_free(cc):
 
 @njit(cache=True)
 def _link(cc, tp):
-    t = len(cc.tp_state)
-    last = cc.tp_prev[t]
+    """Append ``tp`` at the young end of the main queue."""
+    _link_at(cc, tp, len(cc.tp_state))
+
+
+@njit(cache=True)
+def _link_at(cc, tp, sentinel):
+    last = cc.tp_prev[sentinel]
     cc.tp_prev[tp] = last
-    cc.tp_next[tp] = t
+    cc.tp_next[tp] = sentinel
     cc.tp_next[last] = tp
-    cc.tp_prev[t] = tp
+    cc.tp_prev[sentinel] = tp
 
 
 @njit(cache=True)
 def _unlink(cc, tp):
+    if cc.tp_freq[tp] & IN_SMALL:
+        cc.tp_freq[tp] = 0
+        cc.c[NR_SMALL] -= 1
     p, n = cc.tp_prev[tp], cc.tp_next[tp]
     cc.tp_next[p] = n
     cc.tp_prev[n] = p
@@ -172,7 +223,7 @@ def tagstore_store_folio(cc, head, order):
     sentinel = len(cc.tp_state)
     oldest = cc.tp_next[sentinel]
     if (nr == 1 and c[NR_FREE] == 0 and oldest != sentinel and cc.tp_order[oldest] == 0
-            and not cc.in_stack[oldest]):
+            and not cc.in_stack[oldest] and cc.replacement != REPL_S3FIFO):
         # The steady state of a full cache, one page in, one out: edge E would free the
         # oldest page, push it on the free stack and pop it straight back (the only free
         # page, on top), so it is reused in place, every array and counter left as that
@@ -184,26 +235,108 @@ def tagstore_store_folio(cc, head, order):
         _link(cc, oldest)
         c[EVICTED] += 1
         return True
-    while c[NR_FREE] < nr:                          # edge E: drop the oldest stored folio
-        oldest = cc.tp_next[sentinel]
-        if cc.tp_order[oldest] == 0:
-            _drop_page(cc, oldest, TP_FREE)
+    s3 = cc.replacement == REPL_S3FIFO
+    while c[NR_FREE] < nr:                          # edge E: drop the victim's folio
+        victim = _s3_victim(cc) if s3 else cc.tp_next[sentinel]
+        if cc.tp_order[victim] == 0:
+            _drop_page(cc, victim, TP_FREE)
             c[EVICTED] += 1
             continue
-        h, e, order_ = _folio_span(cc, oldest)
+        h, e, order_ = _folio_span(cc, victim)
         for s in range(h, e):
             v = cc.slot_tp[s]
             if v >= 0 and cc.tp_order[v] == order_:
                 _drop_page(cc, v, TP_FREE)
                 c[EVICTED] += 1
+    small = s3 and not _ghost_has(cc, head)
     for i in range(nr):
         tp = _pop_free(cc)
         tp_set_state(cc, tp, TP_CACHE)
         cc.tp_slot[tp] = head + i
         cc.tp_order[tp] = order
         cc.slot_tp[head + i] = tp
-        _link(cc, tp)
+        if small:
+            _link_at(cc, tp, sentinel + 1)
+            cc.tp_freq[tp] = IN_SMALL
+            c[NR_SMALL] += 1
+        else:
+            _link(cc, tp)
+            cc.tp_freq[tp] = 0
     return True
+
+
+@njit(cache=True)
+def _s3_victim(cc):
+    """S3-FIFO's next victim (a stored page; its folio is dropped), moving the pages it passes
+    over: the small queue's oldest, read, goes to the main queue; the main queue's oldest with
+    a frequency above 0 goes round again with one less; the small queue's unread victim is
+    remembered in the ghost."""
+    c = cc.c
+    t = len(cc.tp_state)
+    while True:
+        room = c[NR_FREE] + c[NR_CACHED]
+        if c[NR_SMALL] > 0 and (c[NR_SMALL] >= S3_SMALL_RATIO * room
+                                or cc.tp_next[t] == t):
+            tp = cc.tp_next[t + 1]
+            if cc.tp_freq[tp] & ~IN_SMALL:
+                _unlink(cc, tp)                     # to main, frequency cleared
+                _link(cc, tp)
+                continue
+            h, _e, _o = _folio_span(cc, tp)
+            _ghost_add(cc, h)
+            return tp
+        tp = cc.tp_next[t]
+        f = cc.tp_freq[tp]
+        if f:
+            _unlink(cc, tp)
+            _link(cc, tp)
+            cc.tp_freq[tp] = f - 1
+            continue
+        return tp
+
+
+@njit(cache=True)
+def _ghost_add(cc, slot):
+    c = cc.c
+    cap = c[GHOST_CAP]
+    if cap <= 0:
+        return
+    c[GHOST_INSERTS] += 1
+    cc.ghost_ring[c[GHOST_INSERTS] % cap] = slot
+    cc.ghost_seq[slot] = c[GHOST_INSERTS]
+
+
+@njit(cache=True)
+def _ghost_has(cc, slot):
+    """Whether ``slot`` is among the ghost's last GHOST_CAP entries (and leaves it)."""
+    c = cc.c
+    cap = c[GHOST_CAP]
+    if cap <= 0 or slot >= len(cc.ghost_seq):
+        return False
+    q = cc.ghost_seq[slot]
+    if q <= 0 or q <= c[GHOST_INSERTS] - cap or cc.ghost_ring[q % cap] != slot:
+        return False
+    cc.ghost_seq[slot] = 0
+    return True
+
+
+@njit(cache=True)
+def tagstore_touch_range(cc, first, end):
+    """A restore that keeps the copies, or a re-store, of slots ``[first, end)``: LRU moves
+    them to the young end, S3-FIFO raises their frequency, FIFO does nothing."""
+    if cc.replacement == REPL_FIFO:
+        return
+    for s in range(first, min(end, len(cc.slot_tp))):
+        tp = cc.slot_tp[s]
+        if tp < 0:
+            continue
+        if cc.replacement == REPL_LRU:
+            _unlink(cc, tp)
+            _link(cc, tp)
+        else:
+            f = cc.tp_freq[tp]
+            if (f & ~IN_SMALL) < FREQ_MAX:
+                cc.tp_freq[tp] = f + 1
 
 
 @njit(cache=True)
@@ -232,13 +365,22 @@ def tagstore_present(cc, first, end):
 # -- tag hooks ---------------------------------------------------------------------------------
 
 @njit(cache=True)
+def clear_work(cc):
+    """Zero the latest claim's ReserveWork (``c[W_*]``) before a claim."""
+    c = cc.c
+    for k in range(W_DROPPED, W_FAILED + 1):
+        c[k] = 0
+    c[W_EXTRA_NS] = 0
+    c[W_FALLBACK] = 0
+
+
+@njit(cache=True)
 def tagstore_reserve_block(cc, block):
     """Tags need tag block ``block``: a free page changes hands (edge C), a stored page is
     dropped (edge D) with, under policy "whole", the rest of its folio. The ReserveWork is
     left in ``c[W_DROPPED..W_FAILED]``."""
     c = cc.c
-    for k in range(W_DROPPED, W_FAILED + 1):
-        c[k] = 0
+    clear_work(cc)
     p0 = cc.block_first_tag_page[block]
     p1 = p0 + cc.block_tag_pages[block]
     for tp in range(p0, p1):
@@ -275,3 +417,23 @@ def tagstore_release_block(cc, block):
     p0 = cc.block_first_tag_page[block]
     for tp in range(p0, p0 + cc.block_tag_pages[block]):
         tp_set_state(cc, tp, TP_FREE)
+
+
+# -- the backend hook (backends/base.py's contract) ------------------------------------------------
+
+@njit(cache=True)
+def tagstore_hook(cc, op, a, b):
+    """The tag-page store behind the frontend: every operation of the contract."""
+    if op == OP_STORE:
+        return 1 if tagstore_store_folio(cc, a, b) else 0
+    if op == OP_PRESENT or op == OP_LOOKUP:
+        return tagstore_present(cc, a, b)
+    if op == OP_RESTORE or op == OP_INVALIDATE:
+        return tagstore_restore_range(cc, a, b)
+    if op == OP_TOUCH:
+        tagstore_touch_range(cc, a, b)
+    elif op == OP_RESERVE:
+        tagstore_reserve_block(cc, a)
+    elif op == OP_RELEASE:
+        tagstore_release_block(cc, a)
+    return 0

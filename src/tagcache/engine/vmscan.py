@@ -86,7 +86,8 @@ def remove_mapping(pc, head):
         fl &= ~PG_DIRTY
         pc.flags[head] = fl
     # An up-to-date, clean folio is stored; anything else is invalidated.
-    cleancache_store_folio(pc.cc, head, folio_order(pc, head), (fl & PG_DIRTY) != 0)
+    cleancache_store_folio(pc.cc, head, folio_order(pc, head), (fl & PG_DIRTY) != 0,
+                           (fl & PG_WORKINGSET) != 0)
     page_cache_delete(pc, head, nr)       # the shadow then takes the folio's slots
     workingset_eviction(pc, head, nr, (fl & PG_WORKINGSET) != 0)
     pc.c[EVICTIONS] += nr

@@ -22,12 +22,17 @@ import numpy as np
 
 def warm() -> float:
     """Run every compiled path once on a tiny machine; the seconds it took."""
+    from dataclasses import replace
+
+    from tagcache.backends import NAMES
     from tagcache.experiment import run_scenario, run_trace
 
     t0 = time.perf_counter()
     scn, reader = _tiny()
     for check in (False, True):
         run_scenario(scn, check=check)
+    every = replace(scn, designs=scn.designs_of(list(NAMES), compare=True))
+    run_scenario(every, check=True)
     for policy in ("lru", "kernel"):
         run_trace(scn, reader, capacity_pages=32, policy=policy, check=False)
     return time.perf_counter() - t0

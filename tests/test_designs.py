@@ -1,0 +1,255 @@
+"""The designs' own rules: replacement inside the tag-page store (FIFO, LRU, S3-FIFO), the
+2025 GCMA frontend, the CMA design's fallbacks, failures and migrations, the oracle bound, and
+`tagcache compare` on the default scenario with its report opened in a browser."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _engine import MIB, build_system
+from test_report_html import check_plots, chromium, dump_doms, expected_traces  # noqa: F401
+
+from tagcache.cli import main
+from tagcache.engine.cleancache import (
+    FIELDS,
+    CleancacheState,
+    _unpack,
+    backend_report,
+    backend_waits,
+    cleancache_lend,
+)
+from tagcache.engine.tags import make_tag_storage, set_ptes_at
+from tagcache.engine.tagstore import NR_MOVABLE, TP_MOVABLE
+from tagcache.hw.layout import simple_layout
+from tagcache.workloads.events import FileTable
+
+SMALL = simple_layout(16 * MIB)          # 128 tag pages
+
+
+def _files(n: int = 2, size: int = 1024) -> FileTable:
+    return FileTable.build(np.ones(n, np.int64), np.arange(1, n + 1), np.full(n, size))
+
+
+def _gcma(replacement: str):
+    return build_system(_files(), layout=SMALL, backend="gcma",
+                        params={"replacement": replacement})
+
+
+def _present(s, slots) -> int:
+    where = np.asarray(s.cc.state.slot_tp)
+    return int(np.count_nonzero(where[np.asarray(slots)] >= 0))
+
+
+@pytest.mark.parametrize("replacement, kept", [("fifo", 0), ("lru", 1)])
+def test_lru_keeps_what_was_used_and_fifo_does_not(replacement, kept):
+    """Non-exclusive (gcma): page A stored first and read since; a full cache makes room
+    for one more. FIFO drops A (oldest in), LRU the page never read again."""
+    s = _gcma(replacement)
+    t = SMALL.nr_tag_pages
+    slots = [s.slot(0, i) for i in range(t + 1)]
+    for x in slots[:t]:
+        s.cc.store_folio(x, 0, dirty=False)
+    assert s.cc.restore_folio(slots[0], 1)               # A read: rotated under LRU
+    s.cc.store_folio(slots[t], 0, dirty=False)           # one more: something must go
+    assert _present(s, [slots[0]]) == kept
+    assert _present(s, [slots[1]]) == 1 - kept
+    assert s.backend.verify() == []
+
+
+def test_s3fifo_resists_a_scan_that_flushes_lru():
+    """A hot set read again and again, then a scan of once-used pages three times the
+    cache: S3-FIFO keeps the hot set (frequencies promote it to the main queue, the scan
+    passes through the small queue), LRU loses all of it."""
+    kept = {}
+    for replacement in ("lru", "s3fifo"):
+        s = _gcma(replacement)
+        hot = [s.slot(0, i) for i in range(16)]
+        for x in hot:
+            s.cc.store_folio(x, 0, dirty=False)
+        for _ in range(3):
+            for x in hot:
+                assert s.cc.restore_folio(x, 1)
+        for i in range(3 * SMALL.nr_tag_pages):
+            s.cc.store_folio(s.slot(1, i), 0, dirty=False)
+        kept[replacement] = _present(s, hot)
+        assert s.backend.verify() == []
+        assert sum(s.violations().values()) == 0
+    assert kept["lru"] == 0
+    assert kept["s3fifo"] == 16
+
+
+def test_s3fifo_ghost_admits_a_returning_page_to_the_main_queue():
+    """A page evicted unread from the small queue and stored again while remembered goes to
+    the main queue: it then outlives a scan that a page first seen does not."""
+    s = build_system(_files(), layout=SMALL, backend="cleancache",
+                     params={"replacement": "s3fifo"})
+    t = SMALL.nr_tag_pages
+    a = s.slot(0, 0)
+    s.cc.store_folio(a, 0, dirty=False)
+    for i in range(1, t + 8):                            # a falls out, into the ghost
+        s.cc.store_folio(s.slot(0, i), 0, dirty=False)
+    assert _present(s, [a]) == 0
+    assert s.cc.restore_folio(a, 1) is False
+    s.cc.store_folio(a, 0, dirty=False)                  # back: to main
+    for i in range(t, t + t // 2):                       # half a cache of new pages
+        s.cc.store_folio(s.slot(1, i), 0, dirty=False)
+    assert _present(s, [a]) == 1
+    assert s.backend.verify() == []
+
+
+def test_under_exclusive_restore_lru_takes_fifos_steps():
+    """The 2011 frontend hands a copy back on a hit, so nothing stored is ever touched:
+    LRU and FIFO end with the same pages on the same tag pages."""
+    rng = np.random.default_rng(3)
+    ops = [(int(rng.integers(0, 2)), int(rng.integers(0, 400))) for _ in range(3000)]
+    states = []
+    for replacement in ("fifo", "lru"):
+        s = build_system(_files(), layout=SMALL, backend="cleancache",
+                         params={"replacement": replacement})
+        for op, i in ops:
+            if op:
+                s.cc.store_folio(s.slot(0, i), 0, dirty=False)
+            else:
+                s.cc.restore_folio(s.slot(0, i), 1)
+        states.append(np.asarray(s.cc.state.slot_tp).copy())
+    assert np.array_equal(states[0], states[1])
+
+
+def test_gcma_stores_only_workingset_order0_folios():
+    s = build_system(_files(), layout=SMALL, backend="gcma")
+    a, b, c = s.slot(0, 0), s.slot(0, 1), s.slot(0, 16)
+    s.cc.store_folio(a, 0, dirty=False, workingset=False)
+    s.cc.store_folio(b, 0, dirty=False, workingset=True)
+    s.cc.store_folio(c, 2, dirty=False, workingset=True)  # an order-2 folio: not stored
+    assert _present(s, [a, b, c, c + 1]) == 1
+    st = s.cc.stats
+    assert (st.stored, st.skipped) == (1, 1 + 4)
+    assert s.cc.restore_folio(b, 1) and s.cc.restore_folio(b, 1)   # the copy stays
+    s.cc.store_folio(b, 0, dirty=False, workingset=False)  # no longer workingset: dropped
+    assert _present(s, [b]) == 0
+    assert sum(s.violations().values()) == 0
+
+
+def _cma(pin_rate: float):
+    s = build_system(_files(), layout=SMALL, backend="cma", params={"pin_rate": pin_rate})
+    cleancache_lend(s.cc.state, SMALL.nr_tag_pages)    # every lent page holds data
+    assert int(s.cc.state.c[NR_MOVABLE]) == SMALL.nr_tag_pages
+    return s
+
+
+def test_cma_migrates_sleeping_outside_atomic_context():
+    s = _cma(0.0)
+    assert s.map_tagged([s.S]) == 0                      # set_ptes_at: at allocation
+    ts = s.tags.stats
+    nr_tp = int(SMALL.block_tag_pages[0])
+    assert (ts.reservation_failures, ts.claims_slept) == (0, 1)
+    rep = s.tags.state.cc
+    assert int(rep.c[NR_MOVABLE]) == SMALL.nr_tag_pages - nr_tp
+    assert len(backend_waits(rep)) == 0                  # it slept, nobody waited on a fault
+    assert ts.latency[-1] >= s.tags.costs.page_migrate * nr_tp
+    assert sum(s.violations().values()) == 0             # declared: may sleep
+
+
+def test_cma_falls_back_in_atomic_context_and_fails_on_pins():
+    s = _cma(1.0)                                        # every page pinned
+    pfn = s.S + 32 * 5
+    rc = s.tags.copy_highpage([pfn], [s.S])             # atomic: cannot migrate
+    assert rc == 0
+    cc = s.cc.state
+    nr_tp = int(SMALL.block_tag_pages[0])
+    ts = s.tags.stats
+    assert ts.reservation_failures == nr_tp              # each lent page was pinned
+    assert ts.claims_slept == 0
+    waits = backend_waits(cc)
+    assert len(waits) == nr_tp
+    assert (waits >= s.tags.costs.tag_fault + s.tags.costs.page_migrate).all()
+    assert (np.asarray(cc.tp_state) != TP_MOVABLE).sum() >= nr_tp
+    assert sum(s.violations().values()) == 0             # declared: may fail
+
+
+def test_a_backend_that_does_not_declare_sleeping_is_caught_sleeping():
+    """Rule 4 is held against what a backend declares: the same cma claim, with the
+    declaration taken away, is a violation."""
+    s = _cma(0.0)
+    fields = list(_unpack(s.cc.state))
+    names = [f for f, _ in FIELDS]
+    fields[names.index("may_sleep")] = fields[names.index("can_fail")] = 0
+    undeclared = CleancacheState(*fields)                # the same arrays, no declaration
+    ts = make_tag_storage(SMALL, undeclared, s.tags.costs)
+    assert set_ptes_at(ts, np.array([s.S], np.int64), 0) == 0
+    assert s.violations()["reserve_bounded"] == 1
+
+
+def test_tmem_follows_the_hosts_target_and_tags_never_touch_it():
+    """The region shrinks to its target (clean copies dropped, counted as reclaimed), grows
+    back, and a tag claim takes nothing from it."""
+    from tagcache.engine.cleancache import cleancache_tick
+
+    s = build_system(_files(), layout=SMALL, backend="tmem",
+                     params={"shrink_to": 0.25, "shrink_at": 0.5, "grow_at": 0.75})
+    t = SMALL.nr_tag_pages
+    for i in range(t):
+        s.cc.store_folio(s.slot(0, i), 0, dirty=False)
+    assert s.cc.cached == t
+    assert s.map_tagged([s.S]) == 0 and s.cc.cached == t      # tags: the static carve-out
+    cleancache_tick(s.cc.state, 60, 100)                       # shrunk to a quarter
+    assert s.cc.cached == t // 4 and s.cc.stats.reclaimed == t - t // 4
+    for i in range(t, t + t // 2):                             # no room beyond the target
+        s.cc.store_folio(s.slot(0, i), 0, dirty=False)
+    assert s.cc.cached == t // 4
+    cleancache_tick(s.cc.state, 80, 100)                       # given back
+    for i in range(t + t // 2, 2 * t + t // 2):
+        s.cc.store_folio(s.slot(1, i - t), 0, dirty=False)
+    assert s.cc.cached == t
+    assert s.backend.verify() == []
+    assert sum(s.violations().values()) == 0
+
+
+def test_zswap_packs_by_its_ratio_and_writes_back_before_tags_take_a_page():
+    s = build_system(_files(), layout=SMALL, backend="zswap", params={"ratio": 2.0})
+    cc = s.cc.state
+    assert len(cc.tp_state) == 2 * SMALL.nr_tag_pages          # two pages per tag page
+    for i in range(8):
+        s.cc.store_folio(s.slot(0, i), 0, dirty=False)         # units 0..7: tag pages 0..3
+    assert s.map_tagged([s.S]) == 0                            # block 0: tag page 0, units 0-1
+    rep = backend_report(cc)
+    assert rep["writebacks"] == 2 and s.cc.cached == 6
+    assert s.tags.stats.claims_slept == 1                      # set_ptes_at may sleep
+    assert s.tags.copy_highpage([s.S + 32], [s.S]) == 0       # atomic: tag page 1
+    rep = backend_report(cc)
+    assert rep["writebacks"] == 4 and rep["fallbacks"] == 1
+    assert len(backend_waits(cc)) == 1
+    assert sum(s.violations().values()) == 0
+
+
+def test_compare_on_the_default_scenario(tmp_path, chromium):  # noqa: F811
+    """`tagcache compare` on the default scenario: every registered design,
+    no violations, cleancache and gcma never fail nor sleep, cma shows its fallbacks and
+    failures under pins, the oracle never below a cleancache row; its report renders every
+    plot with data in a browser."""
+    out, rep = tmp_path / "c.json", tmp_path / "report"
+    assert main(["compare", "--tagged-share", "0.1", "--no-progress", "--json", str(out),
+                 "--report", str(rep)]) == 0
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert {r["design"] for r in rows} == {"idle", "cleancache", "gcma", "cma", "tmem", "zswap",
+                                           "oracle"}
+    assert data["problems"] == []
+    for r in rows:
+        assert r["violations"] == 0
+        if r["design"] in ("cleancache", "gcma"):
+            assert r["failures"] == 0 and r["claims_slept"] == 0
+    tagged = [r for r in rows if r["design"] == "cma" and r["tagged_share"] > 0]
+    assert tagged and all(r["fallbacks"] > 0 and r["failures"] > 0 for r in tagged)
+    for share in {r["tagged_share"] for r in rows}:
+        at = [r for r in rows if r["tagged_share"] == share]
+        oracle = next(r for r in at if r["design"] == "oracle")
+        for r in at:
+            if r["design"] in ("cleancache", "gcma"):
+                assert r["restored"] <= oracle["restored"]
+                assert r["oracle_gap"] >= 0
+    html = rep / "index.html"
+    dom, = dump_doms(chromium, [html], tmp_path)
+    assert check_plots(dom, expected_traces(data)) == []
