@@ -117,6 +117,24 @@ def test_under_exclusive_restore_lru_takes_fifos_steps():
     assert np.array_equal(states[0], states[1])
 
 
+@pytest.mark.parametrize("placement", ["first", "cold"])
+def test_cold_placement_keeps_copies_off_pages_tags_just_gave_back(placement):
+    """Tags take tag page 0 and give it back: "first" puts the next copy there (the top of
+    the free stack), "cold" anywhere else while another page is free, and there last."""
+    s = build_system(_files(), layout=SMALL, backend="cleancache",
+                     params={"placement": placement})
+    assert s.map_tagged([s.S]) == 0 and s.unmap_tagged([s.S]) == 0
+    s.cc.store_folio(s.slot(0, 0), 0, dirty=False)
+    first_copy = int(s.backend.slot_tp[s.slot(0, 0)])
+    assert (first_copy == 0) == (placement == "first")
+    for i in range(1, SMALL.nr_tag_pages):
+        s.cc.store_folio(s.slot(0, i), 0, dirty=False)
+    assert s.backend.nr_free == 0 and s.cc.cached == SMALL.nr_tag_pages
+    if placement == "cold":
+        assert int(s.backend.slot_tp[s.slot(0, SMALL.nr_tag_pages - 1)]) == 0   # the last
+    assert s.backend.verify() == [] and sum(s.violations().values()) == 0
+
+
 def test_gcma_stores_only_workingset_order0_folios():
     s = build_system(_files(), layout=SMALL, backend="gcma")
     a, b, c = s.slot(0, 0), s.slot(0, 1), s.slot(0, 16)

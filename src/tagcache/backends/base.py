@@ -45,6 +45,7 @@ from tagcache.engine.choices import (  # noqa: F401  (the contract's names, defi
     OP_STORE,
     OP_TICK,
     OP_TOUCH,
+    PLACEMENTS,
     REPLACEMENTS,
 )
 

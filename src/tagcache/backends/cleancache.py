@@ -10,7 +10,7 @@ are stored whole; when tags need one of their tag pages, policy ``whole`` drops 
 
 from __future__ import annotations
 
-from tagcache.backends.base import REPLACEMENTS, BackendSpec, Param
+from tagcache.backends.base import PLACEMENTS, REPLACEMENTS, BackendSpec, Param
 from tagcache.engine.choices import POLICIES
 from tagcache.engine.tagstore import tagstore_hook as hook  # noqa: F401  (numba-compiled)
 
@@ -23,7 +23,11 @@ SPEC = BackendSpec(
               compare=POLICIES),
         Param("replacement", "fifo", "which stored folio makes room for a new one",
               choices=REPLACEMENTS, compare=("fifo", "s3fifo")),
+        Param("placement", "first", "which free tag page takes a copy: the first free, or "
+              "one tags have not given back lately (cold)", choices=PLACEMENTS,
+              compare=("first", "cold")),
     ),
     label=lambda p: (f"cleancache, {p['large_folio']} folio"
-                     + ("" if p["replacement"] == "fifo" else f", {p['replacement']}")),
+                     + ("" if p["replacement"] == "fifo" else f", {p['replacement']}")
+                     + ("" if p["placement"] == "first" else f", {p['placement']} placement")),
 )

@@ -59,6 +59,7 @@ from tagcache.backends.base import (
     OP_STORE,
     OP_TICK,
     OP_TOUCH,
+    PLACEMENTS,
     REPLACEMENTS,
 )
 from tagcache.engine import checker
@@ -132,6 +133,7 @@ FIELDS = (
     ("max_order", types.int64),         # largest folio order stored
     ("policy", types.int64),            # POLICY_WHOLE or POLICY_SPLIT (tagstore.py)
     ("replacement", types.int64),       # REPL_FIFO, REPL_LRU, REPL_S3FIFO (tagstore.py)
+    ("placement", types.int64),         # PLACE_FIRST, PLACE_COLD (tagstore.py)
     ("claims", types.int64),            # 1: tag claims go through the backend (its memory
                                         # is the tag storage); 0: tags use a static carve-out
     ("tp_tags", types.int64),           # 1: the backend's unit i is tag page i (the checker
@@ -152,6 +154,7 @@ FIELDS = (
     ("slot_tp", _i32),                  # per page-cache slot: tag page of its copy, -1
     ("ghost_seq", _i64),                # per page-cache slot (S3-FIFO only): ghost entry
     ("ghost_ring", _i32),               # S3-FIFO's ghost FIFO of slots
+    ("cold_ring", _i32),                # placement "cold": pages tags gave back, in order
     ("log", _i64),                      # the oracle's log of calls, 3 int64 per entry
     ("waits", _f64),                    # ns each tagged page waited (can_fail backends)
     ("block_first_tag_page", _i32),     # per tag block (the layout's)
@@ -171,9 +174,11 @@ CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacement, claims,
+def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacement, placement,
+         claims,
          tp_tags, may_sleep, can_fail, checking, c, p, tp_state, tp_order, tp_freq, tp_slot,
-         tp_prev, tp_next, in_stack, free_stack, slot_tp, ghost_seq, ghost_ring, log, waits,
+         tp_prev, tp_next, in_stack, free_stack, slot_tp, ghost_seq, ghost_ring, cold_ring, log,
+         waits,
          block_first_tag_page, block_tag_pages, ck):
     cc = structref.new(CLEANCACHE_STATE)
     cc.kind = kind
@@ -183,6 +188,7 @@ def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacemen
     cc.max_order = max_order
     cc.policy = policy
     cc.replacement = replacement
+    cc.placement = placement
     cc.claims = claims
     cc.tp_tags = tp_tags
     cc.may_sleep = may_sleep
@@ -201,6 +207,7 @@ def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacemen
     cc.slot_tp = slot_tp
     cc.ghost_seq = ghost_seq
     cc.ghost_ring = ghost_ring
+    cc.cold_ring = cold_ring
     cc.log = log
     cc.waits = waits
     cc.block_first_tag_page = block_first_tag_page
@@ -212,10 +219,11 @@ def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacemen
 @njit(cache=True)
 def _unpack(cc):
     return (cc.kind, cc.stores, cc.exclusive, cc.workingset_only, cc.max_order, cc.policy,
-            cc.replacement, cc.claims, cc.tp_tags, cc.may_sleep, cc.can_fail, cc.checking,
+            cc.replacement, cc.placement, cc.claims, cc.tp_tags, cc.may_sleep, cc.can_fail,
+            cc.checking,
             cc.c, cc.p, cc.tp_state, cc.tp_order, cc.tp_freq, cc.tp_slot, cc.tp_prev,
             cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp, cc.ghost_seq, cc.ghost_ring,
-            cc.log, cc.waits, cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
+            cc.cold_ring, cc.log, cc.waits, cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
 
 
 CleancacheState = state_class(
@@ -280,7 +288,8 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
     cc = CleancacheState(
         KINDS[kind], int(spec.holds_cache and t > 0), int(spec.exclusive),
         int(spec.workingset_only), int(spec.max_store_order), POLICIES.index(policy),
-        replacement, int(spec.on_tag_storage and KINDS[kind] != KIND_NONE),
+        replacement, PLACEMENTS.index(values.get("placement", "first")),
+        int(spec.on_tag_storage and KINDS[kind] != KIND_NONE),
         int(spec.on_tag_storage and "units" not in extra), int(spec.may_sleep),
         int(spec.can_fail), int(ck.c[CK_ON]), c, p,
         np.zeros(t, np.uint8), np.zeros(t, np.uint8), np.zeros(t, np.uint8),
@@ -288,6 +297,7 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
         np.arange(t - 1, -1, -1, dtype=i32),        # pops tag page 0 first
         np.full(int(nr_slots), -1, i32),
         np.zeros(int(nr_slots) if s3 else 0, np.int64), np.full(max(ghost, 1), -1, i32),
+        np.full(max(t, 1) if values.get("placement") == "cold" else 1, -1, i32),
         np.zeros(3 * 1024 if spec.offline else 0, np.int64), np.zeros(64, np.float64),
         first, count, ck)
     for k, v in extra.get("c", {}).items():

@@ -50,6 +50,12 @@ round (frequency less one), the small queue's is moved to the main queue. Under 
 frontend frequencies never rise, and S3-FIFO is a small FIFO with ghost-admitted main queue.
 A victim's whole folio is dropped.
 
+Placement (``cc.placement``, backends/cleancache.py): ``first`` takes the free stack's top (a
+page tags gave back is on top, reused first); ``cold`` keeps the pages tags gave back in a FIFO
+ring (``cold_ring``, IN_COLD in ``tp_freq``) and takes one only when no other page is free,
+the one given back longest ago first: the frames under a tag block just released are freed
+anonymous memory, likely to be tagged again soon.
+
 Per tag page (arrays of the state): ``tp_state`` uint8, ``tp_order`` uint8, ``tp_slot`` int32
 (the page-cache slot stored), ``tp_prev``/``tp_next`` int32 (the queues, entries
 ``nr_tag_pages`` and ``nr_tag_pages + 1`` the sentinels of the main and the small queue),
@@ -98,8 +104,11 @@ MIGRATED, FALLBACKS, WRITEBACKS, NR_WAITS, NR_MOVABLE = range(24, 29)
 NR_SMALL, GHOST_INSERTS, GHOST_CAP, RNG = range(29, 33)
 BACKEND0 = 33                       # a backend's own counters (BackendSpec.stats)
 SCRATCH = 47                        # a backend's cursor
-NR_COUNTERS = 48
+COLD_HEAD, COLD_TAIL = 48, 49       # placement "cold": the ring of pages tags gave back
+NR_COUNTERS = 50
 IN_SMALL = 0x80                     # tp_freq: in the small queue (S3-FIFO)
+IN_COLD = 0x40                      # tp_freq: in the ring of pages tags gave back
+PLACE_FIRST, PLACE_COLD = 0, 1
 FREQ_MAX = 3
 REPL_FIFO, REPL_LRU, REPL_S3FIFO = 0, 1, 2
 S3_SMALL_RATIO, S3_GHOST_RATIO = 0.10, 0.90
@@ -134,7 +143,14 @@ def tp_set_state(cc, tp, new):
         c[NR_MOVABLE] += 1
     if new == TP_FREE:
         c[NR_FREE] += 1
-        if not cc.in_stack[tp]:
+        if old == TP_TAGS and cc.placement == PLACE_COLD:
+            # Tags just gave it back: the same frames are likely tagged again soon, so it
+            # takes a copy only when no other page is free, the longest given back first.
+            if not cc.tp_freq[tp] & IN_COLD:
+                cc.tp_freq[tp] = IN_COLD
+                cc.cold_ring[c[COLD_TAIL] % len(cc.cold_ring)] = tp
+                c[COLD_TAIL] += 1
+        elif not cc.in_stack[tp]:
             cc.free_stack[c[FREE_TOP]] = tp
             c[FREE_TOP] += 1
             cc.in_stack[tp] = True
@@ -147,11 +163,19 @@ def tp_set_state(cc, tp, new):
 
 @njit(cache=True)
 def _pop_free(cc):
+    """A free page for a copy: the free stack's top; under placement "cold" the pages tags
+    gave back wait in their ring (oldest first) until the stack has none."""
     c = cc.c
     while c[FREE_TOP] > 0:
         c[FREE_TOP] -= 1
         tp = cc.free_stack[c[FREE_TOP]]
         cc.in_stack[tp] = False
+        if cc.tp_state[tp] == TP_FREE and not cc.tp_freq[tp] & IN_COLD:
+            return tp
+    while c[COLD_HEAD] < c[COLD_TAIL]:
+        tp = cc.cold_ring[c[COLD_HEAD] % len(cc.cold_ring)]
+        c[COLD_HEAD] += 1
+        cc.tp_freq[tp] = 0
         if cc.tp_state[tp] == TP_FREE:
             return tp
     return -1
