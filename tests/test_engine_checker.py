@@ -96,7 +96,7 @@ import tagcache.engine.filemap as fm
 import tagcache.engine.machine as machine
 fm.CONSERVATION_INTERVAL = machine.CONSERVATION_INTERVAL = 1
 case("conservation", [(R, 0, i, 1) for i in range(12)],
-     [(tagstore, "tagstore_store_folio", forgetful)])
+     [(cleancache, "tagstore_store_folio", forgetful)])
 print(json.dumps(out))
 '''
 

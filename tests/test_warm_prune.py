@@ -61,3 +61,12 @@ def test_importing_the_package_marks_its_folder_used(tmp_path):
     os.utime(here, (t, t))
     assert folder() == here
     assert os.stat(here).st_mtime > time.time() - DAY
+
+
+def test_the_suite_runs_from_the_compiled_code_folder():
+    """Nothing loaded before the tests imports numba ahead of tagcache (a pytest
+    ``filterwarnings`` naming a numba warning class once did): otherwise numba caches in the
+    source tree and the suite compiles the engine again instead of using ``make``'s."""
+    from numba.core import config
+
+    assert config.CACHE_DIR and config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR")

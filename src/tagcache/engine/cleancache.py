@@ -13,7 +13,8 @@ call exactly these hooks::
 
 Each hook calls the design's backend (backends/, one module each, backends/base.py the
 contract) through its one compiled ``hook(cc, op, a, b)``, chosen by ``cc.kind`` (its place
-in the registry, backends/__init__.py). The rules the frontend keeps, whatever the backend:
+in the registry, backends/__init__.py, whose backend_call() numba compiles into direct
+calls). The rules the frontend keeps, whatever the backend:
 an up-to-date (clean) folio is stored, anything else is invalidated; a folio is restored whole
 or not at all; copies of a folio that cannot be restored whole are invalidated, since it is
 read from disk. What the backend declares sets the rest: an exclusive backend hands its copy
@@ -40,14 +41,11 @@ at the sites marked ``# observer:``.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from numba import literal_unroll, njit, types
-from numba.core.errors import NumbaExperimentalFeatureWarning
+from numba import njit, types
 from numba.experimental import structref
 
-from tagcache.backends import HOOKS, SPECS
+from tagcache.backends import REGISTRY, SPECS, backend_call
 from tagcache.backends.base import (
     OP_INVALIDATE,
     OP_LEND,
@@ -92,11 +90,11 @@ from tagcache.engine.tagstore import (
     SKIPPED,
     STORED,
     WRITEBACKS,
+    tagstore_hook,
+    tagstore_present,
+    tagstore_restore_range,
+    tagstore_store_folio,
 )
-
-# literal_unroll over the registry's hooks is numba's first-class-function path: it compiles
-# to one direct call per backend (measured: no slower than a hand-written if-chain).
-warnings.filterwarnings("ignore", category=NumbaExperimentalFeatureWarning)
 
 KIND_NONE = 0
 KINDS = {spec.name: k for k, spec in enumerate(SPECS)}
@@ -128,6 +126,7 @@ _i32, _u8, _i64, _f64 = types.int32[::1], types.uint8[::1], types.int64[::1], ty
 FIELDS = (
     ("kind", types.int64),              # the backend's place in the registry (0: idle)
     ("stores", types.int64),            # 1 if the backend keeps page-cache copies
+    ("direct", types.int64),            # 1 if its hook is tagstore_hook: called directly
     ("exclusive", types.int64),         # 1: a restore hands the copy back
     ("workingset_only", types.int64),   # 1: store only folios with PG_workingset
     ("max_order", types.int64),         # largest folio order stored
@@ -174,15 +173,14 @@ CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 
 
 @njit(cache=True)
-def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacement, placement,
-         claims,
-         tp_tags, may_sleep, can_fail, checking, c, p, tp_state, tp_order, tp_freq, tp_slot,
-         tp_prev, tp_next, in_stack, free_stack, slot_tp, ghost_seq, ghost_ring, cold_ring, log,
-         waits,
-         block_first_tag_page, block_tag_pages, ck):
+def _new(kind, stores, direct, exclusive, workingset_only, max_order, policy, replacement,
+         placement, claims, tp_tags, may_sleep, can_fail, checking, c, p, tp_state, tp_order,
+         tp_freq, tp_slot, tp_prev, tp_next, in_stack, free_stack, slot_tp, ghost_seq,
+         ghost_ring, cold_ring, log, waits, block_first_tag_page, block_tag_pages, ck):
     cc = structref.new(CLEANCACHE_STATE)
     cc.kind = kind
     cc.stores = stores
+    cc.direct = direct
     cc.exclusive = exclusive
     cc.workingset_only = workingset_only
     cc.max_order = max_order
@@ -218,12 +216,12 @@ def _new(kind, stores, exclusive, workingset_only, max_order, policy, replacemen
 
 @njit(cache=True)
 def _unpack(cc):
-    return (cc.kind, cc.stores, cc.exclusive, cc.workingset_only, cc.max_order, cc.policy,
-            cc.replacement, cc.placement, cc.claims, cc.tp_tags, cc.may_sleep, cc.can_fail,
-            cc.checking,
-            cc.c, cc.p, cc.tp_state, cc.tp_order, cc.tp_freq, cc.tp_slot, cc.tp_prev,
-            cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp, cc.ghost_seq, cc.ghost_ring,
-            cc.cold_ring, cc.log, cc.waits, cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
+    return (cc.kind, cc.stores, cc.direct, cc.exclusive, cc.workingset_only, cc.max_order,
+            cc.policy, cc.replacement, cc.placement, cc.claims, cc.tp_tags, cc.may_sleep,
+            cc.can_fail, cc.checking, cc.c, cc.p, cc.tp_state, cc.tp_order, cc.tp_freq,
+            cc.tp_slot, cc.tp_prev, cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp,
+            cc.ghost_seq, cc.ghost_ring, cc.cold_ring, cc.log, cc.waits,
+            cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
 
 
 CleancacheState = state_class(
@@ -286,7 +284,8 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
                if isinstance(v, int | float) and not isinstance(v, bool)]
     p = np.asarray(extra.get("p", numeric), np.float64)
     cc = CleancacheState(
-        KINDS[kind], int(spec.holds_cache and t > 0), int(spec.exclusive),
+        KINDS[kind], int(spec.holds_cache and t > 0),
+        int(REGISTRY[KINDS[kind]].hook is tagstore_hook), int(spec.exclusive),
         int(spec.workingset_only), int(spec.max_store_order), POLICIES.index(policy),
         replacement, PLACEMENTS.index(values.get("placement", "first")),
         int(spec.on_tag_storage and KINDS[kind] != KIND_NONE),
@@ -309,14 +308,29 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
 
 # -- the call into the design's backend ----------------------------------------------------------
 
+# -- the backend's operations on the hot path -----------------------------------------------------
+
 @njit(cache=True)
-def backend_call(cc, op, a, b):
-    """``hook(cc, op, a, b)`` of the backend registered at ``cc.kind``."""
-    r = 0
-    for entry in literal_unroll(HOOKS):
-        if cc.kind == entry[0]:
-            r = entry[1](cc, op, a, b)
-    return r
+def _held(cc, op, first, end):
+    """OP_PRESENT or OP_LOOKUP: pages of ``[first, end)`` with a copy."""
+    if cc.direct:
+        return tagstore_present(cc, first, end)
+    return backend_call(cc, op, first, end)
+
+
+@njit(cache=True)
+def _drop(cc, op, first, end):
+    """OP_RESTORE or OP_INVALIDATE: the copies of ``[first, end)`` handed back or forgotten."""
+    if cc.direct:
+        return tagstore_restore_range(cc, first, end)
+    return backend_call(cc, op, first, end)
+
+
+@njit(cache=True)
+def _store(cc, head, order):
+    if cc.direct:
+        return 1 if tagstore_store_folio(cc, head, order) else 0
+    return backend_call(cc, OP_STORE, head, order)
 
 
 # -- the hooks ---------------------------------------------------------------------------------
@@ -326,7 +340,7 @@ def cleancache_invalidate_range(cc, first, end):
     """Forget stored copies of slots ``[first, end)`` (write, truncate, inode eviction)."""
     if not cc.stores:
         return
-    cc.c[INVALIDATED] += backend_call(cc, OP_INVALIDATE, first, end)
+    cc.c[INVALIDATED] += _drop(cc, OP_INVALIDATE, first, end)
     if cc.checking:
         checker.invalidated(cc.ck, cc.slot_tp, first, end)
 
@@ -346,7 +360,7 @@ def cleancache_store_folio(cc, head, order, dirty, workingset):
         cleancache_invalidate_range(cc, head, head + nr)
         cc.c[SKIPPED] += nr
         return
-    present = backend_call(cc, OP_PRESENT, head, head + nr)
+    present = _held(cc, OP_PRESENT, head, head + nr)
     if present:
         if cc.exclusive or present < nr:
             cleancache_invalidate_range(cc, head, head + nr)   # never two copies of a page
@@ -355,7 +369,7 @@ def cleancache_store_folio(cc, head, order, dirty, workingset):
             if cc.checking:
                 checker.stored(cc.ck, cc.slot_tp, head, nr, cc.tp_tags)
             return
-    if backend_call(cc, OP_STORE, head, order):
+    if _store(cc, head, order):
         cc.c[STORED] += nr
         if cc.checking:
             checker.stored(cc.ck, cc.slot_tp, head, nr, cc.tp_tags)
@@ -369,14 +383,14 @@ def cleancache_restore_folio(cc, head, nr):
     folio when any page is missing), invalidating a partial copy; True if restored."""
     if not cc.stores:
         return False
-    present = backend_call(cc, OP_LOOKUP, head, head + nr)
+    present = _held(cc, OP_LOOKUP, head, head + nr)
     if present < nr:
         if present:
             cleancache_invalidate_range(cc, head, head + nr)
         cc.c[MISSED] += nr
         return False
     if cc.exclusive:
-        backend_call(cc, OP_RESTORE, head, head + nr)
+        _drop(cc, OP_RESTORE, head, head + nr)
     else:
         backend_call(cc, OP_TOUCH, head, head + nr)
     if cc.checking:
