@@ -308,31 +308,6 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
 
 # -- the call into the design's backend ----------------------------------------------------------
 
-# -- the backend's operations on the hot path -----------------------------------------------------
-
-@njit(cache=True)
-def _held(cc, op, first, end):
-    """OP_PRESENT or OP_LOOKUP: pages of ``[first, end)`` with a copy."""
-    if cc.direct:
-        return tagstore_present(cc, first, end)
-    return backend_call(cc, op, first, end)
-
-
-@njit(cache=True)
-def _drop(cc, op, first, end):
-    """OP_RESTORE or OP_INVALIDATE: the copies of ``[first, end)`` handed back or forgotten."""
-    if cc.direct:
-        return tagstore_restore_range(cc, first, end)
-    return backend_call(cc, op, first, end)
-
-
-@njit(cache=True)
-def _store(cc, head, order):
-    if cc.direct:
-        return 1 if tagstore_store_folio(cc, head, order) else 0
-    return backend_call(cc, OP_STORE, head, order)
-
-
 # -- the hooks ---------------------------------------------------------------------------------
 
 @njit(cache=True)
@@ -340,7 +315,10 @@ def cleancache_invalidate_range(cc, first, end):
     """Forget stored copies of slots ``[first, end)`` (write, truncate, inode eviction)."""
     if not cc.stores:
         return
-    cc.c[INVALIDATED] += _drop(cc, OP_INVALIDATE, first, end)
+    if cc.direct:                       # the tag-page store's own hook: call it directly
+        cc.c[INVALIDATED] += tagstore_restore_range(cc, first, end)
+    else:
+        cc.c[INVALIDATED] += backend_call(cc, OP_INVALIDATE, first, end)
     if cc.checking:
         checker.invalidated(cc.ck, cc.slot_tp, first, end)
 
@@ -360,7 +338,10 @@ def cleancache_store_folio(cc, head, order, dirty, workingset):
         cleancache_invalidate_range(cc, head, head + nr)
         cc.c[SKIPPED] += nr
         return
-    present = _held(cc, OP_PRESENT, head, head + nr)
+    if cc.direct:
+        present = tagstore_present(cc, head, head + nr)
+    else:
+        present = backend_call(cc, OP_PRESENT, head, head + nr)
     if present:
         if cc.exclusive or present < nr:
             cleancache_invalidate_range(cc, head, head + nr)   # never two copies of a page
@@ -369,7 +350,11 @@ def cleancache_store_folio(cc, head, order, dirty, workingset):
             if cc.checking:
                 checker.stored(cc.ck, cc.slot_tp, head, nr, cc.tp_tags)
             return
-    if _store(cc, head, order):
+    if cc.direct:
+        kept = tagstore_store_folio(cc, head, order)
+    else:
+        kept = backend_call(cc, OP_STORE, head, order) != 0
+    if kept:
         cc.c[STORED] += nr
         if cc.checking:
             checker.stored(cc.ck, cc.slot_tp, head, nr, cc.tp_tags)
@@ -383,14 +368,19 @@ def cleancache_restore_folio(cc, head, nr):
     folio when any page is missing), invalidating a partial copy; True if restored."""
     if not cc.stores:
         return False
-    present = _held(cc, OP_LOOKUP, head, head + nr)
+    if cc.direct:
+        present = tagstore_present(cc, head, head + nr)
+    else:
+        present = backend_call(cc, OP_LOOKUP, head, head + nr)
     if present < nr:
         if present:
             cleancache_invalidate_range(cc, head, head + nr)
         cc.c[MISSED] += nr
         return False
-    if cc.exclusive:
-        _drop(cc, OP_RESTORE, head, head + nr)
+    if cc.direct and cc.exclusive:
+        tagstore_restore_range(cc, head, head + nr)
+    elif cc.exclusive:
+        backend_call(cc, OP_RESTORE, head, head + nr)
     else:
         backend_call(cc, OP_TOUCH, head, head + nr)
     if cc.checking:
