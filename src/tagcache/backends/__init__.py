@@ -6,8 +6,8 @@ A design is a backend and its parameters (backends/base.py: the contract). The p
 which numba compiles into one direct call per registered backend (an if-chain on ``kind``
 generated from the registry). The frontend calls the tag-page store's functions directly for
 a backend whose hook is that store's own (cleancache, gcma: engine/cleancache.py ``direct``):
-through the dispatch a store and a restore took 98 ns, directly 60 (58 before the contract). ``idle`` comes
-first: kind 0, no backend at all.
+through the dispatch a store and a restore took 98 ns, directly 60 (58 before the contract).
+``idle`` comes first: kind 0, no backend at all.
 """
 
 from __future__ import annotations
