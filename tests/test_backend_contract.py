@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _engine import build_system
 
-from tagcache.backends import BY_NAME, HOOKS, NAMES, SPECS
+from tagcache.backends import BY_NAME, HOOKS, NAMES, REGISTRY, SPECS
 from tagcache.compare import Comparison, comparison_scenario
 from tagcache.engine.cleancache import KINDS, backend_report, held_copies
 from tagcache.engine.tagstore import NR_CACHED, TP_TAGS
@@ -39,8 +39,9 @@ class BackendConformance:
     def test_registered(self):
         spec = self.spec
         assert NAMES.index(self.backend) == KINDS[self.backend]
-        assert HOOKS[KINDS[self.backend]][1] is spec.hook or callable(HOOKS[KINDS[
-            self.backend]][1])
+        module = REGISTRY[KINDS[self.backend]]
+        assert module.SPEC is spec and HOOKS[KINDS[self.backend]] == (KINDS[self.backend],
+                                                                       module.hook)
         for p in spec.params:
             assert p.check(p.default) is None, f"{p.name}'s default fails its own check"
             for v in p.compare or ():

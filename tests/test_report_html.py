@@ -260,34 +260,27 @@ def chromium() -> str:
 _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
 
 
-def _children(pid: int) -> set[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    kids = set()
+def _proc_stats() -> Iterator[tuple[int, str]]:
+    """(pid, /proc/PID/stat) of every process still there when read."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            yield int(entry), Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            kids.add(int(entry))
-    return kids
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    return {p for p, stat in _proc_stats()
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid}
 
 
 def _chromium_pids() -> set[int]:
     """Processes, live or zombie, named chromium or chrome_* (from /proc/PID/stat)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if re.search(r"\((chromium|chrome)", stat[:stat.rindex(")") + 1]):
-            found.add(int(entry))
-    return found
+    return {p for p, stat in _proc_stats()
+            if re.search(r"\((chromium|chrome)", stat[:stat.rindex(")") + 1])}
 
 
 def dump_doms(chromium: str, pages: list[Path], work: Path) -> list[str]:

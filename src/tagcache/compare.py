@@ -23,8 +23,6 @@ from tagcache.experiment import Experiment
 from tagcache.replay import RunResult
 from tagcache.scenario import Scenario
 
-PAGE_MIB = 4096 / (1 << 20)
-
 
 def comparison_scenario(scn: Scenario, backends: list[str] | None = None) -> Scenario:
     """``scn`` with the designs of ``backends`` (default: every registered one) at their

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from tagcache.engine.choices import (  # noqa: F401  (the contract's names, defined there)
@@ -102,7 +102,6 @@ class BackendSpec:
     stats: tuple[str, ...] = ()              # its counters c[BACKEND0 + i], by name
     metadata_bytes: float = 12.0             # what a kernel keeps per tag page (64: memmap)
     setup: Callable[..., dict] | None = field(default=None, compare=False)
-    hook: Any = field(default=None, compare=False, repr=False)
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -136,12 +135,3 @@ class BackendSpec:
     def properties(self) -> dict[str, bool]:
         return {"may_sleep": self.may_sleep, "can_fail": self.can_fail,
                 "persistent": self.persistent, "exclusive": self.exclusive}
-
-
-def params_key(params: dict[str, Any]) -> tuple:
-    """A hashable, ordered form of a parameter dict (Design.params)."""
-    return tuple(sorted(params.items()))
-
-
-def spec_fields() -> list[str]:
-    return [f.name for f in fields(BackendSpec)]

@@ -340,8 +340,10 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
     at = ins.at.tolist() if ins is not None else []
     events = ins.events.tolist() if ins is not None else []
     n = len(op)
-    every = max(1, (n + len(at)) // SERIES_POINTS)
-    step = min(1 << 16, every)
+    # A design with nothing to recover keeps no series (replay.collect()): it runs unsampled.
+    sampled = bool(fm.cc.stores) or fm.lends or fm.timed
+    every = max(1, (n + len(at)) // SERIES_POINTS) if sampled else n + len(at) + 1
+    step = min(1 << 16, every) if sampled or progress is not None else n + 1
     series: dict[str, list] = {"event": [], "recovered_pages": [], "reserved_pages": []}
     fm.series = series
     done = [0, -every]                  # events applied, and at the last sample
@@ -406,8 +408,9 @@ def _run(fm: FlatMachine, trace: Trace, progress: Callable[[int], None] | None) 
         if progress is not None:
             progress(1)
     base_run(pos, n)
-    done[1] = done[0] - every
-    sample()                            # the last point: the run's end
+    if sampled:
+        done[1] = done[0] - every
+        sample()                        # the last point: the run's end
     sums["cached_pages"] = int(pc.c[CACHED_SUM])
     sums["recovered_pages"] = sums["cached_pages"] + sums.pop("movable_pages")
     fm.sums = sums
