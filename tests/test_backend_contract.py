@@ -140,6 +140,10 @@ class TestCma(BackendConformance):
     backend = "cma"
 
 
+class TestClaim(BackendConformance):
+    backend = "claim"
+
+
 class TestTmem(BackendConformance):
     backend = "tmem"
 

@@ -9,8 +9,22 @@ import json
 import numpy as np
 import pytest
 from _engine import MIB, build_system
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_report_html import check_plots, chromium, dump_doms, expected_traces  # noqa: F401
 
+from tagcache.backends.claim import (
+    _PROJECTION,
+    ACTIVE,
+    CELL_FRAME0,
+    CELL_INTS,
+    CELL_STATE,
+    CELL_TAGGED,
+    CLAIMED,
+    INACTIVE,
+    NR_IDLE,
+    cell_set,
+)
 from tagcache.cli import main
 from tagcache.engine.cleancache import (
     FIELDS,
@@ -18,10 +32,11 @@ from tagcache.engine.cleancache import (
     _unpack,
     backend_report,
     backend_waits,
+    cleancache_attach_frames,
     cleancache_lend,
 )
 from tagcache.engine.tags import make_tag_storage, set_ptes_at
-from tagcache.engine.tagstore import NR_MOVABLE, TP_MOVABLE
+from tagcache.engine.tagstore import BAD_EDGES, NR_MOVABLE, TP_MOVABLE
 from tagcache.hw.layout import simple_layout
 from tagcache.workloads.events import FileTable
 
@@ -152,7 +167,7 @@ def test_gcma_stores_only_workingset_order0_folios():
 
 def _cma(pin_rate: float):
     s = build_system(_files(), layout=SMALL, backend="cma", params={"pin_rate": pin_rate})
-    cleancache_lend(s.cc.state, SMALL.nr_tag_pages)    # every lent page holds data
+    cleancache_lend(s.cc.state, SMALL.nr_tag_pages, 0)  # every lent page holds data
     assert int(s.cc.state.c[NR_MOVABLE]) == SMALL.nr_tag_pages
     return s
 
@@ -198,6 +213,127 @@ def test_a_backend_that_does_not_declare_sleeping_is_caught_sleeping():
     ts = make_tag_storage(SMALL, undeclared, s.tags.costs)
     assert set_ptes_at(ts, np.array([s.S], np.int64), 0) == 0
     assert s.violations()["reserve_bounded"] == 1
+
+
+def _claim(**params):
+    return build_system(_files(), layout=SMALL, backend="claim", params=params)
+
+
+def _cell_states(cc) -> np.ndarray:
+    return np.asarray(cc.cells)[CELL_STATE::CELL_INTS]
+
+
+def _with_free_frames(cc, per_cell) -> np.ndarray:
+    """The allocator's free frames, ``per_cell[b]`` at the start of cell b's frames."""
+    free = np.zeros(SMALL.nr_pfns, np.bool_)
+    frames = np.asarray(cc.cells)[CELL_FRAME0::CELL_INTS]
+    for b, n in enumerate(per_cell):
+        free[frames[b]:frames[b] + n] = True
+    cleancache_attach_frames(cc, free)
+    return free
+
+
+def test_claim_lends_the_fewest_free_cells_and_activates_the_most_free():
+    """C.1 takes inactive cells covering at most 8 free frames, bucket 0 first, then 1-8;
+    the refill thread activates the cells with the most free frames until its target of
+    free frames under active cells is met; the allocator sees exactly the active ones."""
+    s = _claim(free_target=40, reserve=0)
+    cc = s.cc.state
+    _with_free_frames(cc, [b % 33 for b in range(SMALL.nr_tag_blocks)])
+    cleancache_lend(cc, 5, 1 << 20)                # no page cache: every free frame counts
+    states = _cell_states(cc)
+    assert set(np.flatnonzero(states == CLAIMED)) == {0, 33, 66, 99, 1}
+    assert set(np.flatnonzero(states == ACTIVE)) == {32, 65}      # 32 free each: 64 >= 40
+    assert set(np.flatnonzero(np.asarray(cc.block_active))) == {32, 65}
+    first = np.asarray(cc.block_first_tag_page)
+    assert (np.asarray(cc.tp_state)[first] == _PROJECTION[states]).all()
+    assert int(cc.c[NR_MOVABLE]) == 5
+    cleancache_lend(cc, 0, 1 << 20)                # the page cache shrank: F.1
+    assert not (_cell_states(cc) == CLAIMED).any() and int(cc.c[NR_MOVABLE]) == 0
+    assert sum(s.violations().values()) == 0
+
+
+def test_claim_reserves_by_the_cells_state_and_drains_idle_cells():
+    """A tagged page on a claimed cell waits for its relocation (sleeps, migrates); on an
+    inactive one it is activated at once; freeing it leaves the cell active and idle, and
+    the refill thread drains it when more than ``reserve`` are idle. No fallbacks: every
+    reservation is made where XNU may wait, at allocation, also for copy_highpage()."""
+    s = _claim(pin_rate=0.0, reserve=0)
+    cc = s.cc.state
+    cleancache_lend(cc, 4, 0)                      # no allocator: every cell claimable
+    assert (_cell_states(cc)[:4] == CLAIMED).all()
+    assert s.map_tagged([s.S]) == 0                # cell 0: claimed
+    ts = s.tags.stats
+    assert (ts.claims_slept, ts.reservation_failures) == (1, 0)
+    assert ts.latency[-1] >= s.tags.costs.page_migrate
+    rep = backend_report(cc)
+    assert (rep["reclaimed_inline"], rep["migrated"]) == (1, 1)
+    assert _cell_states(cc)[0] == ACTIVE and int(cc.c[NR_MOVABLE]) == 3
+    assert s.tags.copy_highpage([s.S + 32 * 10], [s.S]) == 0     # cell 10: inactive
+    rep = backend_report(cc)
+    assert rep["activated_inline"] == 1 and rep["fallbacks"] == 0
+    assert s.tags.stats.claims_slept == 1
+    assert s.unmap_tagged([s.S]) == 0
+    assert _cell_states(cc)[0] == ACTIVE and backend_report(cc)["active_idle"] == 1
+    cleancache_lend(cc, 3, 0)                      # the refill thread: above reserve 0
+    assert _cell_states(cc)[0] != ACTIVE and _cell_states(cc)[10] == ACTIVE
+    assert backend_report(cc)["deactivated"] == 1
+    assert sum(s.violations().values()) == 0
+
+
+def test_claim_waits_for_a_pin_before_relocating():
+    s = _claim(pin_rate=1.0, pin_ms=5.0)
+    cc = s.cc.state
+    cleancache_lend(cc, 1, 0)
+    assert s.map_tagged([s.S]) == 0
+    assert s.tags.stats.reservation_failures == 1
+    waits = backend_waits(cc)
+    assert len(waits) == 1 and 0 <= waits[0] <= 5e6
+    assert backend_report(cc)["pinned"] == 1 and _cell_states(cc)[0] == ACTIVE
+    assert sum(s.violations().values()) == 0
+
+
+def test_claim_refuses_an_edge_off_the_diagram():
+    s = _claim()
+    cc = s.cc.state
+    assert not cell_set(cc, 3, ACTIVE)             # INACTIVE -> ACTIVE skips ACTIVATING
+    assert _cell_states(cc)[3] == INACTIVE and int(cc.c[BAD_EDGES]) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(free=st.lists(st.integers(0, 32), min_size=128, max_size=128),
+       ops=st.lists(st.tuples(st.sampled_from("lrf"), st.integers(0, 127),
+                              st.integers(0, 1 << 20)), max_size=40),
+       pin=st.sampled_from([0.0, 0.5]))
+def test_claim_cells_keep_their_invariants(free, ops, pin):
+    """Whatever the sequence of lends, reservations and frees: the tag pages show what
+    their cell's state projects to, the allocator sees the active cells, the idle count
+    and the lent pages are what the cells say, no transitional state outlives a step, no
+    edge is refused and the checker sees nothing wrong."""
+    s = _claim(pin_rate=pin, free_target=64, reserve=4)
+    cc = s.cc.state
+    _with_free_frames(cc, free)
+    tagged: set[int] = set()
+    for op, b, x in ops:
+        if op == "l":
+            cleancache_lend(cc, x % 64, x)
+        elif op == "r" and b not in tagged:
+            assert s.map_tagged([s.S + 32 * b]) == 0
+            tagged.add(b)
+        elif op == "f" and b in tagged:
+            assert s.unmap_tagged([s.S + 32 * b]) == 0
+            tagged.discard(b)
+        states = _cell_states(cc)
+        used = np.asarray(cc.cells)[CELL_TAGGED::CELL_INTS]
+        assert set(np.unique(states)) <= {INACTIVE, CLAIMED, ACTIVE}
+        assert (np.asarray(cc.tp_state) == _PROJECTION[states]).all()
+        assert (np.asarray(cc.block_active) == (states == ACTIVE)).all()
+        assert all(states[t] == ACTIVE for t in tagged)
+        assert set(np.flatnonzero(used)) == tagged
+        assert int(cc.c[NR_IDLE]) == int(((states == ACTIVE) & (used == 0)).sum())
+        assert int(cc.c[NR_MOVABLE]) == int((states == CLAIMED).sum())
+    assert int(cc.c[BAD_EDGES]) == 0
+    assert sum(s.violations().values()) == 0
 
 
 def test_tmem_follows_the_hosts_target_and_tags_never_touch_it():
@@ -252,8 +388,8 @@ def test_compare_on_the_default_scenario(tmp_path, chromium):  # noqa: F811
                  "--report", str(rep)]) == 0
     data = json.loads(out.read_text())
     rows = data["rows"]
-    assert {r["design"] for r in rows} == {"idle", "cleancache", "gcma", "cma", "tmem", "zswap",
-                                           "oracle"}
+    assert {r["design"] for r in rows} == {"idle", "cleancache", "gcma", "cma", "claim", "tmem",
+                                           "zswap", "oracle"}
     assert data["problems"] == []
     for r in rows:
         assert r["violations"] == 0

@@ -432,7 +432,7 @@ def collect(t: Tally, design: Design, share: float, events: int, wall: float,
     return RunResult(
         backend=design.backend,
         policy={"large_folio": design.policy if "large_folio" in spec.defaults() else None,
-                "alloc": cfg.alloc_policy,
+                "alloc": "pack" if spec.steers_tagged else cfg.alloc_policy,
                 **{k: v for k, v in design.values().items() if k != "large_folio"}},
         tagged_share=share,
         page_cache=page_cache,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from numba.extending import overload
 
-from tagcache.backends import cleancache, cma, gcma, idle, oracle, tmem, zswap
+from tagcache.backends import claim, cleancache, cma, gcma, idle, oracle, tmem, zswap
 
 REGISTRY = (
     idle,
     cleancache,
     gcma,
     cma,
+    claim,
     tmem,
     zswap,
     oracle,

@@ -16,7 +16,9 @@ per-slot arrays, counters ``c`` and the backend's own counters ``c[BACKEND0 + i]
     OP_INVALIDATE  first    end      copies forgotten          write, truncate, partial copy
     OP_RESERVE     block    atomic   0 (work in c[W_*])        tags need the block's tag pages
     OP_RELEASE     block    -        0                         the block's last tagged page freed
-    OP_LEND        pages    -        0                         lent tag pages now holding data
+    OP_LEND        pages    share    0                         lent tag pages now holding data;
+                                                              share: free frames the page
+                                                              cache leaves, per 2**20
     OP_TICK        event    total    0                         now at event of total (schedules)
 
 What the frontend does around the hook follows the backend's declarations, not its name:
@@ -99,9 +101,14 @@ class BackendSpec:
     oracle_bounded: bool = True              # keeps copies in the free tag pages the oracle
                                              # sees, one page each: bounded by its hits
     offline: bool = False                    # its hits are computed after the run (oracle)
+    steers_tagged: bool = False              # the allocator places tagged pages under its
+                                             # active tag pages (cc.block_active, "pack")
     stats: tuple[str, ...] = ()              # its counters c[BACKEND0 + i], by name
     metadata_bytes: float = 12.0             # what a kernel keeps per tag page (64: memmap)
     setup: Callable[..., dict] | None = field(default=None, compare=False)
+    lendable: Callable[[Any], int] | None = field(default=None, compare=False)
+                                             # tag pages it may lend now, from its counters
+                                             # (default: every one not holding tags)
 
     def param(self, name: str) -> Param:
         for p in self.params:

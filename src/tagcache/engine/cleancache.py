@@ -9,7 +9,7 @@ call exactly these hooks::
     cleancache_cached(cc) -> int                       pages stored now (for the averages)
     cleancache_reserve_block(cc, block, atomic)        tags need a tag block
     cleancache_release_block(cc, block)                a tag block holds no tags any more
-    cleancache_lend(cc, pages)                         lent tag pages in use (cma designs)
+    cleancache_lend(cc, pages, share)                  lent tag pages in use (cma, claim)
 
 Each hook calls the design's backend (backends/, one module each, backends/base.py the
 contract) through its one compiled ``hook(cc, op, a, b)``, chosen by ``cc.kind`` (its place
@@ -158,6 +158,11 @@ FIELDS = (
     ("waits", _f64),                    # ns each tagged page waited (can_fail backends)
     ("block_first_tag_page", _i32),     # per tag block (the layout's)
     ("block_tag_pages", _i32),
+    ("cells", _i32),                    # per tag block, 3 int32 (backends/claim.py), else none
+    ("cell_queue", _i32),               # claim's three candidate lists, nb entries each
+    ("block_active", _i32),             # per tag block: 1 under an active cell (the page
+                                        # allocator's steering view, backends/claim.py)
+    ("frame_free", types.boolean[::1]), # the page allocator's free frames (claim), or none
     ("ck", CHECK_STATE),                # the invariant checker (engine/checker.py), every
 )                                       # part reaches it here; ck.c[ON] 0: no checker
 _NAMES = tuple(f for f, _ in FIELDS)
@@ -176,7 +181,8 @@ CLEANCACHE_STATE = CleancacheStateType(list(FIELDS))
 def _new(kind, stores, direct, exclusive, workingset_only, max_order, policy, replacement,
          placement, claims, tp_tags, may_sleep, can_fail, checking, c, p, tp_state, tp_order,
          tp_freq, tp_slot, tp_prev, tp_next, in_stack, free_stack, slot_tp, ghost_seq,
-         ghost_ring, cold_ring, log, waits, block_first_tag_page, block_tag_pages, ck):
+         ghost_ring, cold_ring, log, waits, block_first_tag_page, block_tag_pages, cells,
+         cell_queue, block_active, frame_free, ck):
     cc = structref.new(CLEANCACHE_STATE)
     cc.kind = kind
     cc.stores = stores
@@ -210,6 +216,10 @@ def _new(kind, stores, direct, exclusive, workingset_only, max_order, policy, re
     cc.waits = waits
     cc.block_first_tag_page = block_first_tag_page
     cc.block_tag_pages = block_tag_pages
+    cc.cells = cells
+    cc.cell_queue = cell_queue
+    cc.block_active = block_active
+    cc.frame_free = frame_free
     cc.ck = ck
     return cc
 
@@ -221,7 +231,8 @@ def _unpack(cc):
             cc.can_fail, cc.checking, cc.c, cc.p, cc.tp_state, cc.tp_order, cc.tp_freq,
             cc.tp_slot, cc.tp_prev, cc.tp_next, cc.in_stack, cc.free_stack, cc.slot_tp,
             cc.ghost_seq, cc.ghost_ring, cc.cold_ring, cc.log, cc.waits,
-            cc.block_first_tag_page, cc.block_tag_pages, cc.ck)
+            cc.block_first_tag_page, cc.block_tag_pages, cc.cells, cc.cell_queue,
+            cc.block_active, cc.frame_free, cc.ck)
 
 
 CleancacheState = state_class(
@@ -298,12 +309,38 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
         np.zeros(int(nr_slots) if s3 else 0, np.int64), np.full(max(ghost, 1), -1, i32),
         np.full(max(t, 1) if values.get("placement") == "cold" else 1, -1, i32),
         np.zeros(3 * 1024 if spec.offline else 0, np.int64), np.zeros(64, np.float64),
-        first, count, ck)
+        first, count, *_cells(layout, extra.get("cells", False)), np.zeros(0, np.bool_), ck)
     for k, v in extra.get("c", {}).items():
         cc.c[k] = v
     if spec.timed and t:
         cleancache_tick(cc, 0, 1)                   # its size at the start of the run
     return cc
+
+
+def _cells(layout, wanted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A backend with a cell per tag block (backends/claim.py): the cells, every one
+    INACTIVE (XNU's I.2 at boot) with its first covered frame, room for its candidate lists
+    and the allocator's steering view; else empty arrays."""
+    none = np.zeros(0, np.int32)
+    if not wanted:
+        return none, none, none
+    from tagcache.backends.claim import CELL_FRAME0, CELL_INTS, CELL_STATE, INACTIVE
+
+    nb = layout.nr_tag_blocks
+    granule = np.flatnonzero(np.asarray(layout.block_map) >= 0)
+    blocks = np.asarray(layout.block_map)[granule]
+    first = np.full(nb, -1, np.int64)
+    first[blocks[::-1]] = granule[::-1]           # each block's lowest granule
+    cells = np.zeros(CELL_INTS * nb, np.int32)
+    cells[CELL_STATE::CELL_INTS] = INACTIVE
+    cells[CELL_FRAME0::CELL_INTS] = first << layout.block_shift
+    return cells, np.zeros(3 * nb, np.int32), np.zeros(nb, np.int32)
+
+
+@njit(cache=True)
+def cleancache_attach_frames(cc, free):
+    """The page allocator's per-frame free array, for a backend that reads it (claim)."""
+    cc.frame_free = free
 
 
 # -- the call into the design's backend ----------------------------------------------------------
@@ -403,9 +440,10 @@ def cleancache_release_block(cc, block):
 
 
 @njit(cache=True)
-def cleancache_lend(cc, pages):
-    """A design lending free tag pages to the page allocator: ``pages`` of them hold data."""
-    backend_call(cc, OP_LEND, pages, 0)
+def cleancache_lend(cc, pages, share):
+    """A design lending free tag pages to the page allocator: ``pages`` of them hold data;
+    ``share``: of the free frames, the share the page cache leaves free (per 2**20)."""
+    backend_call(cc, OP_LEND, pages, share)
 
 
 @njit(cache=True)

@@ -43,6 +43,7 @@ from tagcache.engine.anon import (
 from tagcache.engine.checker import EVENT as CK_EVENT
 from tagcache.engine.checker import make_checker
 from tagcache.engine.cleancache import (
+    cleancache_attach_frames,
     cleancache_cached,
     cleancache_lend,
     cleancache_tick,
@@ -98,6 +99,8 @@ class FlatMachine:
     policy: str = "kernel"
     lends: bool = False                 # the design lends free tag pages (backends/cma.py)
     timed: bool = False                 # its size follows a schedule (backends/tmem.py)
+    lendable: Callable | None = None    # the backend's count of pages it may lend, from
+                                        # its counters (backends/claim.py), else lent()'s
     now: int = 0                        # events applied so far, of
     total: int = 1                      # the run's events
     oom_events: int = 0
@@ -139,10 +142,13 @@ class FlatMachine:
         return max(0, free)
 
     def lent(self) -> int:
-        """Tag pages lent to the page allocator now: those not holding tags."""
+        """Tag pages lent to the page allocator now: those not holding tags, or as many as
+        the backend says it may lend (claim: claimed and claimable cells)."""
         from tagcache.engine.tagstore import NR_FREE as TS_FREE
         from tagcache.engine.tagstore import NR_MOVABLE
         c = self.cc.c
+        if self.lendable is not None:
+            return self.lendable(c)
         return int(c[TS_FREE] + c[NR_MOVABLE])
 
     def lend(self) -> None:
@@ -153,7 +159,19 @@ class FlatMachine:
             cleancache_tick(self.cc, self.now, self.total)
         if self.lends:
             cleancache_lend(self.cc, max(0, min(self.lent(), self.nr_pages
-                                                - self.dram_limit())))
+                                                - self.dram_limit())), self.free_share())
+
+    def free_share(self) -> int:
+        """Of the allocator's free frames, the share (per 2**20) the page cache leaves free:
+        the model's page cache takes no frame of its own, so a backend reading the frames
+        (claim) scales their free count by it."""
+        from tagcache.engine.tagstore import NR_MOVABLE
+        free = int(self.pa.c[NR_FREE])
+        if free <= 0:
+            return 0
+        in_dram = self.nr_pages - int(self.cc.c[NR_MOVABLE])
+        spare = max(0, self.dram_limit() - in_dram) + self.min_free_pages
+        return min(1 << 20, (spare << 20) // free)
 
     def recovered(self) -> int:
         """Tag-storage pages doing useful work now: holding cached copies, or lent and
@@ -249,14 +267,20 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     else:
         pc = kind.make(files, cc)
     ts = make_tag_storage(layout, cc, cfg.costs)
-    pa = make_page_alloc(layout, ts.refs, cfg.alloc_policy, cfg.alloc_chunk_pages, cfg.seed)
+    spec = design.spec
+    if spec.steers_tagged:               # the allocator sees the backend's active tag pages
+        pa = make_page_alloc(layout, cc.block_active, "pack", cfg.alloc_chunk_pages, cfg.seed)
+        cleancache_attach_frames(cc, pa.free)
+    else:
+        pa = make_page_alloc(layout, ts.refs, cfg.alloc_policy, cfg.alloc_chunk_pages,
+                             cfg.seed)
     an = make_anon(pa, ts, cfg.anon_folio_order)
     room = None
     if facts is not None and cfg.page_cache_limit_pages is not None:
         room = facts.room(trace, cfg.page_cache_limit_pages)
     fm = FlatMachine(pc, cc, ts, pa, an, room, cfg.page_cache_limit_pages, cfg.min_free_pages,
                      cfg.memory_limit_pages, tag_tasks, cfg.page_cache_policy,
-                     design.spec.lends_memory, design.spec.timed)
+                     spec.lends_memory, spec.timed, lendable=spec.lendable)
     if facts is not None:
         for f, spans in facts.resident.items():
             if pc.span[f]:
