@@ -224,9 +224,13 @@ def _cell_states(cc) -> np.ndarray:
 
 
 def _with_free_frames(cc, per_cell) -> np.ndarray:
-    """The allocator's free frames, ``per_cell[b]`` at the start of cell b's frames."""
+    """The allocator's free frames, ``per_cell[b]`` at the start of tag block b's frames."""
     free = np.zeros(SMALL.nr_pfns, np.bool_)
-    frames = np.asarray(cc.cells)[CELL_FRAME0::CELL_INTS]
+    block_map = np.asarray(SMALL.block_map)
+    frames = [int(np.flatnonzero(block_map == b)[0]) << SMALL.block_shift
+              for b in range(SMALL.nr_tag_blocks)]
+    if len(cc.cells):
+        assert (np.asarray(cc.cells)[CELL_FRAME0::CELL_INTS] == frames).all()
     for b, n in enumerate(per_cell):
         free[frames[b]:frames[b] + n] = True
     cleancache_attach_frames(cc, free)
@@ -333,6 +337,24 @@ def test_claim_cells_keep_their_invariants(free, ops, pin):
         assert int(cc.c[NR_IDLE]) == int(((states == ACTIVE) & (used == 0)).sum())
         assert int(cc.c[NR_MOVABLE]) == int((states == CLAIMED).sum())
     assert int(cc.c[BAD_EDGES]) == 0
+    assert sum(s.violations().values()) == 0
+
+
+@pytest.mark.parametrize("placement", ["first", "occupancy"])
+def test_occupancy_placement_stores_where_no_frame_is_free(placement):
+    """Placement "occupancy" puts copies first on the tag pages whose 32 data frames have the
+    fewest free, where tagged memory (allocated into free frames) is least likely to claim
+    them; "first" does not look."""
+    per_block = [(7 * b) % 33 for b in range(SMALL.nr_tag_blocks)]
+    best = sorted(range(SMALL.nr_tag_blocks), key=lambda b: (per_block[b], b))
+    s = build_system(_files(), layout=SMALL, backend="cleancache",
+                     params={"placement": placement})
+    _with_free_frames(s.cc.state, per_block)
+    slots = [s.slot(0, i) for i in range(10)]
+    for x in slots:
+        s.cc.store_folio(x, 0, dirty=False)
+    used = set(np.asarray(s.cc.state.slot_tp)[slots].tolist())
+    assert (used == set(best[:10])) == (placement == "occupancy")
     assert sum(s.violations().values()) == 0
 
 

@@ -89,6 +89,8 @@ from tagcache.engine.tagstore import (
     BACKEND0,
     BAD_EDGE_TP,
     BAD_EDGES,
+    CELL_FRAME0,
+    CELL_INTS,
     MIGRATED,
     NR_MOVABLE,
     PRIVATE0,
@@ -109,9 +111,9 @@ from tagcache.engine.tagstore import (
 DISABLED, PINNED, DEACTIVATING, CLAIMED, INACTIVE, RECLAIMING, ACTIVATING, ACTIVE = range(8)
 STATE_NAMES = ("disabled", "pinned", "deactivating", "claimed", "inactive", "reclaiming",
                "activating", "active")
-# A cell's three int32 in cc.cells.
-CELL_STATE, CELL_TAGGED, CELL_FRAME0 = range(3)
-CELL_INTS = 3
+# A cell's three int32 in cc.cells (CELL_INTS); the third, CELL_FRAME0, is its first covered
+# frame (engine/tagstore.py defines it: placement "occupancy" reads it too).
+CELL_STATE, CELL_TAGGED = 0, 1
 PAGES_PER_TAG_PAGE = 32
 CLAIMABLE_FREE = 8                  # C.1: buckets 0 and 1-8
 RECLAIM_FREE = 17                   # R.1 by the refill thread: cells worth relocating

@@ -23,9 +23,10 @@ SPEC = BackendSpec(
               compare=POLICIES),
         Param("replacement", "fifo", "which stored folio makes room for a new one",
               choices=REPLACEMENTS, compare=("fifo", "s3fifo")),
-        Param("placement", "first", "which free tag page takes a copy: the first free, or "
-              "one tags have not given back lately (cold)", choices=PLACEMENTS,
-              compare=("first", "cold")),
+        Param("placement", "first", "which free tag page takes a copy: the first free, "
+              "one tags have not given back lately (cold), or the one covering the fewest "
+              "free data frames (occupancy)", choices=PLACEMENTS,
+              compare=("first", "occupancy")),
     ),
     label=lambda p: (f"cleancache, {p['large_folio']} folio"
                      + ("" if p["replacement"] == "fifo" else f", {p['replacement']}")

@@ -15,6 +15,6 @@ libCacheSim's S3FIFO.c with its defaults: small 10%, ghost 90%, move to main aft
 (OP_STORE, OP_PRESENT, OP_LOOKUP, OP_RESTORE, OP_TOUCH, OP_INVALIDATE, OP_RESERVE, OP_RELEASE,
  OP_LEND, OP_TICK) = range(10)
 """The operations of a backend's hook (backends/base.py documents the contract)."""
-PLACEMENTS = ("first", "cold")
-"""Which free tag page takes a stored page (engine/tagstore.py): the free stack's top, or a
-page tags have not given back lately."""
+PLACEMENTS = ("first", "cold", "occupancy")
+"""Which free tag page takes a stored page (engine/tagstore.py): the free stack's top, a page
+tags have not given back lately, or the page covering the fewest free data frames."""

@@ -132,7 +132,7 @@ FIELDS = (
     ("max_order", types.int64),         # largest folio order stored
     ("policy", types.int64),            # POLICY_WHOLE or POLICY_SPLIT (tagstore.py)
     ("replacement", types.int64),       # REPL_FIFO, REPL_LRU, REPL_S3FIFO (tagstore.py)
-    ("placement", types.int64),         # PLACE_FIRST, PLACE_COLD (tagstore.py)
+    ("placement", types.int64),         # PLACE_FIRST, PLACE_COLD, PLACE_OCCUPANCY (tagstore)
     ("claims", types.int64),            # 1: tag claims go through the backend (its memory
                                         # is the tag storage); 0: tags use a static carve-out
     ("tp_tags", types.int64),           # 1: the backend's unit i is tag page i (the checker
@@ -158,8 +158,10 @@ FIELDS = (
     ("waits", _f64),                    # ns each tagged page waited (can_fail backends)
     ("block_first_tag_page", _i32),     # per tag block (the layout's)
     ("block_tag_pages", _i32),
-    ("cells", _i32),                    # per tag block, 3 int32 (backends/claim.py), else none
-    ("cell_queue", _i32),               # claim's three candidate lists, nb entries each
+    ("cells", _i32),                    # per tag block, 3 int32 (backends/claim.py; placement
+                                        # "occupancy" reads its frame), else none
+    ("cell_queue", _i32),               # claim's three candidate lists, nb entries each, or
+                                        # placement "occupancy"'s ranked free tag pages
     ("block_active", _i32),             # per tag block: 1 under an active cell (the page
                                         # allocator's steering view, backends/claim.py)
     ("frame_free", types.boolean[::1]), # the page allocator's free frames (claim), or none
@@ -291,9 +293,7 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
     s3 = REPLACEMENTS[replacement] == "s3fifo"
     ghost = int(S3_GHOST_RATIO * t) if s3 else 0
     c[GHOST_CAP] = ghost
-    numeric = [float(v) for v in values.values()
-               if isinstance(v, int | float) and not isinstance(v, bool)]
-    p = np.asarray(extra.get("p", numeric), np.float64)
+    p = np.asarray(extra.get("p", []), np.float64)
     cc = CleancacheState(
         KINDS[kind], int(spec.holds_cache and t > 0),
         int(REGISTRY[KINDS[kind]].hook is tagstore_hook), int(spec.exclusive),
@@ -309,7 +309,9 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
         np.zeros(int(nr_slots) if s3 else 0, np.int64), np.full(max(ghost, 1), -1, i32),
         np.full(max(t, 1) if values.get("placement") == "cold" else 1, -1, i32),
         np.zeros(3 * 1024 if spec.offline else 0, np.int64), np.zeros(64, np.float64),
-        first, count, *_cells(layout, extra.get("cells", False)), np.zeros(0, np.bool_), ck)
+        first, count, *_cells(layout, extra.get("cells", False)
+                              or values.get("placement") == "occupancy"),
+        np.zeros(0, np.bool_), ck)
     for k, v in extra.get("c", {}).items():
         cc.c[k] = v
     if spec.timed and t:
@@ -334,7 +336,8 @@ def _cells(layout, wanted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cells = np.zeros(CELL_INTS * nb, np.int32)
     cells[CELL_STATE::CELL_INTS] = INACTIVE
     cells[CELL_FRAME0::CELL_INTS] = first << layout.block_shift
-    return cells, np.zeros(3 * nb, np.int32), np.zeros(nb, np.int32)
+    queue = np.zeros(max(3 * nb, layout.nr_tag_pages), np.int32)
+    return cells, queue, np.zeros(nb, np.int32)
 
 
 @njit(cache=True)

@@ -274,6 +274,8 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
     else:
         pa = make_page_alloc(layout, ts.refs, cfg.alloc_policy, cfg.alloc_chunk_pages,
                              cfg.seed)
+        if design.values().get("placement") == "occupancy":   # it reads the free frames
+            cleancache_attach_frames(cc, pa.free)
     an = make_anon(pa, ts, cfg.anon_folio_order)
     room = None
     if facts is not None and cfg.page_cache_limit_pages is not None:

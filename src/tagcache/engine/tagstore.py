@@ -54,7 +54,11 @@ Placement (``cc.placement``, backends/cleancache.py): ``first`` takes the free s
 page tags gave back is on top, reused first); ``cold`` keeps the pages tags gave back in a FIFO
 ring (``cold_ring``, IN_COLD in ``tp_freq``) and takes one only when no other page is free,
 the one given back longest ago first: the frames under a tag block just released are freed
-anonymous memory, likely to be tagged again soon.
+anonymous memory, likely to be tagged again soon; ``occupancy`` takes the free tag page whose
+32 data frames have the fewest free (XNU's bucket signal, read from the page allocator's free
+frames, ``frame_free``): tagged memory is allocated into free frames, so a tag page whose
+frames are all in use is the least likely to be claimed soon. Its ranking of the free pages
+(``cell_queue``) is redone every RERANK_EVERY copies, a pass over the frames.
 
 Per tag page (arrays of the state): ``tp_state`` uint8, ``tp_order`` uint8, ``tp_slot`` int32
 (the page-cache slot stored), ``tp_prev``/``tp_next`` int32 (the queues, entries
@@ -69,6 +73,7 @@ declared.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from tagcache.engine.choices import (
@@ -106,10 +111,14 @@ BACKEND0 = 33                       # a backend's own counters (BackendSpec.stat
 SCRATCH = 47                        # a backend's cursor
 COLD_HEAD, COLD_TAIL = 48, 49       # placement "cold": the ring of pages tags gave back
 PRIVATE0 = 50                       # a backend's own bookkeeping, not reported (10)
+OCC_POS, OCC_LEN, OCC_LEFT = 50, 51, 52     # placement "occupancy": its ranked list
 NR_COUNTERS = 60
 IN_SMALL = 0x80                     # tp_freq: in the small queue (S3-FIFO)
 IN_COLD = 0x40                      # tp_freq: in the ring of pages tags gave back
-PLACE_FIRST, PLACE_COLD = 0, 1
+PLACE_FIRST, PLACE_COLD, PLACE_OCCUPANCY = 0, 1, 2
+RERANK_EVERY = 1024                 # copies placed between two rankings ("occupancy")
+CELL_INTS, CELL_FRAME0 = 3, 2       # a cell (backends/claim.py; per tag block in cc.cells):
+                                    # 3 int32, the third its first covered data frame
 FREQ_MAX = 3
 REPL_FIFO, REPL_LRU, REPL_S3FIFO = 0, 1, 2
 S3_SMALL_RATIO, S3_GHOST_RATIO = 0.10, 0.90
@@ -163,10 +172,66 @@ def tp_set_state(cc, tp, new):
 
 
 @njit(cache=True)
+def _rank_free_pages(cc):
+    """Placement "occupancy": the free tag pages in ``cc.cell_queue``, fewest free covered
+    frames first (the allocator's, ``cc.frame_free``; ties by tag page), for the next
+    RERANK_EVERY copies."""
+    c = cc.c
+    n = 0
+    keys = np.empty(len(cc.tp_state), np.int64)
+    has_frames = len(cc.frame_free) > 0
+    for b in range(len(cc.block_tag_pages)):
+        p0 = cc.block_first_tag_page[b]
+        f0 = cc.cells[CELL_INTS * b + CELL_FRAME0]
+        for k in range(cc.block_tag_pages[b]):
+            tp = p0 + k
+            if cc.tp_state[tp] != TP_FREE:
+                continue
+            free = 0
+            if has_frames:
+                for i in range(f0 + 32 * k, f0 + 32 * (k + 1)):
+                    free += cc.frame_free[i]
+            keys[n] = (free << 32) | tp
+            n += 1
+    keys = np.sort(keys[:n])
+    for k in range(n):
+        cc.cell_queue[k] = keys[k] & 0xFFFFFFFF
+    c[OCC_POS] = 0
+    c[OCC_LEN] = n
+    c[OCC_LEFT] = RERANK_EVERY
+
+
+@njit(cache=True)
+def _pop_occupied(cc):
+    """Placement "occupancy": the free tag page covering the fewest free data frames, by the
+    latest ranking (re-ranked every RERANK_EVERY copies, or when its list runs out while a
+    page is free): tags come where tagged memory is allocated, into free frames."""
+    c = cc.c
+    fresh = False
+    if c[OCC_LEFT] <= 0:
+        _rank_free_pages(cc)
+        fresh = True
+    while True:
+        while c[OCC_POS] < c[OCC_LEN]:
+            tp = cc.cell_queue[c[OCC_POS]]
+            c[OCC_POS] += 1
+            if cc.tp_state[tp] == TP_FREE:
+                c[OCC_LEFT] -= 1
+                return tp
+        if fresh or c[NR_FREE] == 0:
+            return -1
+        _rank_free_pages(cc)
+        fresh = True
+
+
+@njit(cache=True)
 def _pop_free(cc):
     """A free page for a copy: the free stack's top; under placement "cold" the pages tags
-    gave back wait in their ring (oldest first) until the stack has none."""
+    gave back wait in their ring (oldest first) until the stack has none; under placement
+    "occupancy" the page covering the fewest free frames (:func:`_pop_occupied`)."""
     c = cc.c
+    if cc.placement == PLACE_OCCUPANCY:
+        return _pop_occupied(cc)
     while c[FREE_TOP] > 0:
         c[FREE_TOP] -= 1
         tp = cc.free_stack[c[FREE_TOP]]
