@@ -173,6 +173,13 @@ def test_global_numbering_across_regions():
     assert L.tag_block_of_pfn(S1 + 64) == 257
     assert L.tag_block_of_pfn(S1 - 1) == 255
     assert int(L.tag_page_pfn[256]) == (BASE + 65 * MIB) >> 12
+    # Each block's first data frame: its first PFN (less pfn_base), across both regions.
+    first = L.block_first_frame()
+    assert list(first[[0, 1, 255, 256, 257]]) == [0, 32, 255 * 32, S1 - L.pfn_base,
+                                                  S1 - L.pfn_base + 64]
+    assert (L.tag_block_of_pfn(first + L.pfn_base) == np.arange(L.nr_tag_blocks)).all()
+    assert (L.tag_block_of_pfn(first[1:] + L.pfn_base - 1) == np.arange(L.nr_tag_blocks - 1)
+            ).all()
 
 
 def test_simple_layout_aligns_tag_storage_to_the_block():

@@ -143,7 +143,15 @@ def _setup(values: dict, layout, costs, seed: int) -> dict:
     return {"p": [values["reserve"], values["free_target"], values["pin_rate"],
                   values["pin_ms"] * 1e6, costs.page_migrate],
             "c": {RNG: seed * 0x9E3779B9 + 7},
-            "cells": True}
+            "cells": _boot_cells(layout)}
+
+
+def _boot_cells(layout) -> np.ndarray:
+    """Every cell INACTIVE (XNU's I.2 at boot), with its first covered frame."""
+    cells = np.zeros(CELL_INTS * layout.nr_tag_blocks, np.int32)
+    cells[CELL_STATE::CELL_INTS] = INACTIVE
+    cells[CELL_FRAME0::CELL_INTS] = layout.block_first_frame()
+    return cells
 
 
 def _lendable(c) -> int:

@@ -68,6 +68,8 @@ from tagcache.engine.tagstore import (
     BACKEND0,
     BAD_EDGES,
     BAD_STORES,
+    CELL_FRAME0,
+    CELL_INTS,
     COLLATERAL,
     EVICTED,
     FALLBACKS,
@@ -309,8 +311,8 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
         np.zeros(int(nr_slots) if s3 else 0, np.int64), np.full(max(ghost, 1), -1, i32),
         np.full(max(t, 1) if values.get("placement") == "cold" else 1, -1, i32),
         np.zeros(3 * 1024 if spec.offline else 0, np.int64), np.zeros(64, np.float64),
-        first, count, *_cells(layout, extra.get("cells", False)
-                              or values.get("placement") == "occupancy"),
+        first, count, *_cell_arrays(layout, extra.get("cells"),
+                                    values.get("placement") == "occupancy" and t > 0),
         np.zeros(0, np.bool_), ck)
     for k, v in extra.get("c", {}).items():
         cc.c[k] = v
@@ -319,25 +321,19 @@ def make_cleancache(kind: str = "idle", layout=None, nr_slots: int = 0,
     return cc
 
 
-def _cells(layout, wanted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A backend with a cell per tag block (backends/claim.py): the cells, every one
-    INACTIVE (XNU's I.2 at boot) with its first covered frame, room for its candidate lists
-    and the allocator's steering view; else empty arrays."""
+def _cell_arrays(layout, cells, occupancy: bool) -> tuple[np.ndarray, ...]:
+    """A backend's record per tag block (``cells``: backends/claim.py's, from its setup) or,
+    for placement "occupancy", one holding only each block's first data frame; room for the
+    candidate lists; the allocator's steering view. Empty arrays for everything else."""
     none = np.zeros(0, np.int32)
-    if not wanted:
+    if cells is None and occupancy:
+        cells = np.zeros(CELL_INTS * layout.nr_tag_blocks, np.int32)
+        cells[CELL_FRAME0::CELL_INTS] = layout.block_first_frame()
+    if cells is None:
         return none, none, none
-    from tagcache.backends.claim import CELL_FRAME0, CELL_INTS, CELL_STATE, INACTIVE
-
     nb = layout.nr_tag_blocks
-    granule = np.flatnonzero(np.asarray(layout.block_map) >= 0)
-    blocks = np.asarray(layout.block_map)[granule]
-    first = np.full(nb, -1, np.int64)
-    first[blocks[::-1]] = granule[::-1]           # each block's lowest granule
-    cells = np.zeros(CELL_INTS * nb, np.int32)
-    cells[CELL_STATE::CELL_INTS] = INACTIVE
-    cells[CELL_FRAME0::CELL_INTS] = first << layout.block_shift
-    queue = np.zeros(max(3 * nb, layout.nr_tag_pages), np.int32)
-    return cells, queue, np.zeros(nb, np.int32)
+    return (np.ascontiguousarray(cells, np.int32),
+            np.zeros(max(3 * nb, layout.nr_tag_pages), np.int32), np.zeros(nb, np.int32))
 
 
 @njit(cache=True)
@@ -546,5 +542,6 @@ def simulator_bytes_per_tag_page(cc: CleancacheState) -> float:
     if cc.kind == KIND_NONE or not t:
         return 0.0
     per_page = sum(a.nbytes for a in (cc.tp_state, cc.tp_order, cc.tp_freq, cc.tp_slot,
-                                      cc.tp_prev, cc.tp_next, cc.free_stack, cc.in_stack))
+                                      cc.tp_prev, cc.tp_next, cc.free_stack, cc.in_stack,
+                                      cc.cells, cc.cell_queue, cc.block_active))
     return (per_page + 4 * len(cc.block_tag_pages)) / t

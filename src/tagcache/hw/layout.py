@@ -231,6 +231,14 @@ class MachineLayout:
         """Per PFN of the span: covered by a tag region (``pfn_to_block >= 0``)."""
         return np.repeat(self.block_map >= 0, 1 << self.block_shift)[:self.nr_pfns]
 
+    def block_first_frame(self) -> np.ndarray:
+        """Per tag block: the index in the span (PFN less ``pfn_base``) of the first of the
+        data pages it serves, which follow it contiguously (int64)."""
+        granule = np.flatnonzero(self.block_map >= 0)
+        first = np.full(self.nr_tag_blocks, -1, np.int64)
+        first[self.block_map[granule[::-1]]] = granule[::-1]     # the lowest granule wins
+        return first << self.block_shift
+
     @property
     def tag_page_pfn(self) -> np.ndarray:
         """Per tag page: its PFN."""
