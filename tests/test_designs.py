@@ -358,6 +358,44 @@ def test_occupancy_placement_stores_where_no_frame_is_free(placement):
     assert sum(s.violations().values()) == 0
 
 
+def test_tagged_placement_is_a_design_axis_with_its_own_oracle():
+    """``[designs] tagged_placement``: each design once per placement of its tagged pages
+    (claim, which steers them itself, once); packing them under reserved tag blocks claims
+    fewer blocks than placing them at random, and each row is held to the oracle that saw
+    the same placement."""
+    from tagcache.compare import Comparison
+    from tagcache.engine.warm import _tiny
+    from tagcache.experiment import run_scenario
+    from tagcache.scenario import ScenarioError, parse_scenario
+
+    scn = parse_scenario({"designs": {"backends": ["cleancache", "claim", "oracle"],
+                                      "policies": ["whole"],
+                                      "tagged_placement": ["random", "pack"]}}, "t.toml")
+    assert [(d.backend, d.alloc) for d in scn.designs] == [
+        ("cleancache", "random"), ("cleancache", "pack"), ("claim", ""),
+        ("oracle", "random"), ("oracle", "pack")]
+    assert len({d.key for d in scn.designs}) == len({d.label for d in scn.designs}) == 5
+    with pytest.raises(ScenarioError, match=r"designs\.tagged_placement"):
+        parse_scenario({"designs": {"tagged_placement": ["everywhere"]}}, "t.toml")
+    tiny, _ = _tiny()
+    tiny.designs = scn.designs
+    exp = run_scenario(tiny, check=True)
+    by = {(r.backend, r.policy["alloc"]): r for r in exp.results}
+    rand, pack = by["cleancache", "random"], by["cleancache", "pack"]
+    assert pack.tag_storage["blocks_claimed"] < rand.tag_storage["blocks_claimed"]
+    assert pack.tag_storage["reserved_peak"] < rand.tag_storage["reserved_peak"]
+    cmp = Comparison(exp)
+    assert cmp.problems() == []
+    for row in cmp.rows():
+        if row["design"] == "cleancache" and row["tagged_share"] > 0:
+            alloc = row["key"].rsplit("alloc=", 1)[1]
+            oracle = by["oracle", alloc]
+            r = by["cleancache", alloc]
+            assert row["oracle_gap"] == pytest.approx(
+                (oracle.cleancache["restored"] - r.cleancache["restored"])
+                / r.page_cache["accesses"])
+
+
 def test_tmem_follows_the_hosts_target_and_tags_never_touch_it():
     """The region shrinks to its target (clean copies dropped, counted as reclaimed), grows
     back, and a tag claim takes nothing from it."""

@@ -41,6 +41,7 @@ import re
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -48,6 +49,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tagcache.engine.choices import ALLOC_POLICIES
 from tagcache.engine.nrt import use_plain_refcounts
 from tagcache.engine.pagemap import slots_needed
 from tagcache.errors import OptionError, TagcacheError
@@ -428,6 +430,12 @@ def _execute(scn, trace_path: Path | None, fmt: str | None, csv_spec: str | None
                                    "sets them.")
 @click.option("--tagged-share", "shares", multiple=True, type=_Share(), metavar="FRACTION",
               help="Tagged share(s) to run (repeatable).  [default: the scenario's]")
+@click.option("--tagged-placement", "placements", multiple=True,
+              type=click.Choice(ALLOC_POLICIES), metavar="POLICY",
+              help="Where tagged data pages go (repeatable: each design once per policy, "
+                   "with an oracle for each): " + ", ".join(ALLOC_POLICIES) + "; 'pack' "
+                   "puts them under tag blocks already reserved.  [default: the scenario's "
+                   "[designs] tagged_placement, else its machine.alloc_policy]")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="DIR",
               help="Write an offline HTML report with plots to DIR/index.html (DIR is made if "
@@ -443,8 +451,8 @@ def _execute(scn, trace_path: Path | None, fmt: str | None, csv_spec: str | None
               help="Worker processes for the shares.  [default: the CPUs this process may use]")
 def compare(config: Path | None, trace_path: Path | None, fmt: str | None, meta: Path | None,
             capacity: str | None, backends: str, shares: tuple[float, ...],
-            report_dir: Path | None, json_path: str | None, check: bool,
-            progress: bool | None, jobs: int | None) -> None:
+            placements: tuple[str, ...], report_dir: Path | None, json_path: str | None,
+            check: bool, progress: bool | None, jobs: int | None) -> None:
     """Every design on the same work, side by side: one row per design and tagged share,
     with memory recovered, fallbacks, failures, migrations, latencies and the oracle's gap.
     Exits 1 if a design breaks what it must hold (see the problems printed)."""
@@ -460,7 +468,10 @@ def compare(config: Path | None, trace_path: Path | None, fmt: str | None, meta:
         # DIR/index.html if DIR is there, else DIR itself (made after the runs)
         check_output(str(report_dir / "index.html") if report_dir.is_dir() else
                      str(report_dir), "--report")
-    scn = comparison_scenario(load_scenario(config), names)
+    scn = load_scenario(config)
+    if placements:
+        scn = replace(scn, tagged_placements=list(dict.fromkeys(placements)))
+    scn = comparison_scenario(scn, names)
     if shares:
         try:
             scn.shares = check_shares(list(shares), scn.machine.layout.data_pages,

@@ -45,6 +45,11 @@ def _gapped(r: RunResult) -> bool:
     return spec.holds_cache and not spec.offline
 
 
+def _where(r: RunResult) -> tuple[float, str]:
+    """A run's share and where its tagged pages went."""
+    return r.tagged_share, r.policy.get("alloc", "")
+
+
 @dataclass
 class Comparison:
     """The rows of a comparison and the checks on them."""
@@ -57,8 +62,10 @@ class Comparison:
         extra = [b for b in exp.baselines if not any(b is r for r in exp.results)]
         return sorted(exp.results + extra, key=lambda r: r.tagged_share)
 
-    def _oracle(self) -> dict[float, RunResult]:
-        return {r.tagged_share: r for r in self.results() if backend_spec(r.backend).offline}
+    def _oracle(self) -> dict[tuple[float, str], RunResult]:
+        """The oracle's run per share and tagged-page placement: a row is held to the
+        oracle that saw the same tag pages freed and claimed, so the same placement."""
+        return {_where(r): r for r in self.results() if backend_spec(r.backend).offline}
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per design and share: the figures of the table, the report and JSON."""
@@ -67,7 +74,7 @@ class Comparison:
         for r in self.results():
             ts, pc = r.tag_storage, r.page_cache
             lat = ts["reservation_latency_ns"]["claiming"]
-            o = oracle.get(r.tagged_share)
+            o = oracle.get(_where(r))
             gap = ((o.cleancache["restored"] - r.cleancache["restored"]) / pc["accesses"]
                    if o is not None and _gapped(r) and pc["accesses"] else None)
             out.append({
@@ -117,7 +124,7 @@ class Comparison:
                 out.append(f"{where}: {ts['reservation_failures']} reservation failures")
             if not spec.may_sleep and ts["claims_slept"]:
                 out.append(f"{where}: {ts['claims_slept']} reservations slept")
-            o = oracle.get(r.tagged_share)
+            o = oracle.get(_where(r))
             if o is not None and _bounded(r) and (
                     r.cleancache["restored"] > o.cleancache["restored"]):
                 out.append(f"{where}: restored {r.cleancache['restored']:,} pages, above "

@@ -18,6 +18,7 @@ from tagcache.backends import NAMES
 from tagcache.backends import spec as backend_spec
 from tagcache.backends.base import BackendSpec
 from tagcache.costs import CostTable
+from tagcache.engine.choices import ALLOC_WORDS
 from tagcache.hw.layout import (
     BYTES_PER_PFN,
     MachineLayout,
@@ -101,17 +102,21 @@ class Design:
     backend: str = "idle"
     policy: str = "whole"
     params: tuple = ()
+    alloc: str = ""                 # where tagged data pages go (ALLOC_POLICIES); "": the
+                                    # machine's alloc_policy
 
     @classmethod
-    def of(cls, backend: str, values: dict | None = None) -> Design:
+    def of(cls, backend: str, values: dict | None = None, alloc: str = "") -> Design:
         """The design of ``backend`` with parameter ``values`` (defaults for those left
-        out; ``large_folio`` is the policy)."""
+        out; ``large_folio`` is the policy) and tagged pages placed by ``alloc`` (none for a
+        backend that steers them itself: claim)."""
         spec = backend_spec(backend)
         values = dict(values or {})
         policy = values.pop("large_folio", "whole")
         defaults = spec.defaults()
         return cls(backend, policy, tuple(sorted(
-            (k, v) for k, v in values.items() if defaults.get(k, object()) != v)))
+            (k, v) for k, v in values.items() if defaults.get(k, object()) != v)),
+            "" if spec.steers_tagged else alloc)
 
     @property
     def spec(self) -> BackendSpec:
@@ -127,13 +132,21 @@ class Design:
 
     @property
     def label(self) -> str:
-        """The backend's own words for this design (its report cell)."""
-        return self.spec.describe(self.values())
+        """The backend's own words for this design (its report cell), and where its tagged
+        pages go when the design says."""
+        where = f", tagged pages {ALLOC_WORDS[self.alloc]}" if self.alloc else ""
+        return self.spec.describe(self.values()) + where
 
     @property
     def key(self) -> str:
         """A short stable name: the backend, then each parameter's value in order."""
-        return "/".join([self.backend, *map(str, self.values().values())])
+        return "/".join([self.backend, *map(str, self.values().values()),
+                         *([f"alloc={self.alloc}"] if self.alloc else [])])
+
+    def alloc_policy(self, cfg: MachineConfig) -> str:
+        """Where this design's tagged pages go on ``cfg``: packed under the backend's active
+        tag pages (a design that steers them), its own choice, or the machine's."""
+        return "pack" if self.spec.steers_tagged else self.alloc or cfg.alloc_policy
 
 
 @dataclass
@@ -252,7 +265,7 @@ only where a claim drops a page whose folio has other pages stored (engine/tagst
 
 
 def _twin_key(cfg: MachineConfig, design: Design, trace: Trace, tag_tasks, facts) -> tuple:
-    return ("twin", design.backend, design.params, id(cfg), id(trace), id(facts),
+    return ("twin", design.backend, design.params, design.alloc, id(cfg), id(trace), id(facts),
             None if tag_tasks is None else tuple(sorted(tag_tasks)))
 
 
@@ -432,7 +445,7 @@ def collect(t: Tally, design: Design, share: float, events: int, wall: float,
     return RunResult(
         backend=design.backend,
         policy={"large_folio": design.policy if "large_folio" in spec.defaults() else None,
-                "alloc": "pack" if spec.steers_tagged else cfg.alloc_policy,
+                "alloc": design.alloc_policy(cfg),
                 **{k: v for k, v in design.values().items() if k != "large_folio"}},
         tagged_share=share,
         page_cache=page_cache,

@@ -101,11 +101,15 @@ class Scenario:
     policies: list[str] = field(default_factory=lambda: list(POLICIES))
     design_params: dict[str, dict[str, list]] = field(default_factory=dict)
     """``[designs.<backend>]``: each backend's parameter values given (name -> values)."""
+    tagged_placements: list[str] = field(default_factory=list)
+    """``[designs] tagged_placement``: where each design's tagged pages go, one design per
+    value (none: the machine's alloc_policy)."""
 
     def designs_of(self, backends: list[str], compare: bool = False) -> list[Design]:
         """The designs of ``backends`` with this scenario's parameter values; ``compare``:
         each parameter the scenario leaves out takes its spec's compare values."""
-        return scenario_designs(backends, self.policies, self.design_params, compare)
+        return scenario_designs(backends, self.policies, self.design_params, compare,
+                                self.tagged_placements)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, **self.raw}
@@ -394,10 +398,12 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
     d = top.table("designs")
     backends = d.names("backends", sd["designs"]["backends"], BACKEND_NAMES)
     policies = d.names("policies", sd["designs"]["policies"], POLICIES)
+    placements = (d.names("tagged_placement", [], ALLOC_POLICIES)
+                  if "tagged_placement" in d.data else [])
     design_params = {name: _backend_params(d, name) for name in BACKEND_NAMES
                      if name in d.data}
     d.check_unknown()
-    designs = scenario_designs(backends, policies, design_params)
+    designs = scenario_designs(backends, policies, design_params, placements=placements)
 
     t = top.table("tagged")
     shares = t.get("shares", sd["tagged"]["shares"])
@@ -447,7 +453,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
     )
     raw = {k: v for k, v in data.items() if k != "name"}
     scn = Scenario(name, seed, cfg, anon_pages, designs, shares, fw, tw, source, raw,
-                   policies, design_params)
+                   policies, design_params, placements)
     try:
         check_run_memory(layout, expected_slots(scn), expected_events(scn),
                          len(scn.shares) + 1)
@@ -483,19 +489,22 @@ def _backend_params(d: _Reader, name: str) -> dict[str, list]:
 
 
 def scenario_designs(backends: list[str], policies: list[str],
-                     design_params: dict[str, dict[str, list]], compare: bool = False
-                     ) -> list[Design]:
+                     design_params: dict[str, dict[str, list]], compare: bool = False,
+                     placements: list[str] | tuple = ()) -> list[Design]:
     """Every design of ``backends``: each backend at every combination of its parameter
     values (``[designs.<backend>]``; ``policies`` the large-folio policies unless its table
-    names ``large_folio``; the spec's compare values, with ``compare``, else its defaults)."""
+    names ``large_folio``; the spec's compare values, with ``compare``, else its defaults),
+    once per tagged-page placement of ``placements`` (none: the machine's; a backend that
+    steers its tagged pages runs once)."""
     designs = []
     for b in backends:
         spec = backend_spec(b)
         given = dict(design_params.get(b, {}))
         if "large_folio" in spec.defaults() and "large_folio" not in given:
             given["large_folio"] = list(policies)
-        designs += [Design.of(b, values) for values in spec.axes(given, compare)]
-    return designs
+        for values in spec.axes(given, compare):
+            designs += [Design.of(b, values, alloc) for alloc in placements or [""]]
+    return list(dict.fromkeys(designs))
 
 
 def check_shares(shares: Any, data_pages: int, anon_pages: int) -> list[float]:

@@ -6,6 +6,8 @@ POLICIES = ("whole", "split")
 folio (engine/tagstore.py, edge D): drop the whole folio, or only the page tags need."""
 ALLOC_POLICIES = ("sequential", "random", "pack")
 """Where the page allocator places anonymous folios (engine/page_alloc.py)."""
+ALLOC_WORDS = {"sequential": "lowest first", "random": "at random", "pack": "packed"}
+"""How a design's label says where its tagged pages go (replay.Design.alloc)."""
 REPLACEMENTS = ("fifo", "lru", "s3fifo")
 """Replacement inside a tag-page store (engine/tagstore.py): first in first out, least
 recently used (a restore or a re-store rotates the copy), and S3-FIFO (a small FIFO, a main

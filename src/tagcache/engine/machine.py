@@ -272,7 +272,7 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
         pa = make_page_alloc(layout, cc.block_active, "pack", cfg.alloc_chunk_pages, cfg.seed)
         cleancache_attach_frames(cc, pa.free)
     else:
-        pa = make_page_alloc(layout, ts.refs, cfg.alloc_policy, cfg.alloc_chunk_pages,
+        pa = make_page_alloc(layout, ts.refs, design.alloc_policy(cfg), cfg.alloc_chunk_pages,
                              cfg.seed)
         if design.values().get("placement") == "occupancy":   # it reads the free frames
             cleancache_attach_frames(cc, pa.free)
