@@ -106,17 +106,16 @@ from tagcache.engine.tagstore import (
     clear_work,
     tp_set_state,
 )
+from tagcache.hw.layout import TAG_RATIO
 
 # Cell states, in XNU's order (mte_cell_state_t).
 DISABLED, PINNED, DEACTIVATING, CLAIMED, INACTIVE, RECLAIMING, ACTIVATING, ACTIVE = range(8)
-STATE_NAMES = ("disabled", "pinned", "deactivating", "claimed", "inactive", "reclaiming",
-               "activating", "active")
 # A cell's three int32 in cc.cells (CELL_INTS); the third, CELL_FRAME0, is its first covered
 # frame (engine/tagstore.py defines it: placement "occupancy" reads it too).
 CELL_STATE, CELL_TAGGED = 0, 1
-PAGES_PER_TAG_PAGE = 32
 CLAIMABLE_FREE = 8                  # C.1: buckets 0 and 1-8
-RECLAIM_FREE = 17                   # R.1 by the refill thread: cells worth relocating
+BUCKET_17_24 = 3                    # XNU's MTE_BUCKET_17_24: from it up, the refill thread
+                                    # activates an inactive cell rather than relocate one
 
 _EDGES = np.zeros((8, 8), np.bool_)
 for _old, _new in ((DISABLED, ACTIVE), (DISABLED, INACTIVE),            # I.1, I.2
@@ -225,7 +224,7 @@ def _free_frames(cc, b):
         return 0
     f0 = cc.cells[CELL_INTS * b + CELL_FRAME0]
     n = 0
-    for i in range(f0, f0 + PAGES_PER_TAG_PAGE * cc.block_tag_pages[b]):
+    for i in range(f0, f0 + TAG_RATIO * cc.block_tag_pages[b]):
         n += cc.frame_free[i]
     return n
 
@@ -395,7 +394,7 @@ def _refill(cc, taggable):
         fi = _free_frames(cc, i) if i >= 0 else 0
         fr = _free_frames(cc, r) if r >= 0 else 0
         ib, cb = _bucket(fi), _bucket(fr)
-        if ib > 0 and ib >= min(_bucket(RECLAIM_FREE), cb):
+        if ib > 0 and ib >= min(BUCKET_17_24, cb):
             c[QI_POS] += 1
             _activate(cc, i)
             taggable += fi

@@ -87,6 +87,7 @@ from tagcache.engine.choices import (
     OP_TOUCH,
     POLICIES,
 )
+from tagcache.hw.layout import TAG_RATIO
 
 TP_FREE, TP_CACHE, TP_TAGS, TP_MOVABLE = 0, 1, 2, 3
 POLICY_WHOLE, POLICY_SPLIT = 0, 1
@@ -189,7 +190,7 @@ def _rank_free_pages(cc):
                 continue
             free = 0
             if has_frames:
-                for i in range(f0 + 32 * k, f0 + 32 * (k + 1)):
+                for i in range(f0 + TAG_RATIO * k, f0 + TAG_RATIO * (k + 1)):
                     free += cc.frame_free[i]
             keys[n] = (free << 32) | tp
             n += 1
