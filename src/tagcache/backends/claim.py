@@ -104,6 +104,7 @@ from tagcache.engine.tagstore import (
     W_FAILED,
     W_SLEPT,
     clear_work,
+    frames_free,
     tp_set_state,
 )
 from tagcache.hw.layout import TAG_RATIO
@@ -114,6 +115,7 @@ DISABLED, PINNED, DEACTIVATING, CLAIMED, INACTIVE, RECLAIMING, ACTIVATING, ACTIV
 # frame (engine/tagstore.py defines it: placement "occupancy" reads it too).
 CELL_STATE, CELL_TAGGED = 0, 1
 CLAIMABLE_FREE = 8                  # C.1: buckets 0 and 1-8
+MOST_FREE = 1 << 24                 # sort key of "most free frames first": MOST_FREE - free
 BUCKET_17_24 = 3                    # XNU's MTE_BUCKET_17_24: from it up, the refill thread
                                     # activates an inactive cell rather than relocate one
 
@@ -220,13 +222,8 @@ def cell_set(cc, b, new):
 @njit(cache=True)
 def _free_frames(cc, b):
     """Free frames the cell covers (0 with no allocator attached)."""
-    if len(cc.frame_free) == 0:
-        return 0
-    f0 = cc.cells[CELL_INTS * b + CELL_FRAME0]
-    n = 0
-    for i in range(f0, f0 + TAG_RATIO * cc.block_tag_pages[b]):
-        n += cc.frame_free[i]
-    return n
+    return frames_free(cc, cc.cells[CELL_INTS * b + CELL_FRAME0],
+                       TAG_RATIO * cc.block_tag_pages[b])
 
 
 @njit(cache=True)
@@ -336,10 +333,10 @@ def _scan(cc, share):
                 keys_c[nc] = (_bucket(usable) << 32) | b
                 nc += 1
             if f > 0:
-                keys_i[ni] = ((64 - f) << 32) | b
+                keys_i[ni] = ((MOST_FREE - f) << 32) | b
                 ni += 1
         elif f > 0:
-            keys_r[nr] = ((64 - f) << 32) | b
+            keys_r[nr] = ((MOST_FREE - f) << 32) | b
             nr += 1
     low = np.int64(0xFFFFFFFF)
     for lst, keys, n in ((0, keys_c, nc), (1, keys_i, ni), (2, keys_r, nr)):

@@ -101,6 +101,7 @@ class FlatMachine:
     timed: bool = False                 # its size follows a schedule (backends/tmem.py)
     lendable: Callable | None = None    # the backend's count of pages it may lend, from
                                         # its counters (backends/claim.py), else lent()'s
+    reads_frames: bool = False          # the backend reads the allocator's free frames
     now: int = 0                        # events applied so far, of
     total: int = 1                      # the run's events
     oom_events: int = 0
@@ -159,7 +160,8 @@ class FlatMachine:
             cleancache_tick(self.cc, self.now, self.total)
         if self.lends:
             cleancache_lend(self.cc, max(0, min(self.lent(), self.nr_pages
-                                                - self.dram_limit())), self.free_share())
+                                                - self.dram_limit())),
+                            self.free_share() if self.reads_frames else 0)
 
     def free_share(self) -> int:
         """Of the allocator's free frames, the share (per 2**20) the page cache leaves free:
@@ -268,21 +270,21 @@ def build(cfg, design, trace: Trace, facts=None, tag_tasks: frozenset[int] | Non
         pc = kind.make(files, cc)
     ts = make_tag_storage(layout, cc, cfg.costs)
     spec = design.spec
-    if spec.steers_tagged:               # the allocator sees the backend's active tag pages
-        pa = make_page_alloc(layout, cc.block_active, "pack", cfg.alloc_chunk_pages, cfg.seed)
+    # A backend that steers tagged pages shows the allocator its active tag pages as the
+    # reserved ones; one with cells (claim, placement "occupancy") reads the free frames.
+    pa = make_page_alloc(layout, cc.block_active if spec.steers_tagged else ts.refs,
+                         design.alloc_policy(cfg), cfg.alloc_chunk_pages, cfg.seed)
+    reads_frames = len(cc.cells) > 0
+    if reads_frames:
         cleancache_attach_frames(cc, pa.free)
-    else:
-        pa = make_page_alloc(layout, ts.refs, design.alloc_policy(cfg), cfg.alloc_chunk_pages,
-                             cfg.seed)
-        if design.values().get("placement") == "occupancy":   # it reads the free frames
-            cleancache_attach_frames(cc, pa.free)
     an = make_anon(pa, ts, cfg.anon_folio_order)
     room = None
     if facts is not None and cfg.page_cache_limit_pages is not None:
         room = facts.room(trace, cfg.page_cache_limit_pages)
     fm = FlatMachine(pc, cc, ts, pa, an, room, cfg.page_cache_limit_pages, cfg.min_free_pages,
                      cfg.memory_limit_pages, tag_tasks, cfg.page_cache_policy,
-                     spec.lends_memory, spec.timed, lendable=spec.lendable)
+                     spec.lends_memory, spec.timed, lendable=spec.lendable,
+                     reads_frames=reads_frames)
     if facts is not None:
         for f, spans in facts.resident.items():
             if pc.span[f]:

@@ -173,6 +173,18 @@ def tp_set_state(cc, tp, new):
 
 
 @njit(cache=True)
+def frames_free(cc, first, n):
+    """Free frames among the page allocator's ``[first, first + n)`` (``cc.frame_free``;
+    0 when no allocator is attached)."""
+    if len(cc.frame_free) == 0:
+        return 0
+    free = 0
+    for i in range(first, first + n):
+        free += cc.frame_free[i]
+    return free
+
+
+@njit(cache=True)
 def _rank_free_pages(cc):
     """Placement "occupancy": the free tag pages in ``cc.cell_queue``, fewest free covered
     frames first (the allocator's, ``cc.frame_free``; ties by tag page), for the next
@@ -180,7 +192,6 @@ def _rank_free_pages(cc):
     c = cc.c
     n = 0
     keys = np.empty(len(cc.tp_state), np.int64)
-    has_frames = len(cc.frame_free) > 0
     for b in range(len(cc.block_tag_pages)):
         p0 = cc.block_first_tag_page[b]
         f0 = cc.cells[CELL_INTS * b + CELL_FRAME0]
@@ -188,11 +199,7 @@ def _rank_free_pages(cc):
             tp = p0 + k
             if cc.tp_state[tp] != TP_FREE:
                 continue
-            free = 0
-            if has_frames:
-                for i in range(f0 + TAG_RATIO * k, f0 + TAG_RATIO * (k + 1)):
-                    free += cc.frame_free[i]
-            keys[n] = (free << 32) | tp
+            keys[n] = (frames_free(cc, f0 + TAG_RATIO * k, TAG_RATIO) << 32) | tp
             n += 1
     keys = np.sort(keys[:n])
     for k in range(n):
